@@ -1,0 +1,5 @@
+"""Pure training math on tensors: backprop, synthetic gradients (DNI), knowledge transfer.
+
+No files, sockets, clocks or processes here: the in-process trainer and the distributed
+workers call exactly these functions, so in-process runs are the reference for distributed ones.
+"""

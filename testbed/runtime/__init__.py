@@ -1,0 +1,1 @@
+"""Runtime: moves tensors between model stages over gRPC (serde, services, supervision)."""

@@ -1,0 +1,362 @@
+"""Convert protobuf messages to and from plain dataclasses; the only module touching tensors."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from google.protobuf.message import Message
+
+from testbed.runtime.proto import common_pb2, parameter_pb2, stage_pb2
+
+DEFAULT_MAX_TENSOR_BYTES = 64 * 1024 * 1024
+
+
+def _allowed_dtypes() -> dict[str, np.dtype]:
+    names = ["float32", "float16", "int32", "int64", "uint8", "bool"]
+    dtypes = {name: np.dtype(name) for name in names}
+    try:
+        import ml_dtypes  # ships with TensorFlow
+
+        dtypes["bfloat16"] = np.dtype(ml_dtypes.bfloat16)
+    except ImportError:  # pragma: no cover - depends on the environment
+        pass
+    return dtypes
+
+
+ALLOWED_DTYPES: Mapping[str, np.dtype] = _allowed_dtypes()
+_DTYPE_NAMES = ", ".join(sorted(ALLOWED_DTYPES))
+
+
+class MessageValidationError(ValueError):
+    """A received message is malformed; servers answer it with INVALID_ARGUMENT."""
+
+
+class TensorValidationError(MessageValidationError):
+    """A tensor's dtype, shape or byte length does not match what was declared or expected."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Expected dtype and shape of a tensor; None in shape matches any size (e.g. the batch)."""
+
+    dtype: str
+    shape: tuple[int | None, ...]
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ALLOWED_DTYPES:
+            raise ValueError(
+                f"TensorSpec.dtype: got {self.dtype!r}, expected one of {_DTYPE_NAMES}"
+            )
+        for dim in self.shape:
+            if dim is not None and (not isinstance(dim, int) or dim < 0):
+                raise ValueError(
+                    f"TensorSpec.shape: got {self.shape!r}, expected non-negative ints or None"
+                )
+
+
+@dataclass(frozen=True, eq=False)
+class Activation:
+    """Activations of one micro-batch sent downstream, with the labels the last stage needs."""
+
+    batch_id: int
+    step: int
+    h: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Gradient:
+    """Gradient (BP) or synthetic-gradient regression target (SG) for one batch, sent upstream."""
+
+    batch_id: int
+    step: int
+    g: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Weights:
+    """One stage's weights at a version; dict order is the stage's weight order."""
+
+    stage_id: int
+    version: int
+    tensors: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Health:
+    """What a worker reports about itself."""
+
+    role: str
+    stage_ids: tuple[int, ...]
+    step: int
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """A stage worker's monotonic counters."""
+
+    step: int = 0
+    forward_received: int = 0
+    forward_sent: int = 0
+    backward_received: int = 0
+    backward_sent: int = 0
+    invalid_received: int = 0
+    wire_bytes_received: int = 0
+    wire_bytes_sent: int = 0
+    raw_bytes_received: int = 0
+    raw_bytes_sent: int = 0
+
+
+Mode = Literal["bp", "sg"]
+_MODES: dict[Mode, int] = {"bp": stage_pb2.TRAINING_MODE_BP, "sg": stage_pb2.TRAINING_MODE_SG}
+
+
+@dataclass(frozen=True)
+class Start:
+    """Control command: begin training with this configuration."""
+
+    run_id: str
+    mode: Mode
+    max_steps: int = 0
+    batch_size: int = 0
+    learning_rate: float = 0.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Control command: stop training."""
+
+    reason: str = ""
+
+
+# --- tensors -----------------------------------------------------------------------------------
+
+
+def _dtype_named(name: str, field: str) -> np.dtype:
+    dtype = ALLOWED_DTYPES.get(name)
+    if dtype is None:
+        raise TensorValidationError(f"{field}.dtype: got {name!r}, expected one of {_DTYPE_NAMES}")
+    return dtype
+
+
+def to_message(arr: np.ndarray, field: str = "tensor") -> common_pb2.Tensor:
+    """Encode an array as a Tensor: little-endian, C-ordered raw bytes (one copy)."""
+    arr = np.asarray(arr)
+    dtype = _dtype_named(arr.dtype.name, field)
+    little = dtype.newbyteorder("<")
+    if arr.dtype != little:
+        arr = arr.astype(little)
+    return common_pb2.Tensor(dtype=dtype.name, shape=arr.shape, data=arr.tobytes(order="C"))
+
+
+def _check_shape(shape: tuple[int, ...], expected: TensorSpec | None, field: str) -> None:
+    if any(dim < 0 for dim in shape):
+        raise TensorValidationError(f"{field}.shape: got {shape}, expected non-negative dims")
+    if expected is None:
+        return
+    fits = len(shape) == len(expected.shape) and all(
+        want is None or want == got for got, want in zip(shape, expected.shape, strict=True)
+    )
+    if not fits:
+        want = tuple("*" if dim is None else dim for dim in expected.shape)
+        raise TensorValidationError(f"{field}.shape: got {shape}, expected {want} (* = any)")
+
+
+def _check_size(msg: common_pb2.Tensor, dtype: np.dtype, max_bytes: int, field: str) -> None:
+    shape = tuple(msg.shape)
+    declared = math.prod(shape) * dtype.itemsize
+    for size in (len(msg.data), declared):
+        if size > max_bytes:
+            raise TensorValidationError(
+                f"{field}: {size} bytes (shape {shape}, {dtype.name}) exceeds the limit of "
+                f"{max_bytes} bytes"
+            )
+    if len(msg.data) != declared:
+        raise TensorValidationError(
+            f"{field}.data: got {len(msg.data)} bytes, expected {declared} "
+            f"(= prod{shape} x {dtype.itemsize} bytes of {dtype.name})"
+        )
+
+
+def from_message(
+    msg: common_pb2.Tensor,
+    expected: TensorSpec | None = None,
+    max_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
+    field: str = "tensor",
+) -> np.ndarray:
+    """Decode and validate a Tensor; the result is a read-only view of the message bytes."""
+    dtype = _dtype_named(msg.dtype, field)
+    if expected is not None and msg.dtype != expected.dtype:
+        raise TensorValidationError(
+            f"{field}.dtype: got {msg.dtype!r}, expected {expected.dtype!r}"
+        )
+    shape = tuple(msg.shape)
+    _check_shape(shape, expected, field)
+    _check_size(msg, dtype, max_bytes, field)
+    arr = np.frombuffer(msg.data, dtype=dtype.newbyteorder("<")).reshape(shape)
+    if dtype == np.bool_ and arr.size and int(arr.view(np.uint8).max()) > 1:
+        bad = int(arr.view(np.uint8).max())
+        raise TensorValidationError(f"{field}.data: bool tensor holds byte {bad}, expected 0 or 1")
+    return arr
+
+
+def raw_nbytes(value: np.ndarray | Activation | Gradient | Weights) -> int:
+    """Bytes of tensor payload carried by value (what an ideal wire format would send)."""
+    if isinstance(value, Activation):
+        return int(value.h.nbytes + value.labels.nbytes)
+    if isinstance(value, Gradient):
+        return int(value.g.nbytes)
+    if isinstance(value, Weights):
+        return sum(int(t.nbytes) for t in value.tensors.values())
+    return int(np.asarray(value).nbytes)
+
+
+def wire_nbytes(msg: Message) -> int:
+    """Serialized size of a message in bytes (excluding gRPC framing)."""
+    return int(msg.ByteSize())
+
+
+# --- stage messages ------------------------------------------------------------------------------
+
+
+def activation_to_message(act: Activation) -> stage_pb2.ActivationBatch:
+    """Encode an Activation for StageService.Forward."""
+    return stage_pb2.ActivationBatch(
+        batch_id=act.batch_id,
+        step=act.step,
+        activations=to_message(act.h, "ActivationBatch.activations"),
+        labels=to_message(act.labels, "ActivationBatch.labels"),
+    )
+
+
+def activation_from_message(
+    msg: stage_pb2.ActivationBatch,
+    h_spec: TensorSpec | None = None,
+    labels_spec: TensorSpec | None = None,
+    max_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
+) -> Activation:
+    """Decode and validate an ActivationBatch; activations and labels must agree on batch size."""
+    h = from_message(msg.activations, h_spec, max_bytes, "ActivationBatch.activations")
+    labels = from_message(msg.labels, labels_spec, max_bytes, "ActivationBatch.labels")
+    if h.ndim and labels.ndim and h.shape[0] != labels.shape[0]:
+        raise TensorValidationError(
+            f"ActivationBatch.labels.shape: got batch {labels.shape[0]}, expected {h.shape[0]} "
+            "(the activations' batch size)"
+        )
+    return Activation(batch_id=msg.batch_id, step=msg.step, h=h, labels=labels)
+
+
+def gradient_to_message(grad: Gradient) -> stage_pb2.GradientBatch:
+    """Encode a Gradient for StageService.Backward."""
+    g = to_message(grad.g, "GradientBatch.gradient")
+    return stage_pb2.GradientBatch(batch_id=grad.batch_id, step=grad.step, gradient=g)
+
+
+def gradient_from_message(
+    msg: stage_pb2.GradientBatch,
+    spec: TensorSpec | None = None,
+    max_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
+) -> Gradient:
+    """Decode and validate a GradientBatch."""
+    g = from_message(msg.gradient, spec, max_bytes, "GradientBatch.gradient")
+    return Gradient(batch_id=msg.batch_id, step=msg.step, g=g)
+
+
+def health_to_message(health: Health) -> stage_pb2.HealthReply:
+    """Encode a Health report."""
+    return stage_pb2.HealthReply(role=health.role, stage_ids=health.stage_ids, step=health.step)
+
+
+def health_from_message(msg: stage_pb2.HealthReply) -> Health:
+    """Decode a HealthReply."""
+    return Health(role=msg.role, stage_ids=tuple(msg.stage_ids), step=msg.step)
+
+
+def stats_to_message(stats: StageStats) -> stage_pb2.StatsReply:
+    """Encode a worker's counters."""
+    return stage_pb2.StatsReply(**dataclasses.asdict(stats))
+
+
+def stats_from_message(msg: stage_pb2.StatsReply) -> StageStats:
+    """Decode a StatsReply."""
+    return StageStats(**{f.name: getattr(msg, f.name) for f in dataclasses.fields(StageStats)})
+
+
+def control_to_message(command: Start | Stop) -> stage_pb2.ControlRequest:
+    """Encode a Start or Stop command."""
+    if isinstance(command, Stop):
+        return stage_pb2.ControlRequest(stop=stage_pb2.StopCommand(reason=command.reason))
+    if command.mode not in _MODES:
+        raise ValueError(f"Start.mode: got {command.mode!r}, expected one of {sorted(_MODES)}")
+    start = stage_pb2.StartCommand(
+        run_id=command.run_id,
+        mode=_MODES[command.mode],  # type: ignore[arg-type]
+        max_steps=command.max_steps,
+        batch_size=command.batch_size,
+        learning_rate=command.learning_rate,
+        seed=command.seed,
+    )
+    return stage_pb2.ControlRequest(start=start)
+
+
+def control_from_message(msg: stage_pb2.ControlRequest) -> Start | Stop:
+    """Decode a ControlRequest; rejects an empty command or an unspecified training mode."""
+    which = msg.WhichOneof("command")
+    if which == "stop":
+        return Stop(reason=msg.stop.reason)
+    if which != "start":
+        raise MessageValidationError("ControlRequest.command: got nothing, expected start or stop")
+    modes: dict[int, Mode] = {number: name for name, number in _MODES.items()}
+    mode = modes.get(msg.start.mode)
+    if mode is None:
+        raise MessageValidationError(
+            f"ControlRequest.start.mode: got {msg.start.mode}, expected one of "
+            f"{sorted(modes)} ({', '.join(sorted(_MODES))})"
+        )
+    s = msg.start
+    return Start(s.run_id, mode, s.max_steps, s.batch_size, s.learning_rate, s.seed)
+
+
+# --- parameter server messages -------------------------------------------------------------------
+
+
+def weights_to_message(weights: Weights) -> parameter_pb2.WeightSet:
+    """Encode a stage's weights, preserving their order."""
+    named = [
+        parameter_pb2.NamedTensor(name=name, tensor=to_message(arr, f"WeightSet.tensors[{name}]"))
+        for name, arr in weights.tensors.items()
+    ]
+    return parameter_pb2.WeightSet(
+        stage_id=weights.stage_id, version=weights.version, tensors=named
+    )
+
+
+def weights_from_message(
+    msg: parameter_pb2.WeightSet,
+    expected: Mapping[str, TensorSpec] | None = None,
+    max_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
+) -> Weights:
+    """Decode a WeightSet; names must be unique, non-empty and, if given, expected's keys."""
+    tensors: dict[str, np.ndarray] = {}
+    for i, named in enumerate(msg.tensors):
+        field = f"WeightSet.tensors[{i}]"
+        if not named.name or named.name in tensors:
+            raise MessageValidationError(
+                f"{field}.name: got {named.name!r}, expected a unique name"
+            )
+        spec = None if expected is None else expected.get(named.name)
+        if expected is not None and spec is None:
+            raise MessageValidationError(
+                f"{field}.name: got {named.name!r}, expected one of {sorted(expected)}"
+            )
+        tensors[named.name] = from_message(named.tensor, spec, max_bytes, f"{field}.tensor")
+    if expected is not None and tensors.keys() != expected.keys():
+        missing = sorted(expected.keys() - tensors.keys())
+        raise MessageValidationError(f"WeightSet.tensors: missing {missing}, expected all of them")
+    return Weights(stage_id=msg.stage_id, version=msg.version, tensors=tensors)

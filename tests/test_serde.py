@@ -1,0 +1,224 @@
+"""Tensor and message serde: round trips, validation errors, wire overhead."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from testbed.runtime import serde
+from testbed.runtime.proto import common_pb2, parameter_pb2, stage_pb2
+from testbed.runtime.serde import (
+    Activation,
+    Gradient,
+    Health,
+    StageStats,
+    Start,
+    Stop,
+    TensorSpec,
+    TensorValidationError,
+    Weights,
+)
+
+
+@pytest.mark.parametrize("dtype", sorted(serde.ALLOWED_DTYPES))
+def test_round_trip_every_allowed_dtype(dtype: str) -> None:
+    arr = (np.arange(24) % 2).astype(serde.ALLOWED_DTYPES[dtype]).reshape(2, 3, 4)
+    back = serde.from_message(serde.to_message(arr), TensorSpec(dtype, (None, 3, 4)))
+    assert back.dtype == arr.dtype and back.shape == arr.shape
+    assert back.tobytes() == arr.tobytes()
+
+
+def test_bfloat16_is_allowed() -> None:
+    assert "bfloat16" in serde.ALLOWED_DTYPES
+
+
+def test_non_contiguous_and_big_endian_inputs_are_normalised() -> None:
+    base = np.arange(12, dtype=">f4").reshape(3, 4)
+    view = base.T  # Fortran-ordered, big-endian
+    msg = serde.to_message(view)
+    assert msg.dtype == "float32" and list(msg.shape) == [4, 3]
+    np.testing.assert_array_equal(serde.from_message(msg), view.astype("<f4"))
+
+
+def test_scalar_and_empty_tensors() -> None:
+    assert serde.from_message(serde.to_message(np.asarray(2.5, np.float32))) == np.float32(2.5)
+    empty = serde.from_message(serde.to_message(np.zeros((0, 5), np.int64)))
+    assert empty.shape == (0, 5)
+
+
+def test_decoded_array_is_read_only_view() -> None:
+    back = serde.from_message(serde.to_message(np.ones(4, np.float32)))
+    assert not back.flags.writeable
+
+
+def test_to_message_rejects_unsupported_dtype() -> None:
+    with pytest.raises(
+        TensorValidationError, match=r"tensor\.dtype: got 'float64', expected one of"
+    ):
+        serde.to_message(np.zeros(3))
+
+
+def _tensor(
+    dtype: str = "float32", shape: tuple[int, ...] = (2, 3), nbytes: int | None = None
+) -> common_pb2.Tensor:
+    size = int(np.prod(shape)) * np.dtype(serde.ALLOWED_DTYPES.get(dtype, np.uint8)).itemsize
+    return common_pb2.Tensor(
+        dtype=dtype, shape=shape, data=b"\0" * (size if nbytes is None else nbytes)
+    )
+
+
+@pytest.mark.parametrize(
+    ("msg", "spec", "max_bytes", "pattern"),
+    [
+        (_tensor("float64"), None, 1024, r"x\.dtype: got 'float64', expected one of .*float32"),
+        (
+            _tensor("int32"),
+            TensorSpec("float32", (None, 3)),
+            1024,
+            r"x\.dtype: got 'int32', expected 'float32'",
+        ),
+        (
+            _tensor(shape=(2, 4)),
+            TensorSpec("float32", (None, 3)),
+            1024,
+            r"x\.shape: got \(2, 4\), expected \('\*', 3\)",
+        ),
+        (
+            _tensor(shape=(2, 3, 1)),
+            TensorSpec("float32", (None, 3)),
+            1024,
+            r"x\.shape: got \(2, 3, 1\)",
+        ),
+        (
+            _tensor(shape=(2, -3), nbytes=0),
+            None,
+            1024,
+            r"x\.shape: got \(2, -3\), expected non-negative",
+        ),
+        (_tensor(nbytes=23), None, 1024, r"x\.data: got 23 bytes, expected 24"),
+        (
+            _tensor(shape=(100, 100)),
+            None,
+            1024,
+            r"x: 40000 bytes .* exceeds the limit of 1024 bytes",
+        ),
+        (_tensor(shape=(2**40, 2**40), nbytes=4), None, 1024, r"exceeds the limit of 1024 bytes"),
+    ],
+)
+def test_from_message_rejects(
+    msg: common_pb2.Tensor, spec: TensorSpec | None, max_bytes: int, pattern: str
+) -> None:
+    with pytest.raises(TensorValidationError, match=pattern):
+        serde.from_message(msg, spec, max_bytes, field="x")
+
+
+def test_bool_tensor_with_non_boolean_bytes_is_rejected() -> None:
+    msg = common_pb2.Tensor(dtype="bool", shape=[2], data=b"\x01\x07")
+    with pytest.raises(TensorValidationError, match="holds byte 7, expected 0 or 1"):
+        serde.from_message(msg)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape", "pattern"),
+    [("float64", (1,), "TensorSpec.dtype: got 'float64'"), ("float32", (-1,), "TensorSpec.shape")],
+)
+def test_tensor_spec_validates_itself(dtype: str, shape: tuple[int, ...], pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        TensorSpec(dtype, shape)
+
+
+def test_activation_round_trip_over_the_wire() -> None:
+    act = Activation(
+        batch_id=7, step=3, h=np.random.rand(4, 5).astype(np.float32), labels=np.arange(4)
+    )
+    wire = serde.activation_to_message(act).SerializeToString()
+    back = serde.activation_from_message(
+        stage_pb2.ActivationBatch.FromString(wire),
+        TensorSpec("float32", (None, 5)),
+        TensorSpec("int64", (None,)),
+    )
+    assert (back.batch_id, back.step) == (7, 3)
+    np.testing.assert_array_equal(back.h, act.h)
+    np.testing.assert_array_equal(back.labels, act.labels)
+
+
+def test_activation_batch_size_mismatch_is_rejected() -> None:
+    act = Activation(0, 0, h=np.zeros((4, 2), np.float32), labels=np.zeros(3, np.int32))
+    with pytest.raises(TensorValidationError, match="labels.shape: got batch 3, expected 4"):
+        serde.activation_from_message(serde.activation_to_message(act))
+
+
+def test_gradient_round_trip_and_error_names_field() -> None:
+    grad = Gradient(batch_id=1, step=2, g=np.ones((2, 3), np.float16))
+    back = serde.gradient_from_message(
+        serde.gradient_to_message(grad), TensorSpec("float16", (None, 3))
+    )
+    assert (back.batch_id, back.step, back.g.dtype) == (1, 2, np.dtype(np.float16))
+    with pytest.raises(TensorValidationError, match=r"GradientBatch\.gradient\.dtype"):
+        serde.gradient_from_message(
+            serde.gradient_to_message(grad), TensorSpec("float32", (None, 3))
+        )
+
+
+def test_weights_round_trip_preserves_order() -> None:
+    tensors = {
+        "kernel": np.ones((3, 2), np.float32),
+        "bias": np.zeros(2, np.float32),
+        "a": np.ones(1, np.int32),
+    }
+    wire = serde.weights_to_message(
+        Weights(stage_id=2, version=9, tensors=tensors)
+    ).SerializeToString()
+    back = serde.weights_from_message(parameter_pb2.WeightSet.FromString(wire))
+    assert (back.stage_id, back.version, list(back.tensors)) == (2, 9, ["kernel", "bias", "a"])
+    for name, arr in tensors.items():
+        np.testing.assert_array_equal(back.tensors[name], arr)
+
+
+def test_weights_validation() -> None:
+    dup = parameter_pb2.WeightSet(
+        tensors=[
+            parameter_pb2.NamedTensor(name="w", tensor=serde.to_message(np.ones(1, np.float32)))
+        ]
+        * 2
+    )
+    with pytest.raises(
+        serde.MessageValidationError, match=r"tensors\[1\]\.name: got 'w', expected a unique"
+    ):
+        serde.weights_from_message(dup)
+    msg = serde.weights_to_message(Weights(0, 0, {"w": np.ones(2, np.float32)}))
+    spec = {"w": TensorSpec("float32", (2,)), "b": TensorSpec("float32", (2,))}
+    with pytest.raises(serde.MessageValidationError, match=r"missing \['b'\]"):
+        serde.weights_from_message(msg, spec)
+    with pytest.raises(serde.MessageValidationError, match=r"got 'w', expected one of \['v'\]"):
+        serde.weights_from_message(msg, {"v": TensorSpec("float32", (2,))})
+
+
+def test_control_health_stats_round_trip() -> None:
+    start = Start(run_id="r1", mode="sg", max_steps=10, batch_size=32, learning_rate=0.01, seed=4)
+    for command in (start, Stop(reason="done")):
+        wire = serde.control_to_message(command).SerializeToString()
+        assert serde.control_from_message(stage_pb2.ControlRequest.FromString(wire)) == command
+    health = Health(role="stage", stage_ids=(1, 2), step=5)
+    assert serde.health_from_message(serde.health_to_message(health)) == health
+    stats = StageStats(step=3, forward_received=2, wire_bytes_sent=100)
+    assert serde.stats_from_message(serde.stats_to_message(stats)) == stats
+
+
+def test_control_rejects_empty_or_unspecified_mode() -> None:
+    with pytest.raises(serde.MessageValidationError, match="got nothing, expected start or stop"):
+        serde.control_from_message(stage_pb2.ControlRequest())
+    unspecified = stage_pb2.ControlRequest(start=stage_pb2.StartCommand(run_id="r"))
+    with pytest.raises(serde.MessageValidationError, match=r"start\.mode: got 0"):
+        serde.control_from_message(unspecified)
+
+
+def test_wire_overhead_of_a_conv_activation_is_under_two_percent() -> None:
+    act = Activation(
+        1, 1, h=np.zeros((256, 14, 14, 32), np.float32), labels=np.zeros(256, np.int64)
+    )
+    msg = serde.activation_to_message(act)
+    raw = serde.raw_nbytes(act)
+    assert raw == 256 * 14 * 14 * 32 * 4 + 256 * 8
+    assert serde.wire_nbytes(msg) == len(msg.SerializeToString())
+    assert raw < serde.wire_nbytes(msg) <= 1.02 * raw

@@ -1,0 +1,1 @@
+"""Metrics: run-directory records and optional time-series sinks (InfluxDB)."""

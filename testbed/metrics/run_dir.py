@@ -1,0 +1,106 @@
+"""The run directory: results/<experiment>/<run-id>/ with spec, metrics, events, summary, figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from testbed.metrics.sink import Point
+
+METRICS_FILE = "metrics.jsonl"
+EVENTS_FILE = "events.jsonl"
+SUMMARY_FILE = "summary.json"
+SPEC_FILE = "spec.yaml"
+
+
+def default_results_root() -> Path:
+    """$TESTBED_RESULTS, else the repository's results/."""
+    env = os.environ.get("TESTBED_RESULTS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "results"
+
+
+def new_run_id(scale: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{scale}-{secrets.token_hex(2)}"
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def point_record(point: Point) -> dict[str, Any]:
+    """A point as one flat JSON object: kind, t (seconds), tags, fields."""
+    return {"kind": point.kind, "t": point.time_ns / 1e9, **point.tags, **point.fields}
+
+
+class RunDir:
+    """Writes one run's records; the metrics stream is also a `Sink` of points."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.run_id = path.name
+        path.mkdir(parents=True, exist_ok=True)
+        self._metrics: TextIO = open(path / METRICS_FILE, "a", buffering=1 << 16)
+        self._events: TextIO = open(path / EVENTS_FILE, "a", buffering=1)
+        self.points = 0
+
+    @classmethod
+    def create(cls, experiment: str, scale: str, root: Path | None = None) -> RunDir:
+        root = root or default_results_root()
+        return cls(root / experiment / new_run_id(scale))
+
+    def write_spec(self, spec: dict[str, Any]) -> None:
+        (self.path / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
+
+    def write(self, point: Point) -> None:
+        self._metrics.write(json.dumps(point_record(point)) + "\n")
+        self.points += 1
+
+    def flush(self) -> None:
+        self._metrics.flush()
+
+    def event(self, kind: str, **fields: Any) -> None:
+        self._events.write(json.dumps({"event": kind, "t": time.time(), **fields}) + "\n")
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json_atomic(self.path / SUMMARY_FILE, summary)
+
+    def close(self) -> dict[str, int]:
+        for f in (self._metrics, self._events):
+            if not f.closed:
+                f.close()
+        return {"written": self.points}
+
+
+def read_metrics(run_path: Path, kind: str | None = None) -> Iterator[dict[str, Any]]:
+    """The run's metric records in order, optionally of one kind."""
+    with open(run_path / METRICS_FILE) as f:
+        for line in f:
+            if line.strip():
+                rec = json.loads(line)
+                if kind is None or rec["kind"] == kind:
+                    yield rec
+
+
+def read_summary(run_path: Path) -> dict[str, Any]:
+    return json.loads((run_path / SUMMARY_FILE).read_text())
+
+
+def find_runs(root: Path | None = None, experiment: str | None = None) -> list[Path]:
+    """Run directories that have a summary, oldest first."""
+    root = root or default_results_root()
+    pattern = f"{experiment}/*/{SUMMARY_FILE}" if experiment else f"*/*/{SUMMARY_FILE}"
+    return sorted((p.parent for p in root.glob(pattern)), key=lambda p: p.name)
+
+
+def latest_run(experiment: str, root: Path | None = None) -> Path | None:
+    runs = find_runs(root, experiment)
+    return runs[-1] if runs else None

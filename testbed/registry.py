@@ -8,7 +8,7 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
-class UnknownKeyError(KeyError):
+class UnknownKeyError(KeyError, ValueError):
     """Raised when a registry has no entry under the requested key."""
 
     def __init__(self, kind: str, key: str, known: list[str]) -> None:

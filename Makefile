@@ -1,0 +1,49 @@
+# The testbed's entry points. Every target bootstraps .venv (pinned deps) and the data it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+NAME ?= quickstart
+SCALE ?=
+NAMES ?= four-layer-bp four-layer-sg
+SCALE_OPT := $(if $(SCALE),--scale $(SCALE),)
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: venv data experiment compare bench test test-fast test-slow test-privileged test-integration protos lint clean-results
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@touch $@
+
+data: $(STAMP)
+	$(BIN)/python -m testbed.data fetch mnist
+
+## make experiment [NAME=quickstart] [SCALE=smoke]: run a spec from experiments/
+experiment: data
+	$(BIN)/testbed run $(NAME) $(SCALE_OPT)
+
+## make compare NAMES="four-layer-bp four-layer-sg": overlay the latest runs
+compare: $(STAMP)
+	$(BIN)/testbed compare $(NAMES)
+
+## make bench NAME=accuracy: benchmarks write results/bench/<name>.json and a figure
+bench: data
+	$(BIN)/testbed bench $(NAME)
+
+## make test: fast tier first, then the slow (real training), privileged and integration tiers
+test: data
+	$(BIN)/python -m testbed.runtime.protogen --check
+	$(PYTEST) -q -m "not slow and not privileged and not integration and not docker"
+	$(PYTEST) -q -m "slow or privileged or integration or docker"
+
+test-fast: data
+	$(PYTEST) -q -m "not slow and not privileged and not integration and not docker"
+
+protos: $(STAMP)
+	$(BIN)/python -m testbed.runtime.protogen

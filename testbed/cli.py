@@ -1,0 +1,148 @@
+"""The `testbed` command line: run, list and compare experiments."""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Optional
+
+import typer
+
+from testbed.spec import SpecError, list_experiments, load_spec
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+ScaleOpt = Annotated[Optional[str], typer.Option("--scale", "-s", help="scale: paper (default) or one the spec defines, e.g. smoke")]
+ResultsOpt = Annotated[Optional[Path], typer.Option("--results", help="results root (default: results/ or $TESTBED_RESULTS)")]
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.secho(msg, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _run_one(name: str, scale: str | None, results: Path | None, progress: bool) -> Path:
+    from testbed.controller.experiment import run_experiment
+
+    spec = load_spec(name, scale)
+    run = run_experiment(spec, results, progress)
+    summary = json.loads((run.path / "summary.json").read_text())
+    typer.echo(
+        f"{spec.name} [{spec.scale}]: final test accuracy {summary['final_test_accuracy']:.4f} "
+        f"(best {summary['best_test_accuracy']:.4f}), {summary['mean_it_s']:.1f} it/s, "
+        f"{summary['iterations']} iterations in {summary['wall_time_s']:.0f} s"
+    )
+    typer.echo(f"  run directory: {run.path}")
+    return run.path
+
+
+@app.command()
+def run(
+    name: Annotated[str, typer.Argument(help="experiment name from experiments/ or a spec file path")],
+    scale: ScaleOpt = None,
+    results: ResultsOpt = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Run an experiment (or a suite of experiments) and write results/<experiment>/<run-id>/."""
+    from testbed.controller.suite import load_suite
+
+    try:
+        suite = load_suite(name)
+        if suite is None:
+            load_spec(name, scale)  # validate before anything starts
+            _run_one(name, scale, results, progress)
+            return
+        members = [load_spec(m, scale or suite.scale) for m in suite.suite]
+    except SpecError as err:
+        _fail(str(err))
+        return
+    paths = [_run_one(m.name, m.scale, results, progress) for m in members]
+    _compare_paths(paths, suite.title or suite.name, results, f"{suite.name}-{members[0].scale}")
+
+
+def _compare_paths(paths: list[Path], title: str, results: Path | None, stem: str) -> None:
+    from testbed.metrics.run_dir import default_results_root, read_summary
+    from testbed.report.figures import accuracy_figure
+
+    out = (results or default_results_root()) / "compare" / stem
+    files = accuracy_figure(paths, out, title)
+    typer.echo(f"{'run':40} {'final acc':>9} {'best acc':>9} {'it/s':>7}")
+    for p in paths:
+        s = read_summary(p)
+        typer.echo(f"{p.parent.name + '/' + p.name:40.40} {s.get('final_test_accuracy', float('nan')):9.4f} "
+                   f"{s.get('best_test_accuracy', float('nan')):9.4f} {s.get('mean_it_s', float('nan')):7.1f}")
+    typer.echo(f"comparison figure: {files[0]}")
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="experiment names (latest run of each) or run directories")],
+    title: Annotated[str, typer.Option(help="figure title")] = "",
+    results: ResultsOpt = None,
+) -> None:
+    """Overlay test-accuracy curves of several runs (e.g. BP vs SG) in one figure."""
+    from testbed.metrics.run_dir import latest_run
+
+    paths = []
+    for r in runs:
+        p = Path(r)
+        found = p if (p / "summary.json").is_file() else latest_run(r, results)
+        if found is None:
+            _fail(f"no finished run for {r!r}: expected a run directory or an experiment with runs")
+            return
+        paths.append(found)
+    _compare_paths(paths, title or " vs ".join(runs), results, "-vs-".join(Path(r).name for r in runs))
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the experiments and suites in experiments/."""
+    from testbed.controller.suite import load_suite
+
+    for name in list_experiments():
+        try:
+            suite = load_suite(name)
+            if suite is not None:
+                typer.echo(f"{name:22} {'suite':12} {'':4} {' + '.join(suite.suite)}")
+                continue
+            spec = load_spec(name)
+            typer.echo(f"{name:22} {spec.model.name:12} {spec.algorithm.name:4} {spec.description}")
+        except SpecError as err:
+            typer.echo(f"{name:22} INVALID: {str(err).splitlines()[0]}")
+
+
+@app.command()
+def validate(name: Annotated[str, typer.Argument(help="experiment name or spec path")], scale: ScaleOpt = None) -> None:
+    """Check a spec without running it (exit 2 with the reason when invalid)."""
+    try:
+        spec = load_spec(name, scale)
+    except SpecError as err:
+        _fail(str(err))
+        return
+    typer.echo(f"{name}: valid ({spec.model.name}, {spec.algorithm.name}, scale {spec.scale})")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help="benchmark name, e.g. accuracy")],
+    results: ResultsOpt = None,
+) -> None:
+    """Run a benchmark; it writes results/bench/<name>.json and a figure."""
+    import testbed.bench.accuracy  # noqa: F401  (registers)
+    from testbed.bench import BENCHES
+    from testbed.registry import UnknownKeyError
+
+    try:
+        fn = BENCHES.get(name)
+    except UnknownKeyError as err:
+        _fail(str(err))
+        return
+    typer.echo(f"wrote {fn(results)}")

@@ -1,0 +1,49 @@
+"""Run one experiment from its spec into a run directory, whatever happens (done, failed, Ctrl-C)."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from testbed.controller.inprocess import run_inprocess
+from testbed.metrics.run_dir import RunDir
+from testbed.report.figures import accuracy_figure
+from testbed.spec import Spec, spec_to_dict
+
+RUNNERS = {"inprocess": run_inprocess}
+
+
+def run_experiment(spec: Spec, results_root: Path | None = None, progress: bool = True) -> RunDir:
+    """Create the run directory, train, and always write summary.json with the final status."""
+    run = RunDir.create(spec.name, spec.scale, results_root)
+    run.write_spec(spec_to_dict(spec))
+    run.event("start", mode=spec.job.mode)
+    started = time.time()
+    base: dict[str, Any] = {
+        "experiment": spec.name, "run_id": run.run_id, "scale": spec.scale,
+        "model": spec.model.name, "algorithm": spec.algorithm.name, "mode": spec.job.mode,
+        "started": started,
+    }
+    runner = RUNNERS.get(spec.job.mode)
+    try:
+        if runner is None:
+            raise NotImplementedError(
+                f"job.mode {spec.job.mode!r} has no runner yet; available: {sorted(RUNNERS)}"
+            )
+        base.update(runner(spec, run, progress), status="completed")
+    except KeyboardInterrupt:
+        base.update(status="interrupted", reason="Ctrl-C")
+        raise
+    except Exception as err:
+        base.update(status="failed", reason=f"{type(err).__name__}: {err}")
+        run.event("error", traceback=traceback.format_exc())
+        raise
+    finally:
+        base["wall_time_s"] = time.time() - started
+        run.event("end", status=base.get("status", "failed"))
+        run.close()  # flushes every metric written so far, also on failure
+        run.write_summary(base)
+    accuracy_figure([run.path], run.path / "accuracy", spec.name)
+    return run

@@ -1,0 +1,108 @@
+"""What one in-process training run holds: data, stages, SG modules, optimizers, compiled steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from testbed.algorithms.bp import accuracy_count, bp_step, forward
+from testbed.algorithms.sg import sg_train_step
+from testbed.algorithms.sg_module import SGModule
+from testbed.data import Dataset
+from testbed.models import Stage, build_stages, get_model
+from testbed.spec import Spec
+
+
+def configure_threads(threads: int | None) -> None:
+    """Set TF's thread pools; must run before TensorFlow executes its first op."""
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def make_optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
+    if name == "adam":
+        return keras.optimizers.Adam(lr)
+    return keras.optimizers.SGD(lr, momentum=0.9)
+
+
+@dataclass
+class Session:
+    """Stages and their training state, with one compiled step and an evaluation function."""
+
+    spec: Spec
+    data: Dataset
+    stages: list[Stage]
+    optimizers: list[keras.optimizers.Optimizer]
+    sgs: list[SGModule] = field(default_factory=list)
+    sg_optimizers: list[keras.optimizers.Optimizer] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, spec: Spec, data: Dataset) -> Session:
+        keras.utils.set_random_seed(spec.training.seed)
+        model = get_model(spec.model.name)
+        stages = build_stages(model, data.input_shape, spec.model.split_after, spec.model.width)
+        t = spec.training
+        opts = [make_optimizer(t.optimizer, t.lr) for _ in stages]
+        session = cls(spec, data, stages, opts)
+        if spec.algorithm.name == "sg":
+            c = spec.algorithm.sg
+            session.sgs = [
+                SGModule(s.output_shape, data.num_classes, c.conditioned, c.width, c.depth, c.kernel)
+                for s in stages[:-1]
+            ]
+            session.sg_optimizers = [make_optimizer("adam", c.lr) for _ in session.sgs]
+        return session
+
+    @property
+    def models(self) -> list[keras.Model]:
+        return [s.model for s in self.stages]
+
+    def compile_step(self) -> Any:
+        """The per-batch training step as one tf.function: (x, y) -> (loss, correct, sg_loss)."""
+        models, opts = self.models, self.optimizers
+        classes = self.data.num_classes
+        if self.spec.algorithm.name == "bp":
+
+            def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                loss, logits = bp_step(models, opts, x, y)
+                return loss, accuracy_count(logits, y), tf.constant(0.0)
+
+        else:
+            sgs, sg_opts = self.sgs, self.sg_optimizers
+            scale = self.spec.algorithm.sg.grad_scale
+
+            def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                loss, logits, sg_loss = sg_train_step(
+                    models, sgs, opts, sg_opts, x, y, classes, scale
+                )
+                return loss, accuracy_count(logits, y), sg_loss
+
+        return tf.function(step)
+
+    def evaluator(self, batch: int = 1000) -> Any:
+        """A function returning test accuracy of the current weights on the (first N) test samples."""
+        models = self.models
+        n = self.spec.training.eval_samples or len(self.data.y_test)
+        x, y = self.data.x_test[:n], self.data.y_test[:n]
+        count = tf.function(lambda xb, yb: accuracy_count(forward(models, xb), yb))
+
+        def evaluate() -> float:
+            correct = sum(int(count(x[i : i + batch], y[i : i + batch])) for i in range(0, n, batch))
+            return correct / n
+
+        return evaluate
+
+    def param_counts(self) -> dict[str, Any]:
+        return {
+            "stages": [s.model.count_params() for s in self.stages],
+            "sg_modules": [m.count_params() for m in self.sgs],
+        }
+
+
+def fetch_batch(data: Dataset, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return data.x_train[idx], data.y_train[idx]

@@ -1,0 +1,1 @@
+"""Profiling, cost models and configuration choice over measured numbers."""

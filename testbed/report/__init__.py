@@ -1,0 +1,1 @@
+"""Figures, tables and notebooks regenerated from run directories."""

@@ -6,6 +6,7 @@ import argparse
 import filecmp
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -35,12 +36,20 @@ def _has_service(path: Path) -> bool:
 
 
 def _run_protoc(args: list[str]) -> None:
-    from grpc_tools import protoc  # imported lazily: only needed when generating
+    """Run grpc_tools.protoc in a child process.
+
+    In-process protoc shares protobuf's C++ runtime with whatever the caller already loaded
+    (TensorFlow bundles its own) and can crash the interpreter; a subprocess is isolated.
+    """
+    from grpc_tools import protoc  # only to locate the bundled well-known protos
 
     well_known = Path(protoc.__file__).parent / "_proto"
-    code = protoc.main(["grpc_tools.protoc", f"-I{well_known}", *args])
-    if code != 0:
-        raise ProtogenError(f"protoc exited with {code} for arguments {args}")
+    cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{well_known}", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise ProtogenError(
+            f"protoc exited with {res.returncode} for arguments {args}: {res.stderr.strip()}"
+        )
 
 
 def generate(root: Path, out_root: Path) -> list[Path]:

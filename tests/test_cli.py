@@ -31,7 +31,7 @@ def test_invalid_spec_exits_2_and_starts_nothing(tmp_path):
 def test_unknown_scale_exits_2(tmp_path):
     res = run_cli("run", "four-layer-bp", "--scale", "giant", results=tmp_path)
     assert res.returncode == 2
-    assert "scale 'giant' is not defined; known scales: bench, paper, smoke" in res.stderr
+    assert "scale 'giant' is not defined; known scales: paper, bench, smoke" in res.stderr
 
 
 def test_list_shows_every_seed_experiment(tmp_path):

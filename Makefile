@@ -10,7 +10,7 @@ NAMES ?= four-layer-bp four-layer-sg
 SCALE_OPT := $(if $(SCALE),--scale $(SCALE),)
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: venv data experiment compare bench test test-fast test-slow test-privileged test-integration protos lint clean-results
+.PHONY: venv data experiment compare bench dashboard test test-fast protos
 
 venv: $(STAMP)
 
@@ -35,6 +35,10 @@ compare: $(STAMP)
 ## make bench NAME=accuracy: benchmarks write results/bench/<name>.json and a figure
 bench: data
 	$(BIN)/testbed bench $(NAME)
+
+## make dashboard [HOST=127.0.0.1] [PORT=8050]: the Flask dashboard over results/
+dashboard: $(STAMP)
+	$(BIN)/python -m testbed.dashboard --host $(or $(HOST),127.0.0.1) --port $(or $(PORT),8050)
 
 ## make test: fast tier first, then the slow (real training), privileged and integration tiers
 test: data

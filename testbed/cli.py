@@ -136,7 +136,7 @@ def bench(
     results: ResultsOpt = None,
 ) -> None:
     """Run a benchmark; it writes results/bench/<name>.json and a figure."""
-    import testbed.bench.accuracy  # noqa: F401  (registers)
+    import testbed.bench.catalog  # noqa: F401  (registers every benchmark)
     from testbed.bench import BENCHES
     from testbed.registry import UnknownKeyError
 
@@ -146,3 +146,17 @@ def bench(
         _fail(str(err))
         return
     typer.echo(f"wrote {fn(results)}")
+
+
+@app.command()
+def dashboard(
+    host: Annotated[Optional[str], typer.Option(help="address to bind (default 127.0.0.1)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="port (default 8050; 0 picks a free one)")] = None,
+    results: ResultsOpt = None,
+) -> None:
+    """Serve the dashboard: runs, live charts, compare; start/stop need $TESTBED_DASHBOARD_TOKEN."""
+    from testbed.dashboard.__main__ import main as serve
+
+    argv = [*(["--host", host] if host else []), *(["--port", str(port)] if port is not None else []),
+            *(["--results", str(results)] if results else [])]
+    raise typer.Exit(serve(argv))

@@ -18,6 +18,7 @@ METRICS_FILE = "metrics.jsonl"
 EVENTS_FILE = "events.jsonl"
 SUMMARY_FILE = "summary.json"
 SPEC_FILE = "spec.yaml"
+FLUSH_EVERY_S = 1.0
 
 
 def default_results_root() -> Path:
@@ -51,6 +52,7 @@ class RunDir:
         self._metrics: TextIO = open(path / METRICS_FILE, "a", buffering=1 << 16)
         self._events: TextIO = open(path / EVENTS_FILE, "a", buffering=1)
         self.points = 0
+        self._flushed_at = time.monotonic()
 
     @classmethod
     def create(cls, experiment: str, scale: str, root: Path | None = None) -> RunDir:
@@ -63,9 +65,12 @@ class RunDir:
     def write(self, point: Point) -> None:
         self._metrics.write(json.dumps(point_record(point)) + "\n")
         self.points += 1
+        if time.monotonic() - self._flushed_at > FLUSH_EVERY_S:  # live readers see < 1 s lag
+            self.flush()
 
     def flush(self) -> None:
         self._metrics.flush()
+        self._flushed_at = time.monotonic()
 
     def event(self, kind: str, **fields: Any) -> None:
         self._events.write(json.dumps({"event": kind, "t": time.time(), **fields}) + "\n")

@@ -1,0 +1,28 @@
+"""Registers every benchmark with BENCHES (imported by `testbed bench`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from testbed.bench import BENCHES, bench_dir
+from testbed.bench import accuracy as _accuracy  # noqa: F401  (registers "accuracy")
+
+
+@BENCHES.register("dashboard")
+def dashboard(results_root: Path | None = None) -> Path:
+    """Dashboard page/API latency on a synthetic run with 100k metric points."""
+    from testbed.dashboard.bench import main
+
+    out = bench_dir(results_root) / "dashboard.json"
+    main(out)
+    return out
+
+
+@BENCHES.register("influx-write")
+def influx_write(results_root: Path | None = None) -> Path:
+    """Cost of InfluxSink.write() on the calling thread against a live VictoriaMetrics."""
+    from testbed.metrics.bench_influx import main
+
+    out = bench_dir(results_root) / "influx_write.json"
+    main(out)
+    return out

@@ -26,3 +26,13 @@ def influx_write(results_root: Path | None = None) -> Path:
     out = bench_dir(results_root) / "influx_write.json"
     main(out)
     return out
+
+
+@BENCHES.register("links")
+def links(results_root: Path | None = None) -> Path:
+    """Achieved vs configured rate at 10 Mbit, 100 Mbit and 1 Gbit on the local backend."""
+    from testbed.emulation.bench_links import main
+
+    out = bench_dir(results_root) / "links.json"
+    main(out)
+    return out

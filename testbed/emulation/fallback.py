@@ -1,0 +1,92 @@
+"""Without root: devices are plain processes on loopback, pinned to CPUs, with thread limits.
+
+Nothing is isolated or shaped by the kernel here. CPU caps become CPU
+affinity (ceil(cpus) cores per device, shared round-robin when there are
+fewer cores than asked for) plus thread-count variables; memory caps are not
+enforced; link rates are only recorded: the runtime's transport must apply
+`configured_rate_bps(dev)` with its own token bucket. `fidelity.level` says so.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from .config import ClusterSpec, LinkSettings
+from .fidelity import DEGRADED_NO_ROOT, Fidelity
+from .handle import ClusterHandle
+from .profiles import ResolvedDevice, gpu_count, resolve_devices
+
+LOOPBACK = "127.0.0.1"
+
+
+def assign_cpus(devices: list[ResolvedDevice], host_cpus: list[int]) -> dict[str, list[int]]:
+    """ceil(cpus) host CPUs per capped device, round-robin; uncapped devices get none (all)."""
+    if not host_cpus:
+        raise ValueError("no host CPUs to assign; expected at least one")
+    assigned, cursor = {}, 0
+    for device in devices:
+        if device.cpus is None:
+            continue
+        count = min(math.ceil(device.cpus), len(host_cpus))
+        assigned[device.name] = sorted(
+            host_cpus[(cursor + i) % len(host_cpus)] for i in range(count)
+        )
+        cursor += count
+    return assigned
+
+
+def degraded_notes(cluster: ClusterSpec, devices: dict[str, ResolvedDevice]) -> list[str]:
+    notes = [
+        "no root: devices run as plain processes on loopback (no network namespaces)",
+        "CPU caps approximated by CPU affinity and thread-count variables, not a quota",
+    ]
+    if any(d.memory_bytes for d in devices.values()):
+        notes.append("memory caps are not enforced")
+    if cluster.links:
+        notes.append(
+            "link rates are not shaped by the kernel: the runtime must apply "
+            "configured_rate_bps(device) in its transport"
+        )
+    if any(link.netem_settings() for link in cluster.links + cluster.schedule):
+        notes.append("delay, jitter and loss are not emulated")
+    return notes
+
+
+class DegradedCluster(ClusterHandle):
+    """The no-root handle: same interface, lower fidelity (see the module docstring)."""
+
+    @classmethod
+    def create(cls, run_id: str, cluster: ClusterSpec) -> DegradedCluster:
+        devices = resolve_devices(cluster.devices, gpu_count())
+        return cls(
+            run_id,
+            cluster,
+            devices,
+            Fidelity(DEGRADED_NO_ROOT, notes=degraded_notes(cluster, devices)),
+        )
+
+    def __init__(
+        self,
+        run_id: str,
+        cluster: ClusterSpec,
+        devices: dict[str, ResolvedDevice],
+        fidelity: Fidelity,
+    ) -> None:
+        super().__init__(run_id, cluster, devices, fidelity)
+        host_cpus = sorted(os.sched_getaffinity(0))
+        self.cpu_sets = assign_cpus(list(devices.values()), host_cpus)
+
+    def address(self, device: str) -> str:
+        self.device(device)
+        return LOOPBACK
+
+    def _launch_args(self, device: str) -> list[str]:
+        cpus = self.cpu_sets.get(device)
+        return ["--cpus", ",".join(map(str, cpus))] if cpus else []
+
+    def _apply_link(self, key: tuple[str, ...], settings: LinkSettings) -> None:
+        """Nothing to write: the new settings are only recorded for the runtime to read."""
+
+    def _teardown(self) -> None:
+        """Nothing but the processes (stopped by `down`) was made."""

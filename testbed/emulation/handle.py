@@ -1,0 +1,218 @@
+"""What a running cluster offers its caller, whatever realises it: addresses, spawn, links, down."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from .cgroups import CgroupEvents
+from .config import ClusterSpec, LinkSettings, ScheduleEntry, Selector, check_jitter, selector_of
+from .fidelity import Fidelity
+from .profiles import ResolvedDevice, host_arch
+from .shaping import path_rate_bps
+
+NSEXEC = str(Path(__file__).with_name("nsexec.py"))
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
+
+
+def assign_gpus(devices: dict[str, ResolvedDevice]) -> dict[str, list[int]]:
+    """Host GPU indices per device, handed out in order (resolution already checked the count)."""
+    indices, next_gpu = {}, 0
+    for name, device in devices.items():
+        indices[name] = list(range(next_gpu, next_gpu + device.gpus))
+        next_gpu += device.gpus
+    return indices
+
+
+def device_notes(devices: dict[str, ResolvedDevice]) -> list[str]:
+    """Resolution notes, and architectures the local backend runs natively instead."""
+    notes: list[str] = []
+    for device in devices.values():
+        notes.extend(device.notes)
+        if device.arch != host_arch():
+            notes.append(
+                f"device {device.name!r}: arch {device.arch} is not emulated by the local "
+                f"backend; it runs natively on {host_arch()}"
+            )
+    return notes
+
+
+class ClusterHandle:
+    """Base of the local backend's handles; subclasses realise addresses, launch and links."""
+
+    def __init__(
+        self,
+        run_id: str,
+        cluster: ClusterSpec,
+        devices: dict[str, ResolvedDevice],
+        fidelity: Fidelity,
+    ) -> None:
+        self.run_id = run_id
+        self.cluster = cluster
+        self.devices = devices
+        self.fidelity = fidelity
+        self.links: dict[tuple[str, ...], LinkSettings] = {
+            link.key: link.link_settings() for link in cluster.links
+        }
+        self.gpu_indices = assign_gpus(devices)
+        self.fidelity.notes.extend(device_notes(devices))
+        self._procs: list[subprocess.Popen[Any]] = []
+        self._down = False
+        self._torn_down = False
+
+    # -- to be provided by subclasses -------------------------------------------------------
+    def address(self, device: str) -> str:
+        raise NotImplementedError
+
+    def _launch_args(self, device: str) -> list[str]:
+        raise NotImplementedError
+
+    def _apply_link(self, key: tuple[str, ...], settings: LinkSettings) -> None:
+        raise NotImplementedError
+
+    def _teardown(self) -> None:
+        raise NotImplementedError
+
+    # -- processes -------------------------------------------------------------------------
+    def spawn(
+        self, device: str, argv: list[str], env: dict[str, str] | None = None, **popen: Any
+    ) -> subprocess.Popen[Any]:
+        """Start argv as the device: in its namespace and cgroup (or pinned, when degraded).
+
+        `env` is merged over this process's environment, after the device's own
+        variables (TESTBED_*, thread counts, CUDA_VISIBLE_DEVICES).
+        """
+        self._require_up()
+        resolved = self.device(device)
+        if not argv:
+            raise ValueError(f"spawn on {device!r} got an empty argv; expected [program, args...]")
+        command = [sys.executable, "-I", NSEXEC, *self._launch_args(device), "--", *argv]
+        full_env = {**os.environ, **self.device_env(resolved), **(env or {})}
+        proc: subprocess.Popen[Any] = subprocess.Popen(command, env=full_env, **popen)
+        self._procs.append(proc)
+        return proc
+
+    def device_env(self, device: ResolvedDevice) -> dict[str, str]:
+        env = {
+            "TESTBED_RUN_ID": self.run_id,
+            "TESTBED_DEVICE": device.name,
+            "TESTBED_ADDRESS": self.address(device.name),
+            "TESTBED_FIDELITY": self.fidelity.level,
+            "CUDA_VISIBLE_DEVICES": ",".join(map(str, self.gpu_indices.get(device.name, []))),
+        }
+        rate = self.configured_rate_bps(device.name)
+        if rate is not None:
+            env["TESTBED_LINK_RATE_BPS"] = str(rate)
+        if device.threads is not None:
+            env.update({var: str(device.threads) for var in THREAD_VARS})
+        return env
+
+    def stop_processes(self, timeout_s: float = 3.0) -> None:
+        """SIGTERM every spawned process, then SIGKILL what is still running."""
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    # -- links -----------------------------------------------------------------------------
+    def update_link(
+        self,
+        target: Selector,
+        *,
+        rate: str | None = None,
+        delay: str | None = None,
+        jitter: str | None = None,
+        loss: str | None = None,
+    ) -> LinkSettings:
+        """Change a link while running; unset values keep their current setting.
+
+        Clear a delay or loss with "0ms" / "0%". Returns the link's new settings.
+        """
+        self._require_up()
+        key = selector_of(target)
+        for name in key:
+            self.device(name)
+        changes = LinkSettings(rate=rate, delay=delay, jitter=jitter, loss=loss)
+        current = self.links.get(key, LinkSettings())
+        settings = current.merged(changes)
+        check_jitter(key, settings)
+        self._apply_link(key, settings)
+        self.links[key] = settings
+        return settings
+
+    def apply(self, entry: ScheduleEntry) -> LinkSettings:
+        """Carry out one schedule entry (the caller keeps the clock)."""
+        return self.update_link(entry.selector, **entry.link_settings().settings())
+
+    def link(self, target: Selector) -> LinkSettings | None:
+        return self.links.get(selector_of(target))
+
+    def configured_rate_bps(self, device: str) -> int | None:
+        """The device's access-link rate: what a user-space shaper must apply when degraded."""
+        settings = self.links.get((device,))
+        return None if settings is None else settings.rate_bps
+
+    def path_rate_bps(self, src: str, dst: str) -> int | None:
+        return path_rate_bps(self.links, src, dst)
+
+    def resource_events(self, device: str) -> CgroupEvents | None:
+        """OOM kills and memory-limit hits of the device (None where nothing enforces limits)."""
+        self.device(device)
+        return None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def device(self, name: str) -> ResolvedDevice:
+        try:
+            return self.devices[name]
+        except KeyError:
+            raise KeyError(f"unknown device {name!r}; known: {sorted(self.devices)}") from None
+
+    def down(self) -> None:
+        """Stop processes and remove everything this cluster made. Safe to call again."""
+        if self._torn_down:
+            return
+        self._down = True  # refuse new spawns and link changes from here on
+        try:
+            self.stop_processes()
+        finally:
+            self._teardown()
+            self._torn_down = True  # not reached if teardown failed: a second down() retries
+
+    @property
+    def fidelity_level(self) -> str:
+        """'full', or 'degraded: <why>' (also in the TESTBED_FIDELITY of spawned processes)."""
+        return self.fidelity.level
+
+    @property
+    def is_up(self) -> bool:
+        return not self._down
+
+    def _require_up(self) -> None:
+        if self._down:
+            raise RuntimeError(f"cluster of run {self.run_id!r} is down")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.down()

@@ -1,0 +1,104 @@
+"""Write shaping plans to an interface with pyroute2 (HTB classes, netem leaves, u32 filters)."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+from typing import Any
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from .netem import netem_options
+from .shaping import ClassPlan, EgressPlan, burst_bytes
+
+HTB_MAJOR = 0x10000  # handle 1:
+TC_H_ROOT = 0xFFFFFFFF
+ETH_P_IP = 0x0800
+MTU = 1514
+
+
+def apply_plan(ipr: Any, index: int, plan: EgressPlan | None, previous: EgressPlan | None) -> None:
+    """Make the interface's egress match `plan`; change in place when the tree is the same."""
+    if plan is None:
+        delete_root(ipr, index)
+    elif previous is not None and previous.structure == plan.structure:
+        for cls, old in zip(plan.classes, previous.classes, strict=True):
+            ipr.tc("change-class", "htb", index, **_class_args(cls))
+            _set_leaf(ipr, index, cls, had_netem=old.netem is not None)
+    else:
+        delete_root(ipr, index)
+        ipr.tc("add", "htb", index, handle=HTB_MAJOR, default=plan.default_minor)
+        for cls in plan.classes:
+            ipr.tc("add-class", "htb", index, **_class_args(cls))
+            _set_leaf(ipr, index, cls, had_netem=False)
+            if cls.dst is not None:
+                _add_dst_filter(ipr, index, cls)
+
+
+def delete_root(ipr: Any, index: int) -> None:
+    """Remove the root qdisc (and everything under it); absent is fine."""
+    try:
+        ipr.tc("del", index=index, parent=TC_H_ROOT)
+    except NetlinkError as error:
+        if error.code not in (errno.ENOENT, errno.EINVAL):
+            raise
+
+
+def root_kind(ipr: Any, index: int) -> str | None:
+    """The kind of the root qdisc ('htb', 'noqueue', ...)."""
+    for qdisc in ipr.get_qdiscs(index=index):
+        if qdisc["parent"] == TC_H_ROOT:
+            return str(qdisc.get_attr("TCA_KIND"))
+    return None
+
+
+def class_rates(ipr: Any, index: int) -> dict[int, int]:
+    """Configured rate in bit/s per HTB class minor, read back from the kernel."""
+    rates = {}
+    for cls in ipr.get_classes(index=index):
+        params = cls.get_attr("TCA_OPTIONS").get_attr("TCA_HTB_PARMS")
+        rate64 = cls.get_attr("TCA_OPTIONS").get_attr("TCA_HTB_RATE64")
+        rates[cls["handle"] & 0xFFFF] = (rate64 or params["rate"]) * 8
+    return rates
+
+
+def _handle(minor: int) -> int:
+    return HTB_MAJOR | minor
+
+
+def _class_args(cls: ClassPlan) -> dict[str, Any]:
+    rate = cls.rate_bps // 8  # pyroute2 takes bytes/s
+    burst = burst_bytes(cls.rate_bps)
+    parent = HTB_MAJOR if cls.parent_minor is None else _handle(cls.parent_minor)
+    return {
+        "handle": _handle(cls.minor),
+        "parent": parent,
+        "rate": rate,
+        "ceil": rate,
+        "burst": burst,
+        "cburst": burst,
+        # quantum only splits spare bandwidth between siblings; keep it where HTB is quiet
+        "quantum": min(max(rate // 10, MTU), 200_000),
+    }
+
+
+def _set_leaf(ipr: Any, index: int, cls: ClassPlan, had_netem: bool) -> None:
+    leaf = {"handle": cls.minor << 16, "parent": _handle(cls.minor)}
+    if cls.netem is not None:
+        ipr.tc("replace", "netem", index, **leaf, **netem_options(cls.netem, cls.rate_bps))
+    elif had_netem:
+        ipr.tc("del", index=index, **leaf)
+
+
+def _add_dst_filter(ipr: Any, index: int, cls: ClassPlan) -> None:
+    address = int(ipaddress.IPv4Address(cls.dst))
+    ipr.tc(
+        "add-filter",
+        "u32",
+        index,
+        parent=HTB_MAJOR,
+        prio=1,
+        protocol=ETH_P_IP,
+        target=_handle(cls.minor),
+        keys=[f"0x{address:08x}/0xffffffff+16"],  # IPv4 destination address at offset 16
+    )

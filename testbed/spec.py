@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 from testbed.algorithms import ALGORITHMS
 from testbed.data import DATASETS
 from testbed.models import MODELS
+from testbed.spec_kt import KtCfg, check_kt
 
 MODES = ("inprocess", "sg", "bp-sync", "bp-pipeline", "bp-local", "dp-async")
 
@@ -60,6 +61,7 @@ class SGCfg(_Strict):
 class AlgorithmCfg(_Strict):
     name: str
     sg: SGCfg = SGCfg()
+    kt: KtCfg = KtCfg()
 
     @field_validator("name")
     @classmethod
@@ -80,8 +82,23 @@ class TrainingCfg(_Strict):
     threads: PositiveInt | None = Field(None, description="TF intra-op threads; default all cores")
 
 
+class StoreCfg(_Strict):
+    """Activation store between stages: bounded buffer, what happens when full, SG target age."""
+
+    capacity: PositiveInt = Field(2, description="activations buffered per link (bounds staleness)")
+    on_full: Literal["block", "drop"] = Field("block", description="block the sender or drop oldest")
+    target_staleness: PositiveInt = Field(16, description="SG targets older than this many steps are dropped")
+
+
 class JobCfg(_Strict):
     mode: Literal[MODES] = "inprocess"  # type: ignore[valid-type]
+    micro_batches: PositiveInt = Field(4, description="bp-pipeline: GPipe micro-batches per batch")
+    replicas: PositiveInt = Field(2, description="dp-async: full-model replicas")
+    push_every: PositiveInt | None = Field(None, description="steps between weight pushes; default eval_every")
+    store: StoreCfg = StoreCfg()
+    host: str = Field("127.0.0.1", description="address workers bind and advertise")
+    deadline_s: PositiveFloat = Field(30.0, description="deadline of every RPC")
+    startup_timeout_s: PositiveFloat = Field(180.0, description="time allowed for workers to report ready")
 
 
 class Spec(_Strict):
@@ -103,6 +120,12 @@ class Spec(_Strict):
             raise ValueError(f"job.mode 'sg' needs algorithm.name 'sg', got {self.algorithm.name!r}")
         if self.job.mode in bp_modes and self.algorithm.name != "bp":
             raise ValueError(f"job.mode {self.job.mode!r} needs algorithm.name 'bp'")
+        if self.job.mode == "bp-pipeline" and self.training.batch_size % self.job.micro_batches:
+            raise ValueError(
+                f"training.batch_size {self.training.batch_size} is not divisible by "
+                f"job.micro_batches {self.job.micro_batches}; expected equal micro-batches"
+            )
+        check_kt(self.algorithm, self.model, self.job.mode)
         return self
 
 

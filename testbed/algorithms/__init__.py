@@ -9,3 +9,4 @@ from testbed.registry import Registry
 ALGORITHMS: Registry[str] = Registry("algorithm")
 ALGORITHMS.register("bp")("end-to-end backprop (backward locking)")
 ALGORITHMS.register("sg")("synthetic gradients / decoupled neural interfaces")
+ALGORITHMS.register("kt")("knowledge transfer teacher -> student: independent, kd, section-kt")

@@ -30,6 +30,17 @@ def accuracy_count(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.cast(tf.equal(pred, tf.cast(labels, tf.int32)), tf.int32))
 
 
+def bp_grads(
+    models: Sequence[keras.Model], x: tf.Tensor, labels: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor, list[list[tf.Tensor]]]:
+    """End-to-end loss gradients without applying them: (loss, logits, per-stage grads)."""
+    with tf.GradientTape() as tape:
+        logits = forward(models, x, training=True)
+        loss = cross_entropy(logits, labels)
+    grads = tape.gradient(loss, [m.trainable_variables for m in models])
+    return loss, logits, grads
+
+
 def bp_step(
     models: Sequence[keras.Model],
     optimizers: Sequence[keras.optimizers.Optimizer],
@@ -37,13 +48,70 @@ def bp_step(
     labels: tf.Tensor,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """One end-to-end backprop step; each stage keeps its own optimizer. Returns (loss, logits)."""
-    with tf.GradientTape() as tape:
-        logits = forward(models, x, training=True)
-        loss = cross_entropy(logits, labels)
-    grads = tape.gradient(loss, [m.trainable_variables for m in models])
+    loss, logits, grads = bp_grads(models, x, labels)
     for m, opt, g in zip(models, optimizers, grads, strict=True):
         opt.apply_gradients(zip(g, m.trainable_variables, strict=True))
     return loss, logits
+
+
+def _variables(models: Sequence[keras.Model]) -> list[tf.Variable]:
+    return [v for m in models for v in m.trainable_variables]
+
+
+def stage_grads(
+    models: Sequence[keras.Model], h_in: tf.Tensor, g_out: tf.Tensor, input_grad: bool = True
+) -> tuple[list[tf.Tensor], tf.Tensor | None]:
+    """Recompute a (composite) stage's forward; return its weight grads for g_out and dL/dh_in.
+
+    `models` are consecutive stages held together; grads are flat, in their variables' order.
+    dL/dh_in is None when `input_grad` is False (the first stage has nobody to send it to).
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(h_in)
+        h_out = forward(models, h_in, training=True)
+    targets = [*_variables(models), h_in] if input_grad else _variables(models)
+    grads = tape.gradient(h_out, targets, output_gradients=g_out)
+    g_in = grads.pop() if input_grad else None
+    return grads, g_in
+
+
+def last_stage_grads(
+    models: Sequence[keras.Model], h_in: tf.Tensor, labels: tf.Tensor, loss_scale: float = 1.0
+) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor], tf.Tensor]:
+    """The stage holding the logits, without update: (loss, logits, flat grads, dL/dh_in).
+
+    Gradients are of loss_scale * loss (1/M for one of M equal micro-batches).
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(h_in)
+        logits = forward(models, h_in, training=True)
+        loss = cross_entropy(logits, labels)
+        scaled = loss * loss_scale
+    *grads, g_in = tape.gradient(scaled, [*_variables(models), h_in])
+    return loss, logits, grads, g_in
+
+
+def add_grads(total: Sequence[tf.Tensor] | None, grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    """Accumulate micro-batch gradients (None starts a new sum)."""
+    if total is None:
+        return list(grads)
+    return [a + g for a, g in zip(total, grads, strict=True)]
+
+
+def apply_stage_grads(
+    models: Sequence[keras.Model],
+    optimizers: Sequence[keras.optimizers.Optimizer],
+    grads: Sequence[tf.Tensor],
+) -> None:
+    """Apply flat grads (stage_grads order) with each stage's own optimizer."""
+    expected = sum(len(m.trainable_variables) for m in models)
+    if len(grads) != expected:
+        raise ValueError(f"apply_stage_grads: got {len(grads)} grads, expected {expected}")
+    start = 0
+    for m, opt in zip(models, optimizers, strict=True):
+        n = len(m.trainable_variables)
+        opt.apply_gradients(zip(grads[start : start + n], m.trainable_variables, strict=True))
+        start += n
 
 
 def stage_backward(
@@ -53,11 +121,9 @@ def stage_backward(
     g_out: tf.Tensor,
 ) -> tf.Tensor:
     """Recompute a stage's forward, apply the update for upstream gradient g_out, return dL/dh_in."""
-    with tf.GradientTape() as tape:
-        tape.watch(h_in)
-        h_out = model(h_in, training=True)
-    *grads, g_in = tape.gradient(h_out, [*model.trainable_variables, h_in], output_gradients=g_out)
+    grads, g_in = stage_grads([model], h_in, g_out)
     optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+    assert g_in is not None
     return g_in
 
 
@@ -68,10 +134,6 @@ def last_stage_step(
     labels: tf.Tensor,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """The stage that holds the logits: true-loss update. Returns (loss, logits, dL/dh_in)."""
-    with tf.GradientTape() as tape:
-        tape.watch(h_in)
-        logits = model(h_in, training=True)
-        loss = cross_entropy(logits, labels)
-    *grads, g_in = tape.gradient(loss, [*model.trainable_variables, h_in])
+    loss, logits, grads, g_in = last_stage_grads([model], h_in, labels)
     optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
     return loss, logits, g_in

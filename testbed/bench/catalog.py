@@ -6,6 +6,8 @@ from pathlib import Path
 
 from testbed.bench import BENCHES, bench_dir
 from testbed.bench import accuracy as _accuracy  # noqa: F401  (registers "accuracy")
+from testbed.bench import pipeline as _pipeline  # noqa: F401  (registers "pipeline")
+from testbed.bench import kt as _kt  # noqa: F401  (registers "kt")
 
 
 @BENCHES.register("dashboard")

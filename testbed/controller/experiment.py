@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+from testbed.controller.distributed import run_distributed
 from testbed.controller.inprocess import run_inprocess
+from testbed.controller.plan import DISTRIBUTED_MODES
 from testbed.metrics.run_dir import RunDir
 from testbed.report.figures import accuracy_figure
 from testbed.spec import Spec, spec_to_dict
 
-RUNNERS = {"inprocess": run_inprocess}
+RUNNERS = {"inprocess": run_inprocess, **{mode: run_distributed for mode in DISTRIBUTED_MODES}}
 
 
 def run_experiment(spec: Spec, results_root: Path | None = None, progress: bool = True) -> RunDir:
     """Create the run directory, train, and always write summary.json with the final status."""
     run = RunDir.create(spec.name, spec.scale, results_root)
     run.write_spec(spec_to_dict(spec))
-    run.event("start", mode=spec.job.mode)
+    run.event("start", mode=spec.job.mode, pid=os.getpid(), host=socket.gethostname())
     started = time.time()
     base: dict[str, Any] = {
         "experiment": spec.name, "run_id": run.run_id, "scale": spec.scale,

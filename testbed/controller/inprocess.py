@@ -99,6 +99,10 @@ def train(session: Session, rec: Recorder, progress: bool = True) -> dict[str, A
 
 def run_inprocess(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, Any]:
     """Train the spec's model in this process; writes metrics and returns the summary body."""
+    if spec.algorithm.name == "kt":
+        from testbed.controller.kt_run import run_kt  # kt_run imports this module
+
+        return run_kt(spec, run, progress)
     configure_threads(spec.training.threads)
     data = load_dataset(spec.data.dataset)
     run.event("data_loaded", source=data.source)

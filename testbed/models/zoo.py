@@ -118,3 +118,39 @@ _register(
         default_split=("block2", "block4", "fc1"),
     )
 )
+
+# Knowledge-transfer students (issue 6): shallower and narrower than their teachers, with section
+# boundaries at the same spatial sizes so each student section can mirror one teacher section.
+_register(
+    ModelDef(
+        key="mnist-student",
+        description="KT student for a half-width eight-layer: 3 conv (8@5x5 | 16@5x5 | 32@3x3, a "
+        "pool after each; one 5x5 conv sees what two 3x3 see), FC 64, 10",
+        units=(
+            _block("block1", conv(8, 5), POOL),
+            _block("block2", conv(16, 5), POOL),
+            _block("block3", conv(32), POOL),
+            _block("fc1", FLATTEN, dense(64)),
+            _block("fc2", logits()),
+        ),
+        default_split=("block1", "block2", "fc1"),
+    )
+)
+
+_register(
+    ModelDef(
+        key="vgg16-student",
+        description="KT student for vgg16: 8 conv 3x3 (64 | 128 | 256,256 | 384,384 | 384, a pool "
+        "after each block), FC 256, 10",
+        units=(
+            _block("block1", conv(64), POOL),
+            _block("block2", conv(128), POOL),
+            _block("block3", conv(256), conv(256), POOL),
+            _block("block4", conv(384), conv(384), POOL),
+            _block("block5", conv(384), POOL),
+            _block("fc1", FLATTEN, dense(256)),
+            _block("fc2", logits()),
+        ),
+        default_split=("block2", "block4", "fc1"),
+    )
+)

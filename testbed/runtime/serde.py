@@ -67,6 +67,7 @@ class Activation:
     step: int
     h: np.ndarray
     labels: np.ndarray
+    final: bool = False  # the producer's last batch
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,6 +95,7 @@ class Health:
     role: str
     stage_ids: tuple[int, ...]
     step: int
+    done: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class Start:
     batch_size: int = 0
     learning_rate: float = 0.0
     seed: int = 0
+    peers: Mapping[str, str] = dataclasses.field(default_factory=dict)  # role -> "host:port"
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,7 @@ def activation_to_message(act: Activation) -> stage_pb2.ActivationBatch:
         step=act.step,
         activations=to_message(act.h, "ActivationBatch.activations"),
         labels=to_message(act.labels, "ActivationBatch.labels"),
+        final=act.final,
     )
 
 
@@ -249,7 +253,7 @@ def activation_from_message(
             f"ActivationBatch.labels.shape: got batch {labels.shape[0]}, expected {h.shape[0]} "
             "(the activations' batch size)"
         )
-    return Activation(batch_id=msg.batch_id, step=msg.step, h=h, labels=labels)
+    return Activation(msg.batch_id, msg.step, h, labels, msg.final)
 
 
 def gradient_to_message(grad: Gradient) -> stage_pb2.GradientBatch:
@@ -270,12 +274,14 @@ def gradient_from_message(
 
 def health_to_message(health: Health) -> stage_pb2.HealthReply:
     """Encode a Health report."""
-    return stage_pb2.HealthReply(role=health.role, stage_ids=health.stage_ids, step=health.step)
+    return stage_pb2.HealthReply(
+        role=health.role, stage_ids=health.stage_ids, step=health.step, done=health.done
+    )
 
 
 def health_from_message(msg: stage_pb2.HealthReply) -> Health:
     """Decode a HealthReply."""
-    return Health(role=msg.role, stage_ids=tuple(msg.stage_ids), step=msg.step)
+    return Health(msg.role, tuple(msg.stage_ids), msg.step, msg.done)
 
 
 def stats_to_message(stats: StageStats) -> stage_pb2.StatsReply:
@@ -301,6 +307,7 @@ def control_to_message(command: Start | Stop) -> stage_pb2.ControlRequest:
         batch_size=command.batch_size,
         learning_rate=command.learning_rate,
         seed=command.seed,
+        peers=dict(command.peers),
     )
     return stage_pb2.ControlRequest(start=start)
 
@@ -320,7 +327,7 @@ def control_from_message(msg: stage_pb2.ControlRequest) -> Start | Stop:
             f"{sorted(modes)} ({', '.join(sorted(_MODES))})"
         )
     s = msg.start
-    return Start(s.run_id, mode, s.max_steps, s.batch_size, s.learning_rate, s.seed)
+    return Start(s.run_id, mode, s.max_steps, s.batch_size, s.learning_rate, s.seed, dict(s.peers))
 
 
 # --- parameter server messages -------------------------------------------------------------------

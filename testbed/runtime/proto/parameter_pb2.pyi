@@ -32,3 +32,31 @@ class PullRequest(_message.Message):
     stage_id: int
     min_version: int
     def __init__(self, stage_id: _Optional[int] = ..., min_version: _Optional[int] = ...) -> None: ...
+
+class ModelWeights(_message.Message):
+    __slots__ = ("version", "stages")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    stages: _containers.RepeatedCompositeFieldContainer[WeightSet]
+    def __init__(self, version: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[WeightSet, _Mapping]]] = ...) -> None: ...
+
+class Evaluation(_message.Message):
+    __slots__ = ("step", "test_accuracy", "wall_s")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TEST_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    WALL_S_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    test_accuracy: float
+    wall_s: float
+    def __init__(self, step: _Optional[int] = ..., test_accuracy: _Optional[float] = ..., wall_s: _Optional[float] = ...) -> None: ...
+
+class ParameterStatus(_message.Message):
+    __slots__ = ("version", "evaluations", "stale_gradients")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    STALE_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    evaluations: _containers.RepeatedCompositeFieldContainer[Evaluation]
+    stale_gradients: int
+    def __init__(self, version: _Optional[int] = ..., evaluations: _Optional[_Iterable[_Union[Evaluation, _Mapping]]] = ..., stale_gradients: _Optional[int] = ...) -> None: ...

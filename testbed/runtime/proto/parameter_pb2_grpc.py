@@ -45,6 +45,21 @@ class ParameterServiceStub:
                 request_serializer=testbed_dot_runtime_dot_proto_dot_parameter__pb2.PullRequest.SerializeToString,
                 response_deserializer=testbed_dot_runtime_dot_proto_dot_parameter__pb2.WeightSet.FromString,
                 _registered_method=True)
+        self.PushGradients = channel.unary_unary(
+                '/testbed.v1.ParameterService/PushGradients',
+                request_serializer=testbed_dot_runtime_dot_proto_dot_parameter__pb2.ModelWeights.SerializeToString,
+                response_deserializer=testbed_dot_runtime_dot_proto_dot_common__pb2.Ack.FromString,
+                _registered_method=True)
+        self.PullModel = channel.unary_unary(
+                '/testbed.v1.ParameterService/PullModel',
+                request_serializer=testbed_dot_runtime_dot_proto_dot_common__pb2.Empty.SerializeToString,
+                response_deserializer=testbed_dot_runtime_dot_proto_dot_parameter__pb2.ModelWeights.FromString,
+                _registered_method=True)
+        self.Status = channel.unary_unary(
+                '/testbed.v1.ParameterService/Status',
+                request_serializer=testbed_dot_runtime_dot_proto_dot_common__pb2.Empty.SerializeToString,
+                response_deserializer=testbed_dot_runtime_dot_proto_dot_parameter__pb2.ParameterStatus.FromString,
+                _registered_method=True)
 
 
 class ParameterServiceServicer:
@@ -62,6 +77,26 @@ class ParameterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushGradients(self, request, context):
+        """dp-async: a replica's gradients for every stage, computed from weights at `version`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PullModel(self, request, context):
+        """dp-async: the whole model at the server's current version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Status(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ParameterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -74,6 +109,21 @@ def add_ParameterServiceServicer_to_server(servicer, server):
                     servicer.PullWeights,
                     request_deserializer=testbed_dot_runtime_dot_proto_dot_parameter__pb2.PullRequest.FromString,
                     response_serializer=testbed_dot_runtime_dot_proto_dot_parameter__pb2.WeightSet.SerializeToString,
+            ),
+            'PushGradients': grpc.unary_unary_rpc_method_handler(
+                    servicer.PushGradients,
+                    request_deserializer=testbed_dot_runtime_dot_proto_dot_parameter__pb2.ModelWeights.FromString,
+                    response_serializer=testbed_dot_runtime_dot_proto_dot_common__pb2.Ack.SerializeToString,
+            ),
+            'PullModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.PullModel,
+                    request_deserializer=testbed_dot_runtime_dot_proto_dot_common__pb2.Empty.FromString,
+                    response_serializer=testbed_dot_runtime_dot_proto_dot_parameter__pb2.ModelWeights.SerializeToString,
+            ),
+            'Status': grpc.unary_unary_rpc_method_handler(
+                    servicer.Status,
+                    request_deserializer=testbed_dot_runtime_dot_proto_dot_common__pb2.Empty.FromString,
+                    response_serializer=testbed_dot_runtime_dot_proto_dot_parameter__pb2.ParameterStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -130,6 +180,87 @@ class ParameterService:
             '/testbed.v1.ParameterService/PullWeights',
             testbed_dot_runtime_dot_proto_dot_parameter__pb2.PullRequest.SerializeToString,
             testbed_dot_runtime_dot_proto_dot_parameter__pb2.WeightSet.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushGradients(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.ParameterService/PushGradients',
+            testbed_dot_runtime_dot_proto_dot_parameter__pb2.ModelWeights.SerializeToString,
+            testbed_dot_runtime_dot_proto_dot_common__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.ParameterService/PullModel',
+            testbed_dot_runtime_dot_proto_dot_common__pb2.Empty.SerializeToString,
+            testbed_dot_runtime_dot_proto_dot_parameter__pb2.ModelWeights.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Status(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.ParameterService/Status',
+            testbed_dot_runtime_dot_proto_dot_common__pb2.Empty.SerializeToString,
+            testbed_dot_runtime_dot_proto_dot_parameter__pb2.ParameterStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -18,16 +18,18 @@ TRAINING_MODE_BP: TrainingMode
 TRAINING_MODE_SG: TrainingMode
 
 class ActivationBatch(_message.Message):
-    __slots__ = ("batch_id", "step", "activations", "labels")
+    __slots__ = ("batch_id", "step", "activations", "labels", "final")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
     batch_id: int
     step: int
     activations: _common_pb2.Tensor
     labels: _common_pb2.Tensor
-    def __init__(self, batch_id: _Optional[int] = ..., step: _Optional[int] = ..., activations: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., labels: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    final: bool
+    def __init__(self, batch_id: _Optional[int] = ..., step: _Optional[int] = ..., activations: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., labels: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., final: _Optional[bool] = ...) -> None: ...
 
 class GradientBatch(_message.Message):
     __slots__ = ("batch_id", "step", "gradient")
@@ -40,30 +42,41 @@ class GradientBatch(_message.Message):
     def __init__(self, batch_id: _Optional[int] = ..., step: _Optional[int] = ..., gradient: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class HealthReply(_message.Message):
-    __slots__ = ("role", "stage_ids", "step")
+    __slots__ = ("role", "stage_ids", "step", "done")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     STAGE_IDS_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
     role: str
     stage_ids: _containers.RepeatedScalarFieldContainer[int]
     step: int
-    def __init__(self, role: _Optional[str] = ..., stage_ids: _Optional[_Iterable[int]] = ..., step: _Optional[int] = ...) -> None: ...
+    done: bool
+    def __init__(self, role: _Optional[str] = ..., stage_ids: _Optional[_Iterable[int]] = ..., step: _Optional[int] = ..., done: _Optional[bool] = ...) -> None: ...
 
 class StartCommand(_message.Message):
-    __slots__ = ("run_id", "mode", "max_steps", "batch_size", "learning_rate", "seed")
+    __slots__ = ("run_id", "mode", "max_steps", "batch_size", "learning_rate", "seed", "peers")
+    class PeersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     mode: TrainingMode
     max_steps: int
     batch_size: int
     learning_rate: float
     seed: int
-    def __init__(self, run_id: _Optional[str] = ..., mode: _Optional[_Union[TrainingMode, str]] = ..., max_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+    peers: _containers.ScalarMap[str, str]
+    def __init__(self, run_id: _Optional[str] = ..., mode: _Optional[_Union[TrainingMode, str]] = ..., max_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., peers: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class StopCommand(_message.Message):
     __slots__ = ("reason",)

@@ -1,0 +1,162 @@
+"""Knowledge transfer from a teacher to a small student: independent, logit KD and section-wise KT.
+
+Pure step functions on tensors and Keras models, like bp.py and sg.py. In section-wise transfer
+(KnowledgeNet) the teacher and student are split into the same number of sections; in the
+decoupled form student section i reads the teacher's section input h_T[i] and is trained so that
+adapter_i(student_i(h_T[i])) reproduces the teacher's section output h_T[i+1]; the last section
+trains on the labels (and, with kd_weight > 0, the teacher's logits). Sections never exchange
+gradients, so each can step on its own device as soon as its teacher activations arrive:
+`section_step` / `final_section_step` are what such a worker calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+from testbed.algorithms.bp import cross_entropy
+
+METHODS = ("independent", "kd", "section-kt")
+SECTION_LOSSES = ("mse", "l1")
+SECTION_INPUTS = ("teacher", "student")
+
+
+@dataclass(frozen=True)
+class KtLoss:
+    """Loss settings: KD temperature and soft-target weight, section loss kind and weight."""
+
+    temperature: float = 4.0
+    kd_weight: float = 0.5  # loss = (1 - w) * CE(labels) + w * T^2 * KL(teacher || student)
+    section_loss: str = "mse"
+    section_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.kd_weight <= 1.0:
+            raise ValueError(f"kd_weight must be in [0, 1], got {self.kd_weight}")
+        if self.section_loss not in SECTION_LOSSES:
+            raise ValueError(f"section_loss {self.section_loss!r}; expected one of {SECTION_LOSSES}")
+
+
+def kd_loss(student_logits: tf.Tensor, teacher_logits: tf.Tensor, labels: tf.Tensor,
+            temperature: float, kd_weight: float) -> tf.Tensor:
+    """Hinton distillation: (1 - w) * label CE + w * T^2 * KL(softmax(t/T) || softmax(s/T))."""
+    hard = cross_entropy(student_logits, labels)
+    if kd_weight == 0.0:
+        return hard
+    t = temperature
+    p_teacher = tf.nn.softmax(tf.stop_gradient(teacher_logits) / t)
+    log_teacher = tf.nn.log_softmax(tf.stop_gradient(teacher_logits) / t)
+    log_student = tf.nn.log_softmax(student_logits / t)
+    kl = tf.reduce_mean(tf.reduce_sum(p_teacher * (log_teacher - log_student), axis=-1))
+    return (1.0 - kd_weight) * hard + kd_weight * t * t * kl
+
+
+def representation_loss(pred: tf.Tensor, target: tf.Tensor, kind: str = "mse") -> tf.Tensor:
+    """Mean over batch and features of the squared (mse) or absolute (l1) error."""
+    if pred.shape[1:] != target.shape[1:]:
+        raise ValueError(f"representation_loss: prediction {pred.shape} vs target {target.shape}")
+    err = pred - tf.stop_gradient(target)
+    if kind == "mse":
+        return tf.reduce_mean(tf.square(err))
+    if kind == "l1":
+        return tf.reduce_mean(tf.abs(err))
+    raise ValueError(f"section loss {kind!r}; expected one of {SECTION_LOSSES}")
+
+
+def teacher_outputs(teacher: Sequence[keras.Model], x: tf.Tensor) -> list[tf.Tensor]:
+    """[x, h_1, ..., logits]: every section's input and the final output, in inference mode."""
+    outs = [x]
+    for section in teacher:
+        outs.append(tf.stop_gradient(section(outs[-1], training=False)))
+    return outs
+
+
+def _apply(optimizer: keras.optimizers.Optimizer, grads: list[tf.Tensor],
+           variables: list[tf.Variable]) -> None:
+    optimizer.apply_gradients(zip(grads, variables, strict=True))
+
+
+def kd_step(models: Sequence[keras.Model], optimizers: Sequence[keras.optimizers.Optimizer],
+            x: tf.Tensor, labels: tf.Tensor, teacher_logits: tf.Tensor,
+            loss: KtLoss) -> tuple[tf.Tensor, tf.Tensor]:
+    """One end-to-end student step on the distillation loss. Returns (loss, logits)."""
+    with tf.GradientTape() as tape:
+        h = x
+        for m in models:
+            h = m(h, training=True)
+        value = kd_loss(h, teacher_logits, labels, loss.temperature, loss.kd_weight)
+    grads = tape.gradient(value, [m.trainable_variables for m in models])
+    for m, opt, g in zip(models, optimizers, grads, strict=True):
+        _apply(opt, g, m.trainable_variables)
+    return value, h
+
+
+def section_variables(section: keras.Model, adapter: keras.Model | None) -> list[tf.Variable]:
+    """What one section's optimizer updates: the section and its adapter."""
+    extra = adapter.trainable_variables if adapter is not None else []
+    return [*section.trainable_variables, *extra]
+
+
+def section_step(section: keras.Model, adapter: keras.Model,
+                 optimizer: keras.optimizers.Optimizer, h_in: tf.Tensor, target: tf.Tensor,
+                 loss: KtLoss) -> tuple[tf.Tensor, tf.Tensor]:
+    """Train a non-final student section (and its adapter) to reproduce the teacher's output.
+
+    h_in is the section's input in the teacher's shape, target the teacher's section output.
+    Returns (unweighted representation loss, the adapted prediction in the teacher's shape).
+    """
+    variables = section_variables(section, adapter)
+    with tf.GradientTape() as tape:
+        pred = adapter(section(h_in, training=True), training=True)
+        value = representation_loss(pred, target, loss.section_loss)
+        weighted = loss.section_weight * value
+    _apply(optimizer, tape.gradient(weighted, variables), variables)
+    return value, tf.stop_gradient(pred)
+
+
+def final_section_step(section: keras.Model, optimizer: keras.optimizers.Optimizer,
+                       h_in: tf.Tensor, labels: tf.Tensor, teacher_logits: tf.Tensor,
+                       loss: KtLoss) -> tuple[tf.Tensor, tf.Tensor]:
+    """Train the logits section on the teacher's last section input. Returns (loss, logits)."""
+    with tf.GradientTape() as tape:
+        logits = section(h_in, training=True)
+        value = kd_loss(logits, teacher_logits, labels, loss.temperature, loss.kd_weight)
+    _apply(optimizer, tape.gradient(value, section.trainable_variables),
+           section.trainable_variables)
+    return value, logits
+
+
+def section_kt_step(sections: Sequence[keras.Model], adapters: Sequence[keras.Model],
+                    optimizers: Sequence[keras.optimizers.Optimizer],
+                    teacher_outs: Sequence[tf.Tensor], labels: tf.Tensor,
+                    loss: KtLoss, inputs: str = "teacher") -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One step of every student section, in process (the distributed reference).
+
+    teacher_outs is `teacher_outputs(teacher, x)`. With inputs "teacher" (the decoupled form)
+    section i reads the teacher's section input; with "student" it reads the previous student
+    section's adapted output of this step (forward-chained, still no gradient between sections).
+    Returns (last-section loss, its logits, per-section representation losses as a vector).
+    """
+    n = len(sections)
+    if len(adapters) != n - 1 or len(optimizers) != n or len(teacher_outs) != n + 1:
+        raise ValueError(
+            f"section_kt_step: {n} sections need {n - 1} adapters, {n} optimizers and {n + 1} "
+            f"teacher outputs; got {len(adapters)}, {len(optimizers)}, {len(teacher_outs)}"
+        )
+    if inputs not in SECTION_INPUTS:
+        raise ValueError(f"section inputs {inputs!r}; expected one of {SECTION_INPUTS}")
+    rep, h = [], teacher_outs[0]
+    for i in range(n - 1):
+        h_in = teacher_outs[i] if inputs == "teacher" else h
+        value, h = section_step(sections[i], adapters[i], optimizers[i], h_in,
+                                teacher_outs[i + 1], loss)
+        rep.append(value)
+    h_in = teacher_outs[-2] if inputs == "teacher" else h
+    value, logits = final_section_step(sections[-1], optimizers[-1], h_in, labels,
+                                       teacher_outs[-1], loss)
+    return value, logits, tf.stack(rep) if rep else tf.zeros((0,))

@@ -1,0 +1,250 @@
+"""Run an experiment across worker processes: plan, launch, start, monitor, collect, clean up."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from testbed.controller.plan import WorkerPlan, peer_map, plan_workers
+from testbed.controller.progress import TrainingProgress
+from testbed.controller.tail import MetricsTail
+from testbed.controller.workers import WorkerClients, WorkerFailedError
+from testbed.metrics.run_dir import RunDir
+from testbed.runtime.config import WorkerConfig, write_config
+from testbed.runtime.supervisor import WorkerCommand, WorkerExit, WorkerGroup, spawn_workers, watch
+from testbed.spec import Spec
+
+_POLL_S = 0.25
+_READY_POLL_S = 0.05
+_EVAL_TIMEOUT_S = 600.0
+
+
+class TerminatedError(RuntimeError):
+    """The controller received SIGTERM; workers are stopped and the run is marked failed."""
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into TerminatedError (main thread only) so cleanup runs as for Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise TerminatedError("controller received SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Failure:
+    """The first worker failure, set from the watcher thread, checked by the controller loop."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+
+    def record(self, ended: WorkerExit) -> None:
+        if not self.event.is_set():
+            self.reason = ended.describe()
+            self.event.set()
+
+    def check(self, wait_s: float = 0.0) -> None:
+        if self.event.wait(wait_s):
+            raise WorkerFailedError(self.reason)
+
+
+def worker_configs(
+    spec: Spec, plans: list[WorkerPlan], workdir: Path, run_id: str, t0: float
+) -> dict[str, WorkerConfig]:
+    host = spec.job.host
+    return {
+        p.name: WorkerConfig(
+            name=p.name,
+            role=p.role,
+            run_id=run_id,
+            spec=spec,
+            stage_ids=p.stage_ids,
+            replica_index=p.replica_index,
+            bind=f"{host}:0",
+            advertise_host=None,
+            workdir=workdir,
+            t0=t0,
+        )
+        for p in plans
+    }
+
+
+def _command(cfg: WorkerConfig, path: Path) -> WorkerCommand:
+    argv = [sys.executable, "-m", "testbed.runtime.worker", str(path)]
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    return WorkerCommand(cfg.name, argv, env, log_path=cfg.path(".log"))
+
+
+def wait_ready(
+    configs: dict[str, WorkerConfig], failure: _Failure, timeout_s: float
+) -> dict[str, str]:
+    """Addresses from the workers' ready files (written once their server listens)."""
+    deadline = time.monotonic() + timeout_s
+    addresses: dict[str, str] = {}
+    while len(addresses) < len(configs):
+        failure.check(_READY_POLL_S)
+        for name, cfg in configs.items():
+            path = cfg.path(".ready.json")
+            if name not in addresses and path.exists():
+                addresses[name] = json.loads(path.read_text())["address"]
+        if time.monotonic() > deadline:
+            missing = sorted(set(configs) - set(addresses))
+            raise WorkerFailedError(
+                f"workers {missing} not ready within {timeout_s:.0f} s (job.startup_timeout_s)"
+            )
+    return addresses
+
+
+def monitor(
+    clients: WorkerClients, failure: _Failure, total: int, stall_s: float, bar: TrainingProgress
+) -> None:
+    """Until every trainer reports done: fail fast on a death, a lost worker or a stall."""
+    last_change, last_steps = time.monotonic(), -1
+    window, it_s = (time.monotonic(), 0), 0.0
+    while True:
+        failure.check(_POLL_S)
+        health = clients.health(failure)
+        steps = sum(h.step for h in health.values())
+        if steps != last_steps:
+            last_change, last_steps = time.monotonic(), steps
+        elif time.monotonic() - last_change > stall_s:
+            raise WorkerFailedError(
+                f"no training progress for {stall_s:.0f} s: "
+                f"{ {n: h.step for n, h in health.items()} }"
+            )
+        slowest, now = min(h.step for h in health.values()), time.monotonic()
+        if now - window[0] >= 2.0:  # rate of the slowest trainer over the last seconds
+            it_s, window = (slowest - window[1]) / (now - window[0]), (now, slowest)
+        bar.update(min(slowest, total), it_s)
+        if all(h.done for h in health.values()):
+            return
+
+
+def final_evaluation(clients: WorkerClients, failure: _Failure, version: int) -> list[Any]:
+    """Wait for the parameter server to evaluate `version`; returns all evaluations."""
+    deadline = time.monotonic() + _EVAL_TIMEOUT_S
+    while True:
+        failure.check(_POLL_S)
+        status = clients.ps.status()
+        if any(e.step >= version for e in status.evaluations):
+            return list(status.evaluations)
+        if time.monotonic() > deadline:
+            raise WorkerFailedError(
+                f"parameter server did not evaluate version {version} "
+                f"within {_EVAL_TIMEOUT_S:.0f} s (has {status.version})"
+            )
+
+
+def run_distributed(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, Any]:
+    """Train across worker processes; always stops them; returns the summary body."""
+    plans = plan_workers(spec)
+    workdir = run.path / "workers"
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    configs = worker_configs(spec, plans, workdir, run.run_id, t0)
+    commands = []
+    for name, cfg in configs.items():
+        write_config(cfg, workdir / f"{name}.json")
+        commands.append(_command(cfg, workdir / f"{name}.json"))
+    tags = {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode}
+    failure = _Failure()
+    run.event("workers_planned", workers=[p.__dict__ for p in plans])
+    with (
+        sigterm_raises(),
+        spawn_workers(commands) as group,
+        watch(group, failure.record, interval=_POLL_S),
+        MetricsTail(workdir, tags, run.write),
+    ):
+        run.event("workers_started", pids=group.pids)
+        try:
+            addresses = wait_ready(configs, failure, spec.job.startup_timeout_s)
+            run.event("workers_ready", addresses=addresses)
+            evals, train_time = _train(spec, run, plans, addresses, failure, progress)
+        except WorkerFailedError as err:
+            run.event("worker_failed", reason=str(err))  # stamped when noticed, before cleanup
+            raise
+        _wait_trainers_exit(group, [p.name for p in plans if p.role != "ps"])
+    return summarize(spec, plans, workdir, evals, train_time, addresses, group)
+
+
+def _train(
+    spec: Spec,
+    run: RunDir,
+    plans: list[WorkerPlan],
+    addresses: dict[str, str],
+    failure: _Failure,
+    progress: bool,
+) -> tuple[list[Any], float]:
+    """Start the trainers, follow them to the end, wait for the final evaluation, stop them."""
+    total = spec.training.iterations
+    with WorkerClients(plans, addresses, spec.job.deadline_s) as clients:
+        started = time.monotonic()
+        clients.start_all(run.run_id, spec, peer_map(plans, addresses))
+        run.event("training_started")
+        stall_s = max(120.0, 3 * spec.job.deadline_s)
+        with TrainingProgress(spec.name, total, progress) as bar:
+            monitor(clients, failure, total, stall_s, bar)
+        train_time = time.monotonic() - started
+        evals = final_evaluation(clients, failure, total)
+        clients.stop_all("run complete")
+    return evals, train_time
+
+
+def _wait_trainers_exit(group: WorkerGroup, names: list[str], timeout_s: float = 10.0) -> None:
+    """Give stopped trainers a moment to exit on their own (they flush their metrics)."""
+    deadline = time.monotonic() + timeout_s
+    while {e.name for e in group.exits()} < set(names) and time.monotonic() < deadline:
+        group.wait_for_exits(len(group.exits()), timeout=_POLL_S)
+
+
+def summarize(
+    spec: Spec,
+    plans: list[WorkerPlan],
+    workdir: Path,
+    evals: list[Any],
+    train_time: float,
+    addresses: dict[str, str],
+    group: WorkerGroup,
+) -> dict[str, Any]:
+    """The run's summary: accuracy from the PS, steady rates and bytes from the worker reports."""
+    from testbed.controller.run_stats import run_stats
+
+    workers = {
+        p.name: json.loads((workdir / f"{p.name}.summary.json").read_text())
+        for p in plans
+        if p.role != "ps"
+    }
+    accs = [e.test_accuracy for e in evals]
+    return {
+        "iterations": spec.training.iterations,
+        "final_test_accuracy": accs[-1],
+        "best_test_accuracy": max(accs),
+        "train_time_s": train_time,
+        **run_stats(spec, workers),
+        "workers": workers,
+        "topology": [
+            {**p.__dict__, "address": addresses[p.name], "pid": group.pids[p.name]} for p in plans
+        ],
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+    }

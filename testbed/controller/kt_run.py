@@ -1,0 +1,81 @@
+"""Run a knowledge-transfer spec in one process: teacher, student by the method, optional fine-tune."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from testbed.controller.inprocess import Recorder, environment_info, train
+from testbed.controller.kt_phase import KindRecorder, accuracy, eval_split
+from testbed.controller.kt_session import KtSession, finetune_phase
+from testbed.controller.kt_teacher import Teacher, obtain_teacher
+from testbed.controller.session import configure_threads
+from testbed.data import load_dataset
+from testbed.metrics.run_dir import RunDir
+from testbed.models import get_model, resolve_split
+from testbed.models.pairs import compression
+from testbed.spec import Spec
+from testbed.spec_kt import student_split
+
+
+def _params(models: list[keras.Model]) -> list[int]:
+    return [int(m.count_params()) for m in models]
+
+
+def kt_summary(session: KtSession, teacher: Teacher, student: list[keras.Model],
+               losses: dict[str, list[float]]) -> dict[str, Any]:
+    """The `kt` block of summary.json: teacher, sizes, compression, section losses."""
+    kt = session.spec.algorithm.kt
+    sp, tp = _params(student), teacher.params()
+    return {
+        "method": kt.method, "pair": kt.pair,
+        "teacher": {"source": teacher.source, "path": teacher.path, "params": sum(tp),
+                    "section_params": tp, **teacher.info},
+        "student": {"model": session.spec.model.name, "width": session.spec.model.width,
+                    "params": sum(sp), "section_params": sp,
+                    "training_params": session.trainable_params(),
+                    "adapter_params": session.adapter_params()},
+        "compression": compression(sum(tp), sum(sp)),
+        "loss": {"temperature": kt.temperature, "kd_weight": kt.kd_weight,
+                 "section_loss": kt.section_loss, "section_weight": kt.section_weight,
+                 "section_input": kt.section_input},
+        "section_losses": losses,
+    }
+
+
+def _finetune(spec: Spec, session: KtSession, student: list[keras.Model], rec: Recorder,
+              progress: bool) -> dict[str, Any]:
+    phase = finetune_phase(spec, session.data, session.teacher, student)
+    result = train(phase, KindRecorder(rec, "finetune_"), progress)  # type: ignore[arg-type]
+    return {"steps": result["iterations"], "final_test_accuracy": result["final_test_accuracy"],
+            "best_test_accuracy": result["best_test_accuracy"],
+            "train_time_s": result["train_time_s"], "mean_it_s": result["mean_it_s"]}
+
+
+def run_kt(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, Any]:
+    """Teach the spec's student by algorithm.kt.method; returns the summary body."""
+    configure_threads(spec.training.threads)
+    data = load_dataset(spec.data.dataset)
+    run.event("data_loaded", source=data.source)
+    rec = Recorder(run, {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode})
+    teacher = obtain_teacher(spec, data, run, rec, progress)
+    session = KtSession.build(spec, data, teacher.sections)
+    before = session.section_losses()
+    result = train(session, KindRecorder(rec, rename={"sg_loss": "section_loss"}), progress)  # type: ignore[arg-type]
+    student = session.student()
+    losses = {"before": before, "after": session.section_losses()}
+    summary: dict[str, Any] = {
+        **result, **environment_info(data),
+        "deployed_test_accuracy": accuracy(student, *eval_split(spec, data)),
+        "params": {"stages": _params(student), "teacher_stages": teacher.params()},
+        "stages": _groups(spec),
+        "kt": kt_summary(session, teacher, student, losses),
+    }
+    if spec.algorithm.kt.finetune_steps:
+        summary["kt"]["finetune"] = _finetune(spec, session, student, rec, progress)
+    return summary
+
+
+def _groups(spec: Spec) -> list[list[str]]:
+    return resolve_split(get_model(spec.model.name), student_split(spec.algorithm.kt, spec.model))

@@ -1,0 +1,133 @@
+"""The teacher of a knowledge-transfer run: trained in the run, reused from a cache, or loaded.
+
+Teachers are saved in the Keras v3 `.keras` format as a `keras.Sequential` whose layers are the
+section models, with a JSON sidecar of how they were trained; loading always uses
+`safe_mode=True` (no pickled or arbitrary code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from testbed.controller.inprocess import Recorder, train
+from testbed.controller.kt_phase import KindRecorder, accuracy
+from testbed.controller.session import Session
+from testbed.data import Dataset
+from testbed.metrics.run_dir import RunDir
+from testbed.spec import AlgorithmCfg, ModelCfg, Spec, spec_to_dict
+
+CACHE_DIR = "kt-teachers"
+TEACHER_EVALS = 4  # test evaluations while a teacher trains (the last one is its accuracy)
+
+
+@dataclass
+class Teacher:
+    """The teacher's sections (inference only) and where they came from."""
+
+    sections: list[keras.Model]
+    source: str  # "trained", "cache" or "file"
+    path: str | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def params(self) -> list[int]:
+        return [int(s.count_params()) for s in self.sections]
+
+
+def teacher_spec(spec: Spec) -> Spec:
+    """The spec that trains a zoo teacher with BP: the teacher model, its steps and lr."""
+    kt, t = spec.algorithm.kt, spec.training
+    key = kt.teacher_key()
+    if key is None:
+        raise ValueError(f"algorithm.kt.teacher {kt.teacher!r} is a saved model, not a zoo key")
+    iterations = kt.teacher_iterations or t.iterations
+    training = t.model_copy(update={
+        "iterations": iterations, "lr": kt.teacher_lr or t.lr,
+        "eval_every": max(1, iterations // TEACHER_EVALS)})
+    return spec.model_copy(update={
+        "name": f"{spec.name}-teacher",
+        "model": ModelCfg(name=key, width=kt.teacher_width_or_default(), split_after=kt.teacher_split()),
+        "algorithm": AlgorithmCfg(name="bp"), "training": training})
+
+
+def fingerprint(spec: Spec) -> str:
+    """A digest of everything that determines a trained teacher's weights."""
+    d = spec_to_dict(spec)
+    t = {k: v for k, v in d["training"].items() if k not in ("log_every", "eval_every", "threads")}
+    key = json.dumps({"model": d["model"], "data": d["data"], "training": t}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def save_teacher(sections: list[keras.Model], path: Path, info: dict[str, Any]) -> None:
+    """Write `path` (.keras) and `path`.json atomically (a concurrent reader never sees half)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.keras")
+    keras.Sequential(list(sections)).save(tmp)
+    os.replace(tmp, path)
+    tmp_json = path.with_name(f".{path.stem}.{os.getpid()}.json")
+    tmp_json.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(tmp_json, path.with_suffix(".json"))
+
+
+def load_teacher(path: Path) -> list[keras.Model]:
+    """The sections of a saved teacher (safe_mode=True); ValueError unless it is a section stack."""
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    sections = list(getattr(model, "layers", []))
+    if not isinstance(model, keras.Sequential) or not sections or not all(
+        isinstance(s, keras.Model) for s in sections
+    ):
+        kinds = [type(s).__name__ for s in sections]
+        raise ValueError(
+            f"{path}: expected a keras.Sequential of section models (as the testbed saves "
+            f"teachers), got {type(model).__name__} of {kinds}"
+        )
+    for s in sections:
+        s.trainable = False
+    return sections
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    side = path.with_suffix(".json")
+    return json.loads(side.read_text()) if side.is_file() else {}
+
+
+def _train(spec: Spec, data: Dataset, rec: Recorder, progress: bool) -> tuple[list[keras.Model], dict[str, Any]]:
+    session = Session.build(spec, data)
+    result = train(session, KindRecorder(rec, "teacher_"), progress)
+    info = {"iterations": result["iterations"], "train_time_s": result["train_time_s"],
+            "mean_it_s": result["mean_it_s"], "lr": spec.training.lr,
+            "model": spec.model.name, "width": spec.model.width}
+    return session.models, info
+
+
+def obtain_teacher(spec: Spec, data: Dataset, run: RunDir, rec: Recorder,
+                   progress: bool = True) -> Teacher:
+    """Load the saved teacher, reuse a cached one, or train it here (and cache it)."""
+    kt = spec.algorithm.kt
+    saved = kt.saved_teacher()
+    if saved is not None:
+        teacher = Teacher(load_teacher(saved), "file", str(saved), _sidecar(saved))
+    else:
+        tspec = teacher_spec(spec)
+        cached = run.path.parents[1] / CACHE_DIR / f"{tspec.model.name}-{fingerprint(tspec)}.keras"
+        if kt.teacher_cache and cached.is_file():
+            teacher = Teacher(load_teacher(cached), "cache", str(cached), _sidecar(cached))
+        else:
+            models, info = _train(tspec, data, rec, progress)
+            for m in models:
+                m.trainable = False
+            teacher = Teacher(models, "trained", None, info)
+            if kt.teacher_cache:
+                save_teacher(models, cached, info)
+                teacher.path = str(cached)
+    n = spec.training.eval_samples or len(data.y_test)
+    teacher.info["test_accuracy"] = accuracy(teacher.sections, data.x_test[:n], data.y_test[:n])
+    run.event("teacher_ready", source=teacher.source, path=teacher.path,
+              test_accuracy=teacher.info["test_accuracy"])
+    return teacher

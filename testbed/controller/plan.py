@@ -1,0 +1,99 @@
+"""Which workers a distributed run needs: pure function of the spec (stages, placement, mode)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from testbed.models import get_model, resolve_split
+from testbed.spec import Spec
+
+DISTRIBUTED_MODES = ("sg", "bp-sync", "bp-pipeline", "bp-local", "dp-async")
+
+
+class PlanError(ValueError):
+    """The spec's placement cannot be realised; the message names the value and expected form."""
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """One worker process: its name, role and the contiguous stages it holds."""
+
+    name: str
+    role: str  # "stage", "ps" or "replica"
+    stage_ids: tuple[int, ...] = ()
+    replica_index: int = 0
+
+
+def stage_count(spec: Spec) -> int:
+    return len(resolve_split(get_model(spec.model.name), spec.model.split_after))
+
+
+def stage_groups(placement: dict[str, str] | None, n: int) -> list[tuple[str, tuple[int, ...]]]:
+    """(device, stages) in stage order; one device per stage when placement is None."""
+    if placement is None:
+        return [(f"stage{i}", (i,)) for i in range(n)]
+    expected = [str(i) for i in range(n)]
+    if sorted(placement, key=lambda k: (len(k), k)) != expected:
+        raise PlanError(
+            f"placement: got stage keys {sorted(placement)}; expected exactly {expected} "
+            f"(one entry per stage of the {n}-stage split)"
+        )
+    groups: list[tuple[str, list[int]]] = []
+    for i in range(n):
+        device = placement[str(i)]
+        if groups and groups[-1][0] == device:
+            groups[-1][1].append(i)
+        elif any(d == device for d, _ in groups):
+            earlier = next(s for d, s in groups if d == device)
+            raise PlanError(
+                f"placement: device {device!r} gets stages that are not contiguous "
+                f"({[*earlier, i]}); expected consecutive stages"
+            )
+        else:
+            groups.append((device, [i]))
+    return [(d, tuple(s)) for d, s in groups]
+
+
+def plan_workers(spec: Spec) -> list[WorkerPlan]:
+    """The parameter server plus stage workers (or replicas) for spec.job.mode."""
+    mode, n = spec.job.mode, stage_count(spec)
+    if mode not in DISTRIBUTED_MODES:
+        raise PlanError(f"job.mode: got {mode!r}; expected one of {', '.join(DISTRIBUTED_MODES)}")
+    everything = tuple(range(n))
+    if mode == "bp-local":
+        workers = [WorkerPlan("local", "stage", everything)]
+    elif mode == "dp-async":
+        workers = [
+            WorkerPlan(f"replica{r}", "replica", everything, r) for r in range(spec.job.replicas)
+        ]
+    else:
+        workers = [WorkerPlan(d, "stage", ids) for d, ids in stage_groups(spec.placement, n)]
+        if len(workers) < 2:
+            raise PlanError(
+                f"job.mode {mode!r}: placement puts all {n} stages on one device; "
+                "expected at least two devices (use bp-local for one)"
+            )
+    if mode == "sg":
+        for w in workers:
+            if len(w.stage_ids) != 1:
+                raise PlanError(
+                    f"job.mode 'sg': device {w.name!r} gets stages {list(w.stage_ids)};"
+                    " expected one stage per device (each split needs its SG module)"
+                )
+    if "ps" in {w.name for w in workers}:
+        raise PlanError("placement: device name 'ps' is reserved for the parameter server")
+    return [WorkerPlan("ps", "ps"), *workers]
+
+
+def peer_map(workers: list[WorkerPlan], addresses: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Each trainer's peers (role -> address): its neighbours in stage order and the PS."""
+    trainers = [w for w in workers if w.role != "ps"]
+    out = {}
+    for k, w in enumerate(trainers):
+        peers = {"ps": addresses["ps"]}
+        if w.role == "stage" and k > 0:
+            peers["upstream"] = addresses[trainers[k - 1].name]
+        if w.role == "stage" and k < len(trainers) - 1:
+            peers["downstream"] = addresses[trainers[k + 1].name]
+        out[w.name] = peers
+    return out

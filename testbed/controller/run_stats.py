@@ -1,0 +1,49 @@
+"""Run-level numbers from the workers' reports: throughput, per-stage times, bytes per step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from testbed.spec import Spec
+
+_STAGE_PEERS = ("upstream", "downstream")
+
+
+def _traffic(workers: dict[str, Any], peers: tuple[str, ...]) -> dict[str, float]:
+    """Bytes sent by all workers to the given peer roles: wire (framed), message and raw tensor."""
+    out = {"messages": 0.0, "wire_bytes": 0.0, "message_bytes": 0.0, "raw_bytes": 0.0}
+    for w in workers.values():
+        for key, counts in w.get("peers", {}).items():
+            direction, peer = key.split(":", 1)
+            if direction == "sent" and peer in peers:
+                for k in out:
+                    out[k] += counts.get(k, 0)
+    return out
+
+
+def run_stats(spec: Spec, workers: dict[str, Any]) -> dict[str, Any]:
+    """mean_it_s (steady state), per-worker step times, stage-to-stage bytes per iteration."""
+    steady = {n: w.get("steady", {}) for n, w in workers.items()}
+    rates = [s["it_s"] for s in steady.values() if s.get("it_s")]
+    # replicas add up; pipeline stages are as fast as the slowest one
+    it_s = sum(rates) if spec.job.mode == "dp-async" else min(rates, default=0.0)
+    links = _traffic(workers, _STAGE_PEERS)
+    ps = _traffic(workers, ("ps",))
+    n = spec.training.iterations
+    return {
+        "mean_it_s": it_s,
+        "mean_samples_s": it_s * spec.training.batch_size,
+        "per_worker": {
+            name: {k: v for k, v in s.items() if k == "it_s" or k.endswith("_per_step_s")}
+            for name, s in steady.items()
+        },
+        "transfer": {
+            "stage_links": links,
+            "to_ps": ps,
+            "wire_bytes_per_step": links["wire_bytes"] / n,
+            "raw_bytes_per_step": links["raw_bytes"] / n,
+            "wire_over_raw": links["wire_bytes"] / links["raw_bytes"]
+            if links["raw_bytes"]
+            else None,
+        },
+    }

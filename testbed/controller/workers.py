@@ -1,0 +1,91 @@
+"""The controller's handles on running workers: health, start with peers, stop."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from testbed.controller.plan import WorkerPlan
+from testbed.runtime import grpc_util, serde
+from testbed.runtime.peers import ParameterClient
+from testbed.runtime.proto import common_pb2, stage_pb2_grpc
+from testbed.runtime.serde import Health, Start, Stop
+from testbed.spec import Spec
+
+_HEALTH_DEADLINE_S = 5.0
+_LOST_AFTER_S = 5.0
+
+
+class WorkerFailedError(RuntimeError):
+    """A worker died or stopped answering; the message says which, how, and its last stderr."""
+
+
+class WorkerClients:
+    """Stubs for every trainer (StageService) and the parameter server."""
+
+    def __init__(
+        self, plans: list[WorkerPlan], addresses: dict[str, str], deadline_s: float
+    ) -> None:
+        self.deadline_s = deadline_s
+        self.trainers = [p for p in plans if p.role != "ps"]
+        self.channels = {p.name: grpc_util.open_channel(addresses[p.name]) for p in self.trainers}
+        self.stubs = {n: stage_pb2_grpc.StageServiceStub(c) for n, c in self.channels.items()}
+        self.ps = ParameterClient(addresses["ps"], deadline_s, None)
+        self._unreachable: dict[str, float] = {}
+
+    def start_all(self, run_id: str, spec: Spec, peers: dict[str, dict[str, str]]) -> None:
+        """Start trainers from the last stage to the first, so receivers run before senders."""
+        t = spec.training
+        mode = "sg" if spec.job.mode == "sg" else "bp"
+        for p in reversed(self.trainers):
+            start = Start(run_id, mode, t.iterations, t.batch_size, t.lr, t.seed, peers[p.name])  # type: ignore[arg-type]
+            grpc_util.call_with_deadline(
+                self.stubs[p.name].Control,
+                serde.control_to_message(start),
+                self.deadline_s,
+                wait_for_ready=True,
+            )
+
+    def health(self, failure: Any) -> dict[str, Health]:
+        """Every trainer's health; a trainer unreachable for 5 s is reported as lost."""
+        out = {}
+        for p in self.trainers:
+            try:
+                reply = grpc_util.call_with_deadline(
+                    self.stubs[p.name].Health, common_pb2.Empty(), _HEALTH_DEADLINE_S
+                )
+                out[p.name] = serde.health_from_message(reply)
+                self._unreachable.pop(p.name, None)
+            except grpc.RpcError as err:
+                since = self._unreachable.setdefault(p.name, time.monotonic())
+                failure.check(0.0)  # a death explains it better than the RPC error
+                if time.monotonic() - since > _LOST_AFTER_S:
+                    raise WorkerFailedError(
+                        f"worker {p.name!r} unreachable for {_LOST_AFTER_S:.0f} s: "
+                        f"{err.code().name}"
+                    ) from None  # type: ignore[attr-defined]
+                out[p.name] = Health(p.role, p.stage_ids, 0, False)
+        return out
+
+    def stop_all(self, reason: str) -> None:
+        msg = serde.control_to_message(Stop(reason))
+        for stub in self.stubs.values():
+            with contextlib.suppress(grpc.RpcError):  # already gone: the supervisor reaps it
+                grpc_util.call_with_deadline(stub.Control, msg, _HEALTH_DEADLINE_S)
+
+    def close(self) -> None:
+        for c in self.channels.values():
+            c.close()
+        self.ps.close()
+
+    def __enter__(self) -> WorkerClients:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

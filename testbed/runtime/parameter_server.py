@@ -1,0 +1,236 @@
+"""The parameter server: global weights per stage, evaluation, checkpoints, async SGD."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import tensorflow as tf
+
+from testbed.algorithms.bp import accuracy_count, forward
+from testbed.data import Dataset
+from testbed.runtime import serde, serde_ps
+from testbed.runtime.proto import common_pb2, parameter_pb2, parameter_pb2_grpc
+from testbed.runtime.replica import Replica, get_named_weights, set_named_weights, weight_specs
+from testbed.runtime.serde import Weights
+from testbed.runtime.serde_ps import Evaluation, ModelWeights, ParameterStatus
+from testbed.runtime.worker_metrics import WorkerMetrics
+
+_EVAL_BATCH = 1000
+
+
+class Evaluator:
+    """Test accuracy of a full set of stage weights, on the spec's evaluation samples."""
+
+    def __init__(self, replica: Replica, data: Dataset, samples: int | None) -> None:
+        self.models = [s.model for s in replica.stages]
+        n = samples or len(data.y_test)
+        self.x, self.y = data.x_test[:n], data.y_test[:n]
+        self._count = tf.function(lambda xb, yb: accuracy_count(forward(self.models, xb), yb))
+
+    def __call__(self, stages: list[dict[str, np.ndarray]]) -> float:
+        for model, tensors in zip(self.models, stages, strict=True):
+            set_named_weights(model, tensors)
+        n = len(self.y)
+        correct = sum(
+            int(self._count(self.x[i : i + _EVAL_BATCH], self.y[i : i + _EVAL_BATCH]))
+            for i in range(0, n, _EVAL_BATCH)
+        )
+        return correct / n
+
+
+def save_checkpoint(directory: Path, version: int, stages: list[dict[str, np.ndarray]]) -> None:
+    """stage<i>.npz (arrays in weight order, no pickle) plus checkpoint.json with the version."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, tensors in enumerate(stages):
+        tmp = directory / f"stage{i}.tmp.npz"
+        np.savez(tmp, *tensors.values())
+        os.replace(tmp, directory / f"stage{i}.npz")
+    names = [list(t) for t in stages]
+    (directory / "checkpoint.json").write_text(json.dumps({"version": version, "names": names}))
+
+
+def load_checkpoint(directory: Path) -> tuple[int, list[list[np.ndarray]]]:
+    """(version, per-stage arrays in weight order) from save_checkpoint's files."""
+    meta = json.loads((directory / "checkpoint.json").read_text())
+    stages = []
+    for i, names in enumerate(meta["names"]):
+        with np.load(directory / f"stage{i}.npz", allow_pickle=False) as z:
+            stages.append([z[f"arr_{k}"] for k in range(len(names))])
+    return int(meta["version"]), stages
+
+
+def grad_specs(model: tf.keras.Model) -> dict[str, serde.TensorSpec]:
+    """Names ('000', '001', ...) and specs of a stage's gradients, in trainable-variable order."""
+    return {
+        f"{k:03d}": serde.TensorSpec(v.dtype, tuple(int(d) for d in v.shape))
+        for k, v in enumerate(model.trainable_variables)
+    }
+
+
+class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
+    """Holds the newest weights per stage; evaluates each version complete for every stage.
+
+    Stage workers push their weights at versions (pipeline steps); dp-async replicas push
+    gradients that the server applies with its own optimizers (one version per push).
+    """
+
+    def __init__(
+        self,
+        replica: Replica,
+        evaluator: Evaluator,
+        metrics: WorkerMetrics,
+        checkpoint_dir: Path,
+        t0: float,
+    ) -> None:
+        self.replica, self.evaluate, self.metrics = replica, evaluator, metrics
+        self.checkpoint_dir, self.t0 = checkpoint_dir, t0
+        t, store = replica.spec.training, replica.spec.job.store
+        self.eval_every, self.total, self.staleness_limit = (
+            t.eval_every,
+            t.iterations,
+            store.target_staleness,
+        )
+        self.specs = [weight_specs(s.model) for s in replica.stages]
+        self._lock = threading.Lock()
+        self._versions: dict[int, dict[int, dict[str, np.ndarray]]] = {}
+        self._latest: dict[int, Weights] = {}
+        self._complete = 0
+        self._evaluations: list[Evaluation] = []
+        self._stale = 0
+        self._applied = 0
+        self.crashed = threading.Event()
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[tuple[int, list[dict[str, np.ndarray]]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._evaluate_loop, name="evaluate", daemon=True)
+        self._thread.start()
+
+    # --- stage workers ------------------------------------------------------------------------
+    def PushWeights(  # noqa: N802 - name fixed by the generated servicer
+        self, request: parameter_pb2.WeightSet, context: grpc.ServicerContext
+    ) -> common_pb2.Ack:
+        if request.stage_id >= len(self.specs):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"stage_id: got {request.stage_id}, expected 0..{len(self.specs) - 1}",
+            )
+        try:
+            w = serde.weights_from_message(request, self.specs[request.stage_id])
+        except serde.MessageValidationError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        self.metrics.transfer(
+            "received", f"stage{w.stage_id}", request.ByteSize(), serde.raw_nbytes(w)
+        )
+        with self._lock:
+            self._latest[w.stage_id] = w
+            have = self._versions.setdefault(w.version, {})
+            have[w.stage_id] = dict(w.tensors)
+            if len(have) == len(self.specs) and w.version > self._complete:
+                self._complete = w.version
+                self._queue.put((w.version, [have[i] for i in range(len(self.specs))]))
+                for v in [v for v in self._versions if v <= w.version]:
+                    del self._versions[v]
+        return common_pb2.Ack(id=w.version)
+
+    def PullWeights(  # noqa: N802
+        self, request: parameter_pb2.PullRequest, context: grpc.ServicerContext
+    ) -> parameter_pb2.WeightSet:
+        with self._lock:
+            w = self._latest.get(request.stage_id)
+        if w is None or w.version < request.min_version:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"stage {request.stage_id}: no weights at version >= {request.min_version}",
+            )
+        return serde.weights_to_message(w)  # type: ignore[arg-type]
+
+    # --- dp-async replicas ----------------------------------------------------------------------
+    def PushGradients(  # noqa: N802
+        self, request: parameter_pb2.ModelWeights, context: grpc.ServicerContext
+    ) -> common_pb2.Ack:
+        try:
+            grads = serde_ps.model_from_message(request, self.specs_trainable())
+        except serde.MessageValidationError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        self.metrics.transfer(
+            "received",
+            "replica",
+            request.ByteSize(),
+            sum(serde.raw_nbytes(w) for w in grads.stages),
+        )
+        with self._lock:
+            snapshot, version = self._apply_if_fresh(grads)
+        if snapshot is not None:
+            self._queue.put((version, snapshot))
+        return common_pb2.Ack(id=version)
+
+    def _apply_if_fresh(
+        self, grads: ModelWeights
+    ) -> tuple[list[dict[str, np.ndarray]] | None, int]:
+        """Apply unless stale or past the step budget; snapshot weights due for evaluation."""
+        staleness = self._applied - grads.version
+        if self._applied >= self.total or staleness > self.staleness_limit:
+            self._stale += self._applied < self.total
+            return None, self._applied
+        self.metrics.staleness(staleness)
+        self._apply(grads)
+        self._applied += 1
+        self.metrics.step_done(self._applied, self.replica.spec.training.log_every)
+        due = self._applied % self.eval_every == 0 or self._applied == self.total
+        return (self._snapshot() if due else None), self._applied
+
+    def specs_trainable(self) -> list[dict[str, serde.TensorSpec]]:
+        return [grad_specs(s.model) for s in self.replica.stages]
+
+    def _apply(self, grads: ModelWeights) -> None:
+        for stage, opt, w in zip(
+            self.replica.stages, self.replica.optimizers, grads.stages, strict=True
+        ):
+            tensors = [tf.convert_to_tensor(t) for t in w.tensors.values()]
+            opt.apply_gradients(zip(tensors, stage.model.trainable_variables, strict=True))
+
+    def _snapshot(self) -> list[dict[str, np.ndarray]]:
+        return [get_named_weights(s.model) for s in self.replica.stages]
+
+    def PullModel(  # noqa: N802
+        self, request: common_pb2.Empty, context: grpc.ServicerContext
+    ) -> parameter_pb2.ModelWeights:
+        with self._lock:
+            version, snapshot = self._applied, self._snapshot()
+        stages = tuple(Weights(i, version, t) for i, t in enumerate(snapshot))
+        return serde_ps.model_to_message(ModelWeights(version, stages))
+
+    # --- evaluation -----------------------------------------------------------------------------
+    def _evaluate_loop(self) -> None:
+        try:
+            while (item := self._queue.get()) is not None:
+                self._evaluate(*item)
+        except BaseException as err:  # noqa: BLE001 - the main thread re-raises it
+            self.error = err
+            self.crashed.set()
+
+    def _evaluate(self, version: int, stages: list[dict[str, np.ndarray]]) -> None:
+        acc = self.evaluate(stages)
+        wall = time.time() - self.t0
+        save_checkpoint(self.checkpoint_dir, version, stages)
+        with self._lock:
+            self._evaluations.append(Evaluation(version, acc, wall))
+        self.metrics.write("eval", {"step": version, "test_acc": acc, "wall_s": wall})
+
+    def Status(  # noqa: N802
+        self, request: common_pb2.Empty, context: grpc.ServicerContext
+    ) -> parameter_pb2.ParameterStatus:
+        with self._lock:
+            version = max(self._complete, self._applied)
+            status = ParameterStatus(version, tuple(self._evaluations), self._stale)
+        return serde_ps.status_to_message(status)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=60)

@@ -1,0 +1,105 @@
+"""Clients of other workers: stage peers and the parameter server, every call with a deadline."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from testbed.runtime import grpc_util, serde, serde_ps
+from testbed.runtime.proto import common_pb2, parameter_pb2, parameter_pb2_grpc, stage_pb2_grpc
+from testbed.runtime.serde import Activation, Gradient, Weights
+from testbed.runtime.serde_ps import ModelWeights, ParameterStatus
+from testbed.runtime.worker_metrics import WorkerMetrics
+
+
+class PeerError(RuntimeError):
+    """A call to another worker failed; names the peer, its address and the gRPC status."""
+
+
+def _rpc_error(what: str, peer: str, address: str, err: grpc.RpcError) -> PeerError:
+    code = err.code().name if hasattr(err, "code") else "?"
+    details = err.details() if hasattr(err, "details") else str(err)
+    return PeerError(f"{what} to {peer} at {address} failed: {code}: {details}")
+
+
+class StagePeer:
+    """Forward/Backward calls to one neighbouring stage worker, counting bytes per message."""
+
+    def __init__(self, peer: str, address: str, deadline_s: float, metrics: WorkerMetrics) -> None:
+        self.peer, self.address, self.deadline_s, self.metrics = peer, address, deadline_s, metrics
+        self.channel = grpc_util.open_channel(address)
+        self.stub = stage_pb2_grpc.StageServiceStub(self.channel)
+
+    def _call(self, what: str, method: Any, msg: Message, raw: int) -> None:
+        wire = serde.wire_nbytes(msg)
+        while True:
+            try:
+                grpc_util.call_with_deadline(method, msg, self.deadline_s, wait_for_ready=True)
+                break
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:  # type: ignore[attr-defined]
+                    raise _rpc_error(what, self.peer, self.address, err) from None
+                self.metrics.add("send_retries")  # peer's buffer stayed full for a whole wait
+        self.metrics.transfer("sent", self.peer, wire, raw)
+
+    def forward(self, act: Activation) -> None:
+        self._call(
+            "Forward", self.stub.Forward, serde.activation_to_message(act), serde.raw_nbytes(act)
+        )
+
+    def backward(self, grad: Gradient) -> None:
+        self._call(
+            "Backward", self.stub.Backward, serde.gradient_to_message(grad), serde.raw_nbytes(grad)
+        )
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class ParameterClient:
+    """Pushes weights or gradients to the parameter server and pulls the model from it."""
+
+    def __init__(self, address: str, deadline_s: float, metrics: WorkerMetrics | None) -> None:
+        self.address, self.deadline_s, self.metrics = address, deadline_s, metrics
+        self.channel = grpc_util.open_channel(address)
+        self.stub = parameter_pb2_grpc.ParameterServiceStub(self.channel)
+
+    def _call(self, what: str, method: Any, msg: Any, raw: int = 0) -> Any:
+        try:
+            reply = grpc_util.call_with_deadline(method, msg, self.deadline_s, wait_for_ready=True)
+        except grpc.RpcError as err:
+            raise _rpc_error(what, "ps", self.address, err) from None
+        if self.metrics is not None and raw:
+            self.metrics.transfer("sent", "ps", serde.wire_nbytes(msg), raw)
+        return reply
+
+    def push_weights(self, weights: Weights) -> None:
+        self._call(
+            "PushWeights",
+            self.stub.PushWeights,
+            serde.weights_to_message(weights),
+            serde.raw_nbytes(weights),
+        )
+
+    def push_gradients(self, grads: ModelWeights) -> None:
+        raw = sum(serde.raw_nbytes(w) for w in grads.stages)
+        self._call("PushGradients", self.stub.PushGradients, serde_ps.model_to_message(grads), raw)
+
+    def pull_model(self) -> parameter_pb2.ModelWeights:
+        t = time.perf_counter()
+        reply = self._call("PullModel", self.stub.PullModel, common_pb2.Empty())
+        if self.metrics is not None:
+            self.metrics.add("pull_s", time.perf_counter() - t)
+            raw = sum(len(n.tensor.data) for s in reply.stages for n in s.tensors)
+            self.metrics.transfer("received", "ps", reply.ByteSize(), raw)
+        return reply  # type: ignore[no-any-return]
+
+    def status(self) -> ParameterStatus:
+        reply = self._call("Status", self.stub.Status, common_pb2.Empty())
+        return serde_ps.status_from_message(reply)
+
+    def close(self) -> None:
+        self.channel.close()

@@ -1,0 +1,104 @@
+"""A worker's copy of the model: the same seeded stages, SG modules and optimizers as in process."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from testbed.algorithms.sg_module import SGModule
+from testbed.data import get_spec
+from testbed.models import Stage, build_stages, get_model
+from testbed.runtime.serde import TensorSpec
+from testbed.spec import Spec
+
+
+def configure_threads(threads: int | None) -> None:
+    """Set TF's thread pools (same rule as the in-process trainer); call before the first op."""
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def make_optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
+    """The optimizer the in-process Session uses for that name (kept identical; tested)."""
+    if name == "adam":
+        return keras.optimizers.Adam(lr)
+    return keras.optimizers.SGD(lr, momentum=0.9)
+
+
+@dataclass
+class Replica:
+    """All stages (a worker keeps using only its own), their optimizers and SG modules."""
+
+    spec: Spec
+    stages: list[Stage]
+    optimizers: list[keras.optimizers.Optimizer]
+    num_classes: int
+    sgs: list[SGModule] = field(default_factory=list)
+    sg_optimizers: list[keras.optimizers.Optimizer] = field(default_factory=list)
+
+    def models(self, ids: Sequence[int]) -> list[keras.Model]:
+        return [self.stages[i].model for i in ids]
+
+    def opts(self, ids: Sequence[int]) -> list[keras.optimizers.Optimizer]:
+        return [self.optimizers[i] for i in ids]
+
+
+def build_replica(spec: Spec) -> Replica:
+    """Seed, then build in Session.build's order, so every weight equals the in-process one."""
+    ds = get_spec(spec.data.dataset)
+    keras.utils.set_random_seed(spec.training.seed)
+    model = get_model(spec.model.name)
+    stages = build_stages(model, ds.input_shape, spec.model.split_after, spec.model.width)
+    t = spec.training
+    replica = Replica(
+        spec, stages, [make_optimizer(t.optimizer, t.lr) for _ in stages], ds.num_classes
+    )
+    if spec.algorithm.name == "sg":
+        c = spec.algorithm.sg
+        replica.sgs = [
+            SGModule(s.output_shape, ds.num_classes, c.conditioned, c.width, c.depth, c.kernel)
+            for s in stages[:-1]
+        ]
+        replica.sg_optimizers = [make_optimizer("adam", c.lr) for _ in replica.sgs]
+    return replica
+
+
+def input_spec(stage: Stage) -> TensorSpec:
+    return TensorSpec("float32", (None, *stage.input_shape))
+
+
+def output_spec(stage: Stage) -> TensorSpec:
+    return TensorSpec("float32", (None, *stage.output_shape))
+
+
+LABELS_SPEC = TensorSpec("int64", (None,))
+
+
+def weight_names(model: keras.Model) -> list[str]:
+    """Unique, ordered names for a model's weights (get_weights order), e.g. '000/kernel'.
+
+    Position plus variable name: stable across builds (layer names get _1 suffixes when a
+    process builds the model twice).
+    """
+    return [f"{i:03d}/{w.name}" for i, w in enumerate(model.weights)]
+
+
+def weight_specs(model: keras.Model) -> dict[str, TensorSpec]:
+    """Expected name -> dtype/shape of every weight (what the parameter server validates)."""
+    return {
+        name: TensorSpec(w.dtype, tuple(int(d) for d in w.shape))
+        for name, w in zip(weight_names(model), model.weights, strict=True)
+    }
+
+
+def get_named_weights(model: keras.Model) -> dict[str, np.ndarray]:
+    return dict(zip(weight_names(model), model.get_weights(), strict=True))
+
+
+def set_named_weights(model: keras.Model, tensors: dict[str, np.ndarray]) -> None:
+    model.set_weights([tensors[n] for n in weight_names(model)])

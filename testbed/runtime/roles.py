@@ -1,0 +1,174 @@
+"""Run one worker role: serve, report ready, wait for Start, train, report, wait for Stop."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from testbed.data import Dataset, load_dataset
+from testbed.runtime import grpc_util
+from testbed.runtime.config import WorkerConfig
+from testbed.runtime.parameter_server import Evaluator, ParameterServer
+from testbed.runtime.proto import parameter_pb2_grpc, stage_pb2_grpc
+from testbed.runtime.replica import Replica, build_replica, input_spec, output_spec
+from testbed.runtime.stage_io import StageIO
+from testbed.runtime.stage_service import StageNode, StageServicer
+from testbed.runtime.store import BoundedBuffer
+from testbed.runtime.worker_metrics import WorkerMetrics
+
+OnReady = Callable[[str], None]
+OnSummary = Callable[[dict[str, Any]], None]
+_SERVER_THREADS = 8
+
+
+def warmup_steps(total: int) -> int:
+    """Steps excluded from steady-state rates (tracing, first transfers): 10%, 1..20."""
+    return max(1, min(20, total // 10))
+
+
+def advertised(cfg: WorkerConfig, server: grpc_util.RunningServer) -> str:
+    host = cfg.advertise_host or server.host
+    return f"{host}:{server.port}"
+
+
+def run_role(cfg: WorkerConfig, on_ready: OnReady, on_summary: OnSummary) -> None:
+    """Build this worker's model replica and run its role until stopped."""
+    replica = build_replica(cfg.spec)
+    tags = {"worker": cfg.name, "role": cfg.role}
+    if cfg.stage_ids:
+        tags["stage"] = "-".join(str(i) for i in cfg.stage_ids)
+    warmup = warmup_steps(cfg.spec.training.iterations)
+    batch = cfg.spec.training.batch_size
+    metrics = WorkerMetrics(cfg.path(".metrics.jsonl"), tags, cfg.t0, warmup, batch)
+    try:
+        if cfg.role == "ps":
+            run_ps(cfg, replica, metrics, on_ready)
+        else:
+            run_trainer(cfg, replica, metrics, on_ready, on_summary)
+    finally:
+        metrics.close()
+
+
+def run_ps(cfg: WorkerConfig, replica: Replica, metrics: WorkerMetrics, on_ready: OnReady) -> None:
+    """Serve weights, apply dp-async gradients, evaluate complete versions; until SIGTERM."""
+    data = load_dataset(cfg.spec.data.dataset)
+    eval_replica = build_replica(cfg.spec) if cfg.spec.job.mode == "dp-async" else replica
+    evaluator = Evaluator(eval_replica, data, cfg.spec.training.eval_samples)
+    ps = ParameterServer(replica, evaluator, metrics, cfg.workdir / "checkpoint", cfg.t0)
+    register = functools.partial(parameter_pb2_grpc.add_ParameterServiceServicer_to_server, ps)
+    server = grpc_util.start_server(register, bind=cfg.bind, max_workers=_SERVER_THREADS)
+    try:
+        on_ready(advertised(cfg, server))
+        ps.crashed.wait()  # until SIGTERM raises SystemExit, or evaluation fails
+        raise RuntimeError(f"parameter server evaluation failed: {ps.error!r}") from ps.error
+    finally:
+        server.stop(grace_s=0.5)
+        ps.close()
+
+
+def build_node(cfg: WorkerConfig, replica: Replica, metrics: WorkerMetrics) -> StageNode:
+    """Buffers for what this worker receives: activations from upstream, gradients from below."""
+    ids, job = cfg.stage_ids, cfg.spec.job
+    node = StageNode(cfg.role, ids, metrics, None, None)
+    if cfg.role != "stage" or job.mode == "bp-local":
+        return node
+    n, store = len(replica.stages), job.store
+    bp = job.mode != "sg"
+    m = job.micro_batches if job.mode == "bp-pipeline" else 1
+    if ids[0] > 0:
+        node.in_spec = input_spec(replica.stages[ids[0]])
+        cap, on_full = (max(store.capacity, m), "block") if bp else (store.capacity, store.on_full)
+        node.inputs = BoundedBuffer(cap, on_full)  # type: ignore[arg-type]
+    if ids[-1] < n - 1:
+        node.grad_spec = output_spec(replica.stages[ids[-1]])
+        node.grads = (
+            BoundedBuffer(m, "block") if bp else BoundedBuffer(store.target_staleness, "drop")
+        )
+    return node
+
+
+def _needs_data(cfg: WorkerConfig) -> bool:
+    return cfg.role == "replica" or (cfg.role == "stage" and cfg.stage_ids[0] == 0)
+
+
+def run_trainer(
+    cfg: WorkerConfig,
+    replica: Replica,
+    metrics: WorkerMetrics,
+    on_ready: OnReady,
+    on_summary: OnSummary,
+) -> None:
+    """A stage worker or dp-async replica: serve StageService, train after Start, then wait."""
+    node = build_node(cfg, replica, metrics)
+    register = functools.partial(
+        stage_pb2_grpc.add_StageServiceServicer_to_server, StageServicer(node)
+    )
+    server = grpc_util.start_server(register, bind=cfg.bind, max_workers=_SERVER_THREADS)
+    try:
+        data = load_dataset(cfg.spec.data.dataset) if _needs_data(cfg) else None
+        on_ready(advertised(cfg, server))
+        node.started.wait()
+        assert node.start is not None
+        version = train(cfg, node, replica, data, dict(node.start.peers))
+        node.done = True
+        on_summary(worker_summary(cfg, node, version))
+        node.stopped.wait()
+    finally:
+        for buf in (node.inputs, node.grads):
+            if buf is not None:
+                buf.close()
+        server.stop(grace_s=0.5)
+
+
+def train(
+    cfg: WorkerConfig,
+    node: StageNode,
+    replica: Replica,
+    data: Dataset | None,
+    peers: dict[str, str],
+) -> int:
+    """Run this worker's training loop for the spec's mode; returns the version reached."""
+    from testbed.runtime.bp_loop import BPStage, LocalBP
+    from testbed.runtime.dp_replica import AsyncReplica
+    from testbed.runtime.sg_loop import SGStage
+
+    job, total = cfg.spec.job, cfg.spec.training.iterations
+    if cfg.role == "replica":
+        assert data is not None
+        rep = AsyncReplica(cfg, node, replica, data, peers["ps"])
+        try:
+            return rep.run(total)
+        finally:
+            rep.close()
+    io = StageIO(cfg, node, replica, data, peers)
+    try:
+        loop: Any
+        if job.mode == "sg":
+            loop = SGStage(io)
+        elif job.mode == "bp-local":
+            loop = LocalBP(io)
+        else:
+            loop = BPStage(io, job.micro_batches if job.mode == "bp-pipeline" else 1)
+        version = loop.run(total)
+        io.finish(version)
+        return version
+    finally:
+        io.close()
+
+
+def worker_summary(cfg: WorkerConfig, node: StageNode, version: int) -> dict[str, Any]:
+    buffers = {
+        name: dataclasses.asdict(buf.stats())
+        for name, buf in (("inputs", node.inputs), ("grads", node.grads))
+        if buf is not None
+    }
+    return {
+        "name": cfg.name,
+        "role": cfg.role,
+        "stage_ids": list(cfg.stage_ids),
+        "version": version,
+        "buffers": buffers,
+        **node.metrics.summary(),
+    }

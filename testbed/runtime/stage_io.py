@@ -1,0 +1,117 @@
+"""What every stage loop shares: its data or input buffer, senders to neighbours and the PS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from testbed.data import Dataset
+from testbed.data.batches import batch_indices
+from testbed.runtime.config import WorkerConfig
+from testbed.runtime.outbox import Outbox
+from testbed.runtime.peers import ParameterClient, StagePeer
+from testbed.runtime.replica import Replica, get_named_weights
+from testbed.runtime.serde import Activation, Gradient, Weights
+from testbed.runtime.stage_service import StageNode
+
+_FLUSH_S = 60.0
+
+
+class StageIO:
+    """Inputs (dataset or activation store), outboxes (downstream, upstream, PS), weight pushes."""
+
+    def __init__(
+        self,
+        cfg: WorkerConfig,
+        node: StageNode,
+        replica: Replica,
+        data: Dataset | None,
+        peers: Mapping[str, str],
+    ) -> None:
+        self.cfg, self.node, self.replica, self.data = cfg, node, replica, data
+        job, m = cfg.spec.job, node.metrics
+        self._peers = [
+            StagePeer(r, peers[r], job.deadline_s, m)
+            for r in ("downstream", "upstream")
+            if r in peers
+        ]
+        self._ps = ParameterClient(peers["ps"], job.deadline_s, m)
+        # one message waits while one is on the wire: the receiver's store is the buffer, so
+        # a link holds at most capacity + 2 batches (bounds the staleness of SG targets)
+        self.down = self._outbox("downstream", lambda p: Outbox("downstream", p.forward, 1))
+        self.up = self._outbox("upstream", lambda p: Outbox("upstream", p.backward, 1))
+        self.ps: Outbox[Weights] = Outbox("ps", self._ps.push_weights, len(replica.stages) + 1)
+        self._batches: Iterator[np.ndarray] | None = None
+        push = job.push_every or cfg.spec.training.eval_every
+        self.push_every, self.next_push, self.pushed = push, push, 0
+        m.gauges.update(
+            outbox_down=lambda: self.down.depth() if self.down else 0,
+            outbox_up=lambda: self.up.depth() if self.up else 0,
+            inputs_depth=lambda: node.inputs.stats().depth if node.inputs else 0,
+            inputs_dropped=lambda: node.inputs.stats().dropped if node.inputs else 0,
+            grads_depth=lambda: node.grads.stats().depth if node.grads else 0,
+            grads_dropped=lambda: node.grads.stats().dropped if node.grads else 0,
+        )
+
+    def _outbox(self, role: str, make: object) -> Outbox | None:  # type: ignore[type-arg]
+        peer = next((p for p in self._peers if p.peer == role), None)
+        return make(peer) if peer is not None else None  # type: ignore[operator]
+
+    def batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """The next training batch (first stage only), in the in-process order for the seed."""
+        if self.data is None:
+            raise RuntimeError(
+                f"worker {self.cfg.name!r} holds no dataset; only stage 0 reads data"
+            )
+        t = self.cfg.spec.training
+        if self._batches is None:
+            self._batches = batch_indices(len(self.data.y_train), t.batch_size, t.seed)
+        idx = next(self._batches)
+        return self.data.x_train[idx], self.data.y_train[idx]
+
+    def next_input(self) -> Activation | None:
+        """The next activation from upstream (waiting counts as blocked on input)."""
+        assert self.node.inputs is not None
+        with self.node.metrics.timer("blocked_input_s"):
+            return self.node.inputs.get()
+
+    def next_gradient(self) -> Gradient | None:
+        assert self.node.grads is not None
+        with self.node.metrics.timer("blocked_grad_s"):
+            return self.node.grads.get()
+
+    def send_forward(self, act: Activation) -> None:
+        assert self.down is not None
+        self.node.metrics.add("blocked_output_s", self.down.put(act))
+
+    def send_backward(self, grad: Gradient) -> None:
+        assert self.up is not None
+        self.node.metrics.add("blocked_output_s", self.up.put(grad))
+
+    def push_weights(self, version: int) -> None:
+        """Snapshot this worker's stages and queue them for the PS (once per version)."""
+        if version <= self.pushed:
+            return
+        self.pushed = version
+        for i in self.node.stage_ids:
+            tensors = get_named_weights(self.replica.stages[i].model)
+            self.ps.put(Weights(i, version, tensors))
+
+    def maybe_push(self, version: int) -> None:
+        """Push at the first step at or past each multiple of push_every."""
+        if version >= self.next_push:
+            self.push_weights(self.next_push)
+            self.next_push += self.push_every * (1 + (version - self.next_push) // self.push_every)
+
+    def finish(self, version: int) -> None:
+        """Push the final weights and deliver everything queued."""
+        self.push_weights(version)
+        for box in (self.down, self.up, self.ps):
+            if box is not None:
+                box.close(_FLUSH_S)
+
+    def close(self) -> None:
+        for p in self._peers:
+            p.close()
+        self._ps.close()

@@ -1,0 +1,139 @@
+"""The StageService servicer: validates incoming tensors and hands them to the worker's buffers."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+import grpc
+
+from testbed.runtime import grpc_util, serde
+from testbed.runtime.proto import common_pb2, stage_pb2, stage_pb2_grpc
+from testbed.runtime.serde import Activation, Gradient, Health, StageStats, Start, TensorSpec
+from testbed.runtime.store import BoundedBuffer
+from testbed.runtime.worker_metrics import WorkerMetrics
+
+_MIN_WAIT_S = 0.1
+_WAIT_MARGIN_S = 0.5
+
+
+@dataclass
+class StageNode:
+    """The state a stage worker shares between its RPC threads and its compute loop."""
+
+    role: str
+    stage_ids: tuple[int, ...]
+    metrics: WorkerMetrics
+    in_spec: TensorSpec | None  # None: no upstream (first stage or whole model)
+    grad_spec: TensorSpec | None  # None: no downstream
+    inputs: BoundedBuffer[Activation] | None = None
+    grads: BoundedBuffer[Gradient] | None = None
+    started: threading.Event = field(default_factory=threading.Event)
+    stopped: threading.Event = field(default_factory=threading.Event)
+    start: Start | None = None
+    step: int = 0
+    done: bool = False
+    max_tensor_bytes: int = serde.DEFAULT_MAX_TENSOR_BYTES
+
+    def health(self) -> Health:
+        return Health(self.role, self.stage_ids, self.step, self.done)
+
+
+def _wait_s(context: grpc.ServicerContext) -> float:
+    remaining = context.time_remaining()
+    return _MIN_WAIT_S if remaining is None else max(_MIN_WAIT_S, remaining - _WAIT_MARGIN_S)
+
+
+class StageServicer(stage_pb2_grpc.StageServiceServicer):
+    """Forward/Backward put validated tensors into the node's buffers; Control starts and stops."""
+
+    def __init__(self, node: StageNode) -> None:
+        self.node = node
+
+    def Forward(  # noqa: N802 - name fixed by the generated servicer
+        self, request: stage_pb2.ActivationBatch, context: grpc.ServicerContext
+    ) -> common_pb2.Ack:
+        node = self.node
+        if node.inputs is None or node.in_spec is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{node.stage_ids} take no input")
+        try:
+            act = serde.activation_from_message(
+                request, node.in_spec, _labels_spec(), node.max_tensor_bytes
+            )
+        except serde.MessageValidationError as err:
+            _reject(node, context, err)
+        node.metrics.transfer("received", "upstream", request.ByteSize(), serde.raw_nbytes(act))
+        if not node.inputs.put(act, timeout=_wait_s(context)):  # type: ignore[union-attr]
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"activation store full (capacity {node.inputs.capacity}) or closed",  # type: ignore[union-attr]
+            )
+        return common_pb2.Ack(id=act.batch_id)
+
+    def Backward(  # noqa: N802
+        self, request: stage_pb2.GradientBatch, context: grpc.ServicerContext
+    ) -> common_pb2.Ack:
+        node = self.node
+        if node.grads is None or node.grad_spec is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{node.stage_ids} take no gradient")
+        try:
+            grad = serde.gradient_from_message(request, node.grad_spec, node.max_tensor_bytes)
+        except serde.MessageValidationError as err:
+            _reject(node, context, err)
+        node.metrics.transfer("received", "downstream", request.ByteSize(), serde.raw_nbytes(grad))
+        if not node.grads.put(grad, timeout=_wait_s(context)):  # type: ignore[union-attr]
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "gradient buffer full or closed")
+        return common_pb2.Ack(id=grad.batch_id)
+
+    def Health(  # noqa: N802
+        self, request: common_pb2.Empty, context: grpc.ServicerContext
+    ) -> stage_pb2.HealthReply:
+        return serde.health_to_message(self.node.health())
+
+    @grpc_util.invalid_argument_on(serde.MessageValidationError)
+    def Control(  # noqa: N802
+        self, request: stage_pb2.ControlRequest, context: grpc.ServicerContext
+    ) -> common_pb2.Ack:
+        command = serde.control_from_message(request)
+        if isinstance(command, Start):
+            self.node.start = command
+            self.node.started.set()
+        else:
+            self.node.stopped.set()
+        return common_pb2.Ack(id=self.node.step)
+
+    def Stats(  # noqa: N802
+        self, request: common_pb2.Empty, context: grpc.ServicerContext
+    ) -> stage_pb2.StatsReply:
+        return serde.stats_to_message(node_stats(self.node))
+
+
+def _reject(node: StageNode, context: grpc.ServicerContext, err: Exception) -> NoReturn:
+    """Count a malformed message and answer INVALID_ARGUMENT; the worker carries on."""
+    node.metrics.add("invalid_received")
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+    raise AssertionError("unreachable: context.abort raises") from err
+
+
+def _labels_spec() -> TensorSpec:
+    return TensorSpec("int64", (None,))
+
+
+def node_stats(node: StageNode) -> StageStats:
+    """The node's monotonic counters, summed over peers."""
+    counts: dict[str, int] = {}
+    for key, c in node.metrics.summary()["peers"].items():
+        direction = key.split(":", 1)[0]
+        for name in ("wire_bytes", "raw_bytes"):
+            counts[f"{name}_{direction}"] = counts.get(f"{name}_{direction}", 0) + int(c[name])
+    m = node.metrics.summary()["peers"]
+    return StageStats(
+        step=node.step,
+        forward_received=int(m.get("received:upstream", {}).get("messages", 0)),
+        forward_sent=int(m.get("sent:downstream", {}).get("messages", 0)),
+        backward_received=int(m.get("received:downstream", {}).get("messages", 0)),
+        backward_sent=int(m.get("sent:upstream", {}).get("messages", 0)),
+        invalid_received=int(node.metrics.totals.get("invalid_received", 0)),
+        **counts,
+    )

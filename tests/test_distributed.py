@@ -1,0 +1,203 @@
+"""Real distributed runs: worker processes on loopback, real gRPC, real MNIST, cleanup by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from testbed.controller.distributed import WorkerFailedError
+from testbed.controller.experiment import run_experiment
+from testbed.metrics.run_dir import read_metrics, read_summary
+from testbed.runtime.supervisor import pid_alive
+from testbed.spec import Spec, parse_spec
+
+pytestmark = pytest.mark.slow
+
+
+def _raw(mode: str, iterations: int, **over: Any) -> dict[str, Any]:
+    algo = "sg" if mode in ("sg", "inprocess-sg") else "bp"
+    raw: dict[str, Any] = {
+        "name": f"dist-{mode}",
+        "model": {"name": "four-layer", "split_after": ["conv1"], "width": 0.5},
+        "algorithm": {"name": algo, "sg": {"lr": 3.0e-3}},
+        "training": {
+            "batch_size": 32,
+            "lr": 1.0e-3,
+            "iterations": iterations,
+            "eval_every": iterations,
+            "log_every": 5,
+            "eval_samples": 500,
+            "threads": 1,
+        },
+        "job": {"mode": mode},
+    }
+    for key, value in over.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return raw
+
+
+def _spec(mode: str, iterations: int, **over: Any) -> Spec:
+    return parse_spec(_raw(mode, iterations, **over))
+
+
+def _worker_pids(run_path: Path) -> dict[str, int]:
+    pids = {}
+    for ready in (run_path / "workers").glob("*.ready.json"):
+        pids[ready.name.split(".")[0]] = json.loads(ready.read_text())["pid"]
+    return pids
+
+
+def _assert_no_worker_left(pids: dict[str, int]) -> None:
+    assert pids, "no worker ever reported ready"
+    assert {name: pid for name, pid in pids.items() if pid_alive(pid)} == {}
+
+
+def test_sg_across_two_workers_reduces_the_loss_and_both_report(tmp_path: Path) -> None:
+    run = run_experiment(_spec("sg", 60), tmp_path, progress=False)
+    summary = read_summary(run.path)
+    assert summary["status"] == "completed"
+    losses = [r["loss"] for r in read_metrics(run.path, "train")]
+    assert len(losses) == 12 and np.mean(losses[-2:]) < 0.7 * losses[0]
+    workers = {r["worker"] for r in read_metrics(run.path, "worker")}
+    assert {"stage0", "stage1"} <= workers
+    stage0 = [r for r in read_metrics(run.path, "worker") if r["worker"] == "stage0"]
+    assert stage0[-1]["staleness_n"] > 0 and "blocked_output_s" in stage0[-1]
+    links = {(r["worker"], r["peer"]) for r in read_metrics(run.path, "link")}
+    assert {("stage0", "downstream"), ("stage1", "upstream")} <= links
+    assert [r["step"] for r in read_metrics(run.path, "eval")] == [60]
+    assert summary["final_test_accuracy"] > 0.5
+    assert 1.0 < summary["transfer"]["wire_over_raw"] <= 1.02
+    _assert_no_worker_left(_worker_pids(run.path))
+
+
+def test_bp_sync_over_workers_gives_the_in_process_weights(tmp_path: Path) -> None:
+    from testbed.controller.session import Session, fetch_batch
+    from testbed.data import load_dataset
+    from testbed.data.batches import batch_indices
+    from testbed.runtime.parameter_server import load_checkpoint
+
+    steps = 3
+    over = {"training": {"optimizer": "sgd", "lr": 0.05}}
+    run = run_experiment(_spec("bp-sync", steps, **over), tmp_path, progress=False)
+    assert read_summary(run.path)["status"] == "completed"
+    version, distributed = load_checkpoint(run.path / "workers" / "checkpoint")
+    assert version == steps
+
+    spec = _spec("inprocess", steps, algorithm={"name": "bp"}, **over)
+    data = load_dataset("mnist")
+    session = Session.build(spec, data)
+    step = session.compile_step()
+    for idx in islice(batch_indices(len(data.y_train), 32, spec.training.seed), steps):
+        step(*fetch_batch(data, idx))
+    initial = Session.build(spec, data)
+    for stage, moved, saved in zip(session.stages, initial.stages, distributed, strict=True):
+        for want, start, got in zip(
+            stage.model.get_weights(), moved.model.get_weights(), saved, strict=True
+        ):
+            assert not np.array_equal(want, start) or not want.any()  # training moved the weights
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_killed_worker_fails_the_run_fast_and_leaves_no_process(tmp_path: Path) -> None:
+    killed: dict[str, float] = {}
+
+    def kill_when_training() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            for stream in tmp_path.glob("*/*/workers/stage1.metrics.jsonl"):
+                if '"kind": "worker"' in stream.read_text():  # it has trained a few steps
+                    os.kill(_worker_pids(stream.parents[1])["stage1"], signal.SIGKILL)
+                    killed["t"] = time.time()
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_when_training, daemon=True)
+    killer.start()
+    with pytest.raises(
+        WorkerFailedError, match=r"worker 'stage1' \(pid \d+\) was killed by SIGKILL"
+    ):
+        run_experiment(_spec("sg", 100_000), tmp_path, progress=False)
+    ended = time.time()
+    killer.join()
+    run_path = next(tmp_path.glob("*/*/summary.json")).parent
+    summary = read_summary(run_path)
+    assert summary["status"] == "failed" and "SIGKILL" in summary["reason"]
+    events = [json.loads(line) for line in (run_path / "events.jsonl").read_text().splitlines()]
+    noticed = next(e["t"] for e in events if e["event"] == "worker_failed")
+    assert noticed - killed["t"] < 5.0
+    assert ended - killed["t"] < 15.0
+    assert list(read_metrics(run_path, "worker"))  # metrics written before the kill are kept
+    _assert_no_worker_left(_worker_pids(run_path))
+
+
+def test_ctrl_c_interrupts_the_run_and_leaves_no_process(tmp_path: Path) -> None:
+    spec_path = tmp_path / "ctrl-c.yaml"
+    spec_path.write_text(yaml.safe_dump(_raw("bp-sync", 100_000)))
+    results = tmp_path / "results"
+    argv = [
+        sys.executable,
+        "-m",
+        "testbed",
+        "run",
+        str(spec_path),
+        "--results",
+        str(results),
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(
+            "training_started" in e.read_text() for e in results.glob("*/*/events.jsonl")
+        ):
+            assert proc.poll() is None and time.monotonic() < deadline, "run never started training"
+            time.sleep(0.05)
+        run_path = next(results.glob("*/*/events.jsonl")).parent
+        pids = _worker_pids(run_path)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    summary = read_summary(run_path)
+    assert (summary["status"], summary["reason"]) == ("interrupted", "Ctrl-C")
+    _assert_no_worker_left(pids)
+
+
+@pytest.mark.parametrize(
+    ("mode", "over"),
+    [
+        ("bp-pipeline", {"job": {"mode": "bp-pipeline", "micro_batches": 4}}),
+        ("bp-local", {}),
+        ("dp-async", {"job": {"mode": "dp-async", "replicas": 2}}),
+        ("sg", {"job": {"mode": "sg", "store": {"capacity": 1, "on_full": "drop"}}}),
+    ],
+)
+def test_every_mode_completes_with_accuracy_from_the_ps(
+    tmp_path: Path, mode: str, over: dict
+) -> None:
+    run = run_experiment(_spec(mode, 20, **over), tmp_path, progress=False)
+    summary = read_summary(run.path)
+    assert summary["status"] == "completed"
+    assert 0.1 < summary["final_test_accuracy"] <= 1.0 and summary["mean_it_s"] > 0
+    if mode == "dp-async":
+        assert sum(w["step"] for w in summary["workers"].values()) >= 20
+    elif mode == "sg":  # dropping keeps the newest activations: stage 1 may step fewer times
+        assert summary["workers"]["stage0"]["step"] == 20
+        assert summary["workers"]["stage1"]["version"] == 20
+    else:
+        assert all(w["step"] == 20 for w in summary["workers"].values())
+    _assert_no_worker_left(_worker_pids(run.path))

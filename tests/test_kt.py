@@ -1,0 +1,168 @@
+"""Knowledge transfer math: adapters, folding, losses, section-kt learning, pair sizes."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from testbed.algorithms.bp import forward
+from testbed.algorithms.kt import (
+    KtLoss,
+    kd_loss,
+    representation_loss,
+    section_kt_step,
+    section_step,
+    teacher_outputs,
+)
+from testbed.algorithms.kt_adapter import chain, fold_adapter, fold_student, make_adapter
+from testbed.controller.kt_session import build_sections
+from testbed.models import build_stages, get_model
+from testbed.models.pairs import KT_PAIRS, compression, model_params, pair_sizes
+
+
+def _seq(shape, *layers, name="s"):
+    return keras.Sequential([keras.Input(shape), *layers], name=name)
+
+
+@pytest.mark.parametrize(
+    ("student", "teacher", "project"),
+    [((7, 7, 8), (7, 7, 32), keras.layers.Conv2D), ((64,), (256,), keras.layers.Dense),
+     ((4, 4, 8), (7, 7, 16), keras.layers.Conv2D)],
+)
+def test_adapter_maps_student_shape_to_teacher_shape(student, teacher, project):
+    a = make_adapter(student, teacher)
+    out = a(tf.random.normal((3, *student)))
+    assert out.shape == (3, *teacher)
+    assert isinstance(a.get_layer("project"), project)
+    assert not a.get_layer("project").use_bias  # bias-free, so it folds exactly
+    assert any(isinstance(layer, keras.layers.Resizing) for layer in a.layers) == (student[:2] != teacher[:2] and len(student) == 3)
+
+
+def test_adapter_rejects_rank_mismatch():
+    with pytest.raises(ValueError, match=r"both be feature maps \(H, W, C\) or both flat"):
+        make_adapter((7, 7, 8), (256,))
+
+
+def test_section_loss_shapes_for_mismatched_widths():
+    keras.utils.set_random_seed(0)
+    section = _seq((14, 14, 32), keras.layers.Conv2D(8, 3, padding="same"), keras.layers.MaxPooling2D(2))
+    adapter = make_adapter((7, 7, 8), (7, 7, 64))
+    h_in, target = tf.random.normal((5, 14, 14, 32)), tf.random.normal((5, 7, 7, 64))
+    pred = adapter(section(h_in))
+    assert pred.shape == target.shape
+    for kind in ("mse", "l1"):
+        assert representation_loss(pred, target, kind).shape == ()
+    with pytest.raises(ValueError, match="prediction"):
+        representation_loss(section(h_in), target)
+
+
+def test_kd_loss_reduces_to_cross_entropy_and_vanishes_on_teacher_logits():
+    logits = tf.constant([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    labels = tf.constant([0, 2])
+    ce = kd_loss(logits, logits * 0, labels, 4.0, 0.0)
+    assert float(ce) == pytest.approx(float(tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))))
+    assert float(kd_loss(logits, logits, labels, 4.0, 1.0)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="kd_weight"):
+        KtLoss(kd_weight=1.5)
+
+
+@pytest.mark.parametrize("first", ["conv", "flatten-dense", "dense", "resize-conv"])
+def test_folded_section_equals_adapter_then_section(first):
+    keras.utils.set_random_seed(1)
+    if first == "dense":
+        s_shape, t_shape = (6,), (10,)
+        section = _seq(t_shape, keras.layers.Dense(5, activation="relu"))
+    elif first == "flatten-dense":
+        s_shape, t_shape = (3, 3, 4), (3, 3, 9)
+        section = _seq(t_shape, keras.layers.Flatten(), keras.layers.Dense(5, activation="relu"))
+    else:
+        s_shape = (4, 4, 3) if first == "conv" else (2, 2, 3)
+        t_shape = (4, 4, 7)
+        section = _seq(t_shape, keras.layers.Conv2D(5, 3, padding="same", activation="relu"),
+                       keras.layers.MaxPooling2D(2))
+    adapter = make_adapter(s_shape, t_shape)
+    folded = fold_adapter(adapter, section)
+    h = tf.random.uniform((4, *s_shape))
+    np.testing.assert_allclose(folded(h), section(adapter(h)), rtol=1e-4, atol=1e-5)
+    assert folded.count_params() < section.count_params() + adapter.count_params()
+
+
+def test_folding_refuses_a_section_that_starts_with_a_pool():
+    section = _seq((4, 4, 7), keras.layers.MaxPooling2D(2), keras.layers.Conv2D(3, 1))
+    with pytest.raises(ValueError, match="starts with MaxPooling2D"):
+        fold_adapter(make_adapter((4, 4, 3), (4, 4, 7)), section)
+
+
+def _tiny_pair(seed=0):
+    """four-layer on 8x8 images: teacher at width 0.5, section-kt student at width 0.25."""
+    keras.utils.set_random_seed(seed)
+    teacher = [s.model for s in build_stages(get_model("four-layer"), (8, 8, 1), width=0.5)]
+    shapes = [tuple(int(d) for d in t.input_shape[1:]) for t in teacher]
+    sections = build_sections(get_model("four-layer"), None, shapes, 0.25)
+    adapters = [make_adapter(s.output_shape[1:], t.output_shape[1:])
+                for s, t in zip(sections[:-1], teacher[:-1], strict=True)]
+    return teacher, sections, adapters
+
+
+def test_deployed_student_has_the_zoo_students_size_and_function():
+    teacher, sections, adapters = _tiny_pair()
+    deployed = fold_student(sections, adapters)
+    zoo = build_stages(get_model("four-layer"), (8, 8, 1), width=0.25)
+    assert [m.count_params() for m in deployed] == [s.model.count_params() for s in zoo]
+    x = tf.random.uniform((6, 8, 8, 1))
+    np.testing.assert_allclose(forward(deployed, x), forward(chain(sections, adapters), x),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_section_step_trains_only_its_section_and_adapter():
+    teacher, sections, adapters = _tiny_pair()
+    outs = teacher_outputs(teacher, tf.random.uniform((8, 8, 8, 1)))
+    before = [[v.numpy().copy() for v in m.trainable_variables] for m in sections]
+    section_step(sections[1], adapters[1], keras.optimizers.Adam(1e-2), outs[1], outs[2], KtLoss())
+    changed = [any(not np.array_equal(a, v.numpy()) for a, v in zip(b, m.trainable_variables, strict=True))
+               for b, m in zip(before, sections, strict=True)]
+    assert changed == [False, True, False, False]
+
+
+@pytest.mark.parametrize("inputs", ["teacher", "student"])
+def test_section_kt_reduces_every_sections_representation_loss(inputs):
+    teacher, sections, adapters = _tiny_pair()
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(size=(64, 8, 8, 1)).astype("float32"))
+    y = tf.constant(rng.integers(0, 10, 64))
+    outs = teacher_outputs(teacher, x)
+    opts = [keras.optimizers.Adam(3e-3) for _ in sections]
+    step = tf.function(lambda: section_kt_step(sections, adapters, opts, outs, y, KtLoss(), inputs))
+    first = step()[2].numpy()
+    for _ in range(60):
+        last = step()[2].numpy()
+    assert first.shape == (3,)
+    assert np.all(last < 0.5 * first), (first, last)
+
+
+def test_section_kt_step_checks_counts():
+    teacher, sections, adapters = _tiny_pair()
+    with pytest.raises(ValueError, match="4 sections need 3 adapters"):
+        section_kt_step(sections, adapters[:1], [None] * 4, [None] * 5, None, KtLoss())
+
+
+def test_compression_of_a_tiny_pair_by_hand():
+    # four-layer at width 0.25 on 8x8x1: conv 8@5x5 (1*25*8 + 8), pool -> 4x4x8, FC 64, FC 64, FC 10
+    student = model_params("four-layer", (8, 8, 1), width=0.25)
+    assert student == [1 * 25 * 8 + 8, 128 * 64 + 64, 64 * 64 + 64, 64 * 10 + 10]
+    teacher = model_params("four-layer", (8, 8, 1), width=0.5)
+    assert teacher == [1 * 25 * 16 + 16, 256 * 128 + 128, 128 * 128 + 128, 128 * 10 + 10]
+    c = compression(sum(teacher), sum(student))
+    assert c["student_fraction"] == pytest.approx(sum(student) / sum(teacher))
+    assert c["smaller_pct"] == pytest.approx(100 * (1 - sum(student) / sum(teacher)))
+    with pytest.raises(ValueError, match="positive"):
+        compression(0, 1)
+
+
+def test_registered_pairs_meet_the_size_target():
+    for key in KT_PAIRS:
+        sizes = pair_sizes(KT_PAIRS.get(key))
+        assert sizes["teacher_params"] == sum(sizes["teacher_sections"])
+        assert len(sizes["teacher_sections"]) == len(sizes["student_sections"])
+        assert sizes["student_fraction"] <= 0.38, key  # >= 62% smaller

@@ -1,0 +1,129 @@
+"""The parameter server over real gRPC: versions, evaluation, checkpoints, async gradients."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from testbed.data.dataset import Dataset
+from testbed.runtime import grpc_util, serde_ps
+from testbed.runtime.parameter_server import Evaluator, ParameterServer, grad_specs, load_checkpoint
+from testbed.runtime.peers import ParameterClient, PeerError
+from testbed.runtime.proto import parameter_pb2_grpc
+from testbed.runtime.replica import build_replica, get_named_weights, weight_specs
+from testbed.runtime.serde import Weights
+from testbed.runtime.serde_ps import ModelWeights
+from testbed.runtime.worker_metrics import WorkerMetrics
+from testbed.spec import parse_spec
+
+
+def _fake_data(n: int = 64) -> Dataset:
+    rng = np.random.default_rng(0)
+    x = rng.random((n, 28, 28, 1), np.float32)
+    y = rng.integers(0, 10, n).astype(np.int64)
+    return Dataset("mnist", x, y, x, y, 10, (28, 28, 1), "fake")
+
+
+@pytest.fixture
+def ps(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[ParameterServer, ParameterClient]]:
+    mode = getattr(request, "param", "bp-sync")
+    spec = parse_spec(
+        {
+            "name": "t",
+            "model": {"name": "four-layer", "split_after": ["conv1"], "width": 0.25},
+            "algorithm": {"name": "bp"},
+            "training": {"iterations": 3, "batch_size": 8, "eval_every": 2, "log_every": 1},
+            "job": {"mode": mode, "store": {"target_staleness": 1}},
+        }
+    )
+    replica = build_replica(spec)
+    metrics = WorkerMetrics(tmp_path / "ps.metrics.jsonl", {"worker": "ps"}, time.time(), 1)
+    server = ParameterServer(
+        replica,
+        Evaluator(build_replica(spec), _fake_data(), None),
+        metrics,
+        tmp_path / "checkpoint",
+        time.time(),
+    )
+    register = functools.partial(parameter_pb2_grpc.add_ParameterServiceServicer_to_server, server)
+    with grpc_util.start_server(register) as running:
+        client = ParameterClient(running.address, 10.0, None)
+        yield server, client
+        client.close()
+    server.close()
+    metrics.close()
+
+
+def _wait_for_eval(client: ParameterClient, step: int) -> list:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        evals = client.status().evaluations
+        if any(e.step == step for e in evals):
+            return list(evals)
+        time.sleep(0.05)
+    raise AssertionError(f"no evaluation of step {step} within 30 s")
+
+
+def test_complete_version_is_evaluated_and_checkpointed(ps, tmp_path: Path) -> None:
+    server, client = ps
+    weights = [get_named_weights(s.model) for s in server.replica.stages]
+    client.push_weights(Weights(0, 5, weights[0]))
+    assert client.status().version == 0  # stage 1 has not pushed version 5 yet
+    client.push_weights(Weights(1, 5, weights[1]))
+    evals = _wait_for_eval(client, 5)
+    assert 0.0 <= evals[0].test_accuracy <= 1.0
+    version, stages = load_checkpoint(tmp_path / "checkpoint")
+    assert version == 5
+    for saved, pushed in zip(stages, weights, strict=True):
+        for a, b in zip(saved, pushed.values(), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_weights_of_the_wrong_shape_are_rejected(ps) -> None:
+    server, client = ps
+    weights = get_named_weights(server.replica.stages[0].model)
+    name = next(iter(weights))
+    with pytest.raises(PeerError, match=r"INVALID_ARGUMENT: .*shape: got"):
+        client.push_weights(Weights(0, 1, {**weights, name: np.zeros((1, 1), np.float32)}))
+    with pytest.raises(PeerError, match=r"INVALID_ARGUMENT: stage_id: got 7, expected 0..1"):
+        client.push_weights(Weights(7, 1, weights))
+
+
+@pytest.mark.parametrize("ps", ["dp-async"], indirect=True)
+def test_async_gradients_apply_until_the_budget_and_stale_ones_are_refused(ps) -> None:
+    server, client = ps
+
+    def zeros(version: int) -> ModelWeights:
+        return ModelWeights(
+            version,
+            tuple(
+                Weights(
+                    i,
+                    version,
+                    {n: np.zeros(s.shape, np.float32) for n, s in grad_specs(st.model).items()},
+                )
+                for i, st in enumerate(server.replica.stages)
+            ),
+        )
+
+    pulled = client.pull_model()
+    assert pulled.version == 0 and len(pulled.stages) == 2
+    client.push_gradients(zeros(0))
+    client.push_gradients(zeros(1))
+    assert client.status().version == 2
+    client.push_gradients(zeros(0))  # 2 versions old > target_staleness 1: refused
+    assert client.status().stale_gradients == 1
+    client.push_gradients(zeros(2))
+    client.push_gradients(zeros(3))  # past iterations=3: not applied
+    status = client.status()
+    assert status.version == 3
+    assert [e.step for e in _wait_for_eval(client, 3)] == [2, 3]
+    specs = [weight_specs(s.model) for s in server.replica.stages]
+    assert serde_ps.model_from_message(client.pull_model(), specs).version == 3

@@ -86,7 +86,7 @@ def check_kt(algorithm: Any, model: Any, mode: str) -> None:
     """Cross-field checks of a spec's kt block against algorithm.name, model and job.mode."""
     kt: KtCfg = algorithm.kt
     if algorithm.name != "kt":
-        if "kt" in algorithm.model_fields_set:
+        if kt != KtCfg():  # a dumped spec carries the default block; that is fine
             raise ValueError(f"algorithm.kt is set but algorithm.name is {algorithm.name!r}; "
                              "kt options need algorithm.name 'kt'")
         return

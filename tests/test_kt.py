@@ -166,3 +166,25 @@ def test_registered_pairs_meet_the_size_target():
         assert sizes["teacher_params"] == sum(sizes["teacher_sections"])
         assert len(sizes["teacher_sections"]) == len(sizes["student_sections"])
         assert sizes["student_fraction"] <= 0.38, key  # >= 62% smaller
+
+
+@pytest.mark.parametrize("key", sorted(KT_PAIRS))
+def test_registered_pair_steps_and_folds_to_the_zoo_student(key):
+    """Each pair at quarter width on random images: one section-kt step, then the folded student."""
+    pair = KT_PAIRS.get(key)
+    keras.utils.set_random_seed(0)
+    teacher = [s.model for s in build_stages(get_model(pair.teacher), pair.input_shape,
+                                             pair.teacher_split, 0.25)]
+    shapes = [tuple(int(d) for d in t.input_shape[1:]) for t in teacher]
+    sections = build_sections(get_model(pair.student), pair.student_split, shapes, 0.25)
+    adapters = [make_adapter(s.output_shape[1:], t.output_shape[1:])
+                for s, t in zip(sections[:-1], teacher[:-1], strict=True)]
+    x, y = tf.random.uniform((4, *pair.input_shape)), tf.constant([0, 1, 2, 3])
+    opts = [keras.optimizers.Adam(1e-3) for _ in sections]
+    _, logits, rep = section_kt_step(sections, adapters, opts, teacher_outputs(teacher, x), y, KtLoss())
+    assert logits.shape == (4, 10) and rep.shape == (len(sections) - 1,)
+    deployed = fold_student(sections, adapters)
+    zoo = build_stages(get_model(pair.student), pair.input_shape, pair.student_split, 0.25)
+    assert [m.count_params() for m in deployed] == [s.model.count_params() for s in zoo]
+    np.testing.assert_allclose(forward(deployed, x), forward(chain(sections, adapters), x),
+                               rtol=1e-3, atol=1e-4)

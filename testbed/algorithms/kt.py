@@ -39,7 +39,8 @@ class KtLoss:
         if not 0.0 <= self.kd_weight <= 1.0:
             raise ValueError(f"kd_weight must be in [0, 1], got {self.kd_weight}")
         if self.section_loss not in SECTION_LOSSES:
-            raise ValueError(f"section_loss {self.section_loss!r}; expected one of {SECTION_LOSSES}")
+            raise ValueError(
+                f"section_loss {self.section_loss!r}; expected one of {SECTION_LOSSES}")
 
 
 def kd_loss(student_logits: tf.Tensor, teacher_logits: tf.Tensor, labels: tf.Tensor,
@@ -134,7 +135,8 @@ def final_section_step(section: keras.Model, optimizer: keras.optimizers.Optimiz
 def section_kt_step(sections: Sequence[keras.Model], adapters: Sequence[keras.Model],
                     optimizers: Sequence[keras.optimizers.Optimizer],
                     teacher_outs: Sequence[tf.Tensor], labels: tf.Tensor,
-                    loss: KtLoss, inputs: str = "teacher") -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                    loss: KtLoss, inputs: str = "teacher",
+                    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """One step of every student section, in process (the distributed reference).
 
     teacher_outs is `teacher_outputs(teacher, x)`. With inputs "teacher" (the decoupled form)

@@ -18,7 +18,7 @@ FOLDABLE = (keras.layers.Conv2D, keras.layers.Dense)
 
 def make_adapter(student_shape: Sequence[int], teacher_shape: Sequence[int],
                  name: str = "adapter") -> keras.Sequential:
-    """Map activations of `student_shape` (H, W, C) or (D,) onto `teacher_shape` of the same rank."""
+    """Map activations of `student_shape` (H, W, C) or (D,) onto `teacher_shape` (same rank)."""
     s, t = tuple(int(d) for d in student_shape), tuple(int(d) for d in teacher_shape)
     if len(s) != len(t) or len(s) not in (1, 3):
         raise ValueError(
@@ -28,7 +28,8 @@ def make_adapter(student_shape: Sequence[int], teacher_shape: Sequence[int],
     layers: list[keras.layers.Layer] = []
     if len(s) == 3:
         if s[:2] != t[:2]:
-            layers.append(keras.layers.Resizing(t[0], t[1], interpolation="bilinear", name="resize"))
+            layers.append(
+                keras.layers.Resizing(t[0], t[1], interpolation="bilinear", name="resize"))
         layers.append(keras.layers.Conv2D(t[2], 1, use_bias=False, name="project"))
     else:
         layers.append(keras.layers.Dense(t[0], use_bias=False, name="project"))

@@ -21,20 +21,28 @@ from testbed.spec import Spec, load_spec  # noqa: E402
 
 SCALE = "bench"
 METHODS = ("independent", "kd", "section-kt")
-VARIANTS = {"section-kt (student input)": ("section-kt", {"section_input": "student"})}
+# extra rows: (method, kt overrides, extra student iterations); "+ft" = the section-kt fine-tune's
+# steps, so those baselines get as many student steps as section-kt plus its fine-tune
+VARIANTS: dict[str, tuple[str, dict[str, Any], str | None]] = {
+    "section-kt (student input)": ("section-kt", {"section_input": "student"}, None),
+    "independent (+ft steps)": ("independent", {}, "+ft"),
+    "kd (+ft steps)": ("kd", {}, "+ft"),
+}
 TARGETS = {"independent_gap_min_pt": 1.0, "section_kt_gap_max_pt": 0.5, "smaller_pct_min": 62.0}
 SEED = {"teacher": {"model": "VGG16", "params": 8.5e6, "test_accuracy": 0.7412},
         "independent": {"params": 3.2e6, "test_accuracy": 0.6124},
         "section-kt": {"params": 3.2e6, "test_accuracy": "almost the teacher's"}}
 
 
-def bench_spec(method: str, overrides: dict[str, Any] | None = None) -> Spec:
-    """The kt-mnist member at bench scale, with kt options overridden for a variant."""
+def bench_spec(method: str, overrides: dict[str, Any] | None = None,
+               extra_steps: int = 0) -> Spec:
+    """The kt-mnist member at bench scale; a variant overrides kt options and adds steps."""
     spec = load_spec(f"kt-mnist-{method}", SCALE)
-    if not overrides:
-        return spec
-    kt = spec.algorithm.kt.model_copy(update=overrides)
-    return spec.model_copy(update={"algorithm": spec.algorithm.model_copy(update={"kt": kt})})
+    kt = spec.algorithm.kt.model_copy(update=overrides or {})
+    t = spec.training
+    training = t.model_copy(update={"iterations": t.iterations + extra_steps})
+    return spec.model_copy(update={
+        "algorithm": spec.algorithm.model_copy(update={"kt": kt}), "training": training})
 
 
 def time_to(curve: list[dict[str, float]], level: float) -> dict[str, float] | None:
@@ -81,6 +89,11 @@ def targets(cells: dict[str, dict[str, Any]], teacher_acc: float) -> dict[str, A
                    finetuned_above_kd=ft["final_test_accuracy"] > cells["kd"]["final"],
                    finetuned_above_independent=(
                        ft["final_test_accuracy"] > cells["independent"]["final"]))
+        for base in ("independent", "kd"):
+            equal = cells.get(f"{base} (+ft steps)")
+            if equal:
+                out[f"finetuned_above_{base}_equal_steps"] = (
+                    ft["final_test_accuracy"] > equal["final"])
     return out
 
 
@@ -97,9 +110,10 @@ def figure(sizes: list[dict[str, Any]], cells: dict[str, dict[str, Any]], teache
         bars = a1.bar([i - 0.2, i + 0.2], [s["teacher_params"], s["student_params"]], 0.4,
                       color=["#555", "#2f6db3"])
         _bar_labels(a1, bars, "{:,.0f}")
-        a1.annotate(f"{s['smaller_pct']:.0f}% smaller", (i, s["teacher_params"] * 1.6),
+        a1.annotate(f"{s['smaller_pct']:.0f}%\nsmaller", (i + 0.2, s["student_params"] * 2.2),
                     ha="center", fontsize=8)
     a1.set_yscale("log")
+    a1.set_ylim(top=max(s["teacher_params"] for s in sizes) * 4)
     a1.set_xticks(range(len(sizes)),
                   [f"{s['pair']}\n{s['teacher']} / {s['student']}" for s in sizes], fontsize=8)
     a1.set_ylabel("parameters (teacher grey, student blue)")
@@ -110,11 +124,13 @@ def figure(sizes: list[dict[str, Any]], cells: dict[str, dict[str, Any]], teache
     if skt_ft:
         names.append(f"section-kt\n+{skt_ft['steps']} ft")
         accs.append(skt_ft["final_test_accuracy"])
-    bars = a2.bar(range(len(names)), [100 * a for a in accs],
-                  color=["#555", "#999", "#6a9fd4", "#d4752f", "#e8a26a", "#b0502a"][: len(names)])
+    colors = ["#555", *(plt.cm.tab10(i) for i in range(len(names) - 1))]
+    bars = a2.bar(range(len(names)), [100 * a for a in accs], color=colors)
     _bar_labels(a2, bars, "{:.2f}")
-    a2.axhline(100 * teacher["test_accuracy"] - 0.5, ls="--", c="k", lw=0.8, label="teacher - 0.5 pt")
-    a2.set_xticks(range(len(names)), [n.replace(" (", "\n(") for n in names], fontsize=7)
+    a2.axhline(100 * teacher["test_accuracy"] - 0.5, ls="--", c="k", lw=0.8,
+               label="teacher - 0.5 pt")
+    a2.set_xticks(range(len(names)), [n.replace(" (", "\n(") for n in names], fontsize=7,
+                  rotation=35, ha="right")
     a2.set_ylim(100 * min(accs) - 1.0, 100.0)
     a2.set_ylabel("test accuracy (%)")
     a2.legend(fontsize=7, loc="lower right")
@@ -136,8 +152,10 @@ def main(results_root: Path | None = None) -> Path:
     started, load = time.time(), os.getloadavg()
     sizes = [pair_sizes(get_pair(k)) for k in KT_PAIRS]
     cells = {m: run_cell(bench_spec(m), results_root) for m in METHODS}
-    for name, (method, overrides) in VARIANTS.items():
-        cells[name] = run_cell(bench_spec(method, overrides), results_root)
+    ft_steps = bench_spec("section-kt").algorithm.kt.finetune_steps
+    for name, (method, overrides, extra) in VARIANTS.items():
+        steps = ft_steps if extra == "+ft" else 0
+        cells[name] = run_cell(bench_spec(method, overrides, steps), results_root)
     teacher = cells["independent"]["teacher"]
     t_acc = teacher["test_accuracy"]
     levels = {"97%": 0.97, "independent final": cells["independent"]["final"],

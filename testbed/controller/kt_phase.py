@@ -1,4 +1,4 @@
-"""Pieces the KT runner shares across its phases (teacher, student, fine-tune) of one training loop."""
+"""What the KT runner's phases (teacher, student, fine-tune) share: loop adapter, recorder."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from testbed.spec import Spec
 
 @dataclass
 class Phase:
-    """What `inprocess.train` needs of a session: spec, data, a step factory, an evaluator factory."""
+    """What `inprocess.train` needs of a session: spec, data, step and evaluator factories."""
 
     spec: Spec
     data: Dataset
@@ -55,7 +55,8 @@ def accuracy_fn(models: Sequence[keras.Model], x: np.ndarray, y: np.ndarray,
     return evaluate
 
 
-def accuracy(models: Sequence[keras.Model], x: np.ndarray, y: np.ndarray, batch: int = 1000) -> float:
+def accuracy(models: Sequence[keras.Model], x: np.ndarray, y: np.ndarray,
+             batch: int = 1000) -> float:
     return accuracy_fn(models, x, y, batch)()
 
 

@@ -1,4 +1,4 @@
-"""Run a knowledge-transfer spec in one process: teacher, student by the method, optional fine-tune."""
+"""Run a knowledge-transfer spec in process: teacher, the student by its method, a fine-tune."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ def run_kt(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, Any]:
     teacher = obtain_teacher(spec, data, run, rec, progress)
     session = KtSession.build(spec, data, teacher.sections)
     before = session.section_losses()
-    result = train(session, KindRecorder(rec, rename={"sg_loss": "section_loss"}), progress)  # type: ignore[arg-type]
+    student_rec = KindRecorder(rec, rename={"sg_loss": "section_loss"})
+    result = train(session, student_rec, progress)  # type: ignore[arg-type]
     student = session.student()
     losses = {"before": before, "after": session.section_losses()}
     summary: dict[str, Any] = {

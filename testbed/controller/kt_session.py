@@ -80,7 +80,8 @@ class KtSession:
         session = cls(spec, data, teacher, sections, [])
         if kt.method == "section-kt":
             session.adapters = [
-                make_adapter(shape_of(s, "output_shape"), shape_of(t, "output_shape"), f"adapter{i}")
+                make_adapter(shape_of(s, "output_shape"), shape_of(t, "output_shape"),
+                             f"adapter{i}")
                 for i, (s, t) in enumerate(zip(sections[:-1], teacher[:-1], strict=True))
             ]
         t = spec.training
@@ -101,7 +102,8 @@ class KtSession:
 
     def compile_step(self) -> Any:
         """The per-batch step as one tf.function: (x, y) -> (loss, correct, mean section loss)."""
-        models, opts, teacher, loss = self.sections, self.optimizers, self.teacher, kt_loss(self.spec)
+        models, opts, teacher = self.sections, self.optimizers, self.teacher
+        loss = kt_loss(self.spec)
         if self.method == "independent":
             def step(x: tf.Tensor, y: tf.Tensor) -> Step:
                 value, logits = bp_step(models, opts, x, y)

@@ -52,7 +52,8 @@ def teacher_spec(spec: Spec) -> Spec:
         "eval_every": max(1, iterations // TEACHER_EVALS)})
     return spec.model_copy(update={
         "name": f"{spec.name}-teacher",
-        "model": ModelCfg(name=key, width=kt.teacher_width_or_default(), split_after=kt.teacher_split()),
+        "model": ModelCfg(name=key, width=kt.teacher_width_or_default(),
+                          split_after=kt.teacher_split()),
         "algorithm": AlgorithmCfg(name="bp"), "training": training})
 
 
@@ -97,7 +98,8 @@ def _sidecar(path: Path) -> dict[str, Any]:
     return json.loads(side.read_text()) if side.is_file() else {}
 
 
-def _train(spec: Spec, data: Dataset, rec: Recorder, progress: bool) -> tuple[list[keras.Model], dict[str, Any]]:
+def _train(spec: Spec, data: Dataset, rec: Recorder,
+           progress: bool) -> tuple[list[keras.Model], dict[str, Any]]:
     session = Session.build(spec, data)
     result = train(session, KindRecorder(rec, "teacher_"), progress)
     info = {"iterations": result["iterations"], "train_time_s": result["train_time_s"],

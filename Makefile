@@ -10,7 +10,7 @@ NAMES ?= four-layer-bp four-layer-sg
 SCALE_OPT := $(if $(SCALE),--scale $(SCALE),)
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: venv data experiment compare bench dashboard test test-fast protos
+.PHONY: venv data experiment compare bench dashboard report test test-fast protos
 
 venv: $(STAMP)
 
@@ -39,6 +39,10 @@ bench: data
 ## make dashboard [HOST=127.0.0.1] [PORT=8050]: the Flask dashboard over results/
 dashboard: $(STAMP)
 	$(BIN)/python -m testbed.dashboard --host $(or $(HOST),127.0.0.1) --port $(or $(PORT),8050)
+
+## make report: execute results/report.ipynb headless (nbclient), write results/report.html
+report: $(STAMP)
+	$(BIN)/python -m testbed.report.notebook
 
 ## make test: fast tier first, then the slow (real training), privileged and integration tiers
 test: data

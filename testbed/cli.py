@@ -8,11 +8,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
 from pathlib import Path  # noqa: E402
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from testbed.spec import SpecError, list_experiments, load_spec
+
+if TYPE_CHECKING:
+    from testbed.controller.sweep import Sweep
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -49,8 +52,13 @@ def run(
 ) -> None:
     """Run an experiment (or a suite of experiments) and write results/<experiment>/<run-id>/."""
     from testbed.controller.suite import load_suite
+    from testbed.controller.sweep import load_sweep
 
     try:
+        sweep = load_sweep(name)
+        if sweep is not None:
+            _run_sweep(sweep, scale, results, progress)
+            return
         suite = load_suite(name)
         if suite is None:
             load_spec(name, scale)  # validate before anything starts
@@ -62,6 +70,16 @@ def run(
         return
     paths = [_run_one(m.name, m.scale, results, progress) for m in members]
     _compare_paths(paths, suite.title or suite.name, results, f"{suite.name}-{members[0].scale}")
+
+
+def _run_sweep(sweep: Sweep, scale: str | None, results: Path | None, progress: bool) -> None:
+    from testbed.controller.sweep import expand
+    from testbed.controller.sweep_run import run_sweep
+
+    typer.echo(f"{sweep.name}: {len(expand(sweep, scale))} cells")  # validates every cell first
+    out = run_sweep(sweep, scale, results, progress)
+    typer.echo((out / "table.md").read_text())
+    typer.echo(f"sweep results: {out}")
 
 
 def _compare_paths(paths: list[Path], title: str, results: Path | None, stem: str) -> None:
@@ -100,11 +118,17 @@ def compare(
 
 @app.command("list")
 def list_cmd() -> None:
-    """List the experiments and suites in experiments/."""
+    """List the experiments, suites and sweeps in experiments/."""
     from testbed.controller.suite import load_suite
+    from testbed.controller.sweep import load_sweep
 
     for name in list_experiments():
         try:
+            sweep = load_sweep(name)
+            if sweep is not None:
+                grid = " x ".join(sweep.sweep.grid)
+                typer.echo(f"{name:22} {'sweep':12} {'':4} {sweep.sweep.base}: {grid}")
+                continue
             suite = load_suite(name)
             if suite is not None:
                 typer.echo(f"{name:22} {'suite':12} {'':4} {' + '.join(suite.suite)}")

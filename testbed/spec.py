@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 
 from testbed.algorithms import ALGORITHMS
 from testbed.data import DATASETS
+from testbed.emulation.config import ClusterSpec
 from testbed.models import MODELS
 from testbed.spec_kt import KtCfg, check_kt
 
@@ -101,6 +103,19 @@ class JobCfg(_Strict):
     startup_timeout_s: PositiveFloat = Field(180.0, description="time allowed for workers to report ready")
 
 
+class InfluxCfg(_Strict):
+    """An InfluxDB 2.x (or VictoriaMetrics) write endpoint; overrides INFLUX_* from the environment."""
+
+    url: str = Field(pattern=r"^https?://", description="e.g. http://127.0.0.1:8086")
+    token: str = Field("", repr=False, exclude=True, description="never written to spec.yaml")
+    org: str = Field("testbed", min_length=1)
+    bucket: str = Field("testbed", min_length=1)
+
+
+class MetricsCfg(_Strict):
+    influx: InfluxCfg | None = Field(None, description="extra sink; the run directory is always written")
+
+
 class Spec(_Strict):
     name: str
     description: str = ""
@@ -109,8 +124,11 @@ class Spec(_Strict):
     algorithm: AlgorithmCfg
     training: TrainingCfg
     job: JobCfg = JobCfg()
-    cluster: dict[str, Any] | None = Field(None, description="devices, links (emulation issue)")
-    placement: dict[str, str] | None = Field(None, description="stage index -> device name")
+    cluster: ClusterSpec | None = Field(None, description="devices, links, schedule to emulate")
+    placement: dict[str, str] | None = Field(
+        None, description="stage index (or 'ps', 'local', 'replica<k>') -> device name"
+    )
+    metrics: MetricsCfg = MetricsCfg()
     scale: str = "paper"
 
     @model_validator(mode="after")
@@ -126,7 +144,27 @@ class Spec(_Strict):
                 f"job.micro_batches {self.job.micro_batches}; expected equal micro-batches"
             )
         check_kt(self.algorithm, self.model, self.job.mode)
+        check_placement(self.placement, self.cluster)
         return self
+
+
+_WORKER_KEY = re.compile(r"^(\d+|ps|local|replica\d+)$")
+
+
+def check_placement(placement: dict[str, str] | None, cluster: ClusterSpec | None) -> None:
+    """Placement keys are stage indices or worker names; with a cluster, values are its devices."""
+    for key, device in (placement or {}).items():
+        if not _WORKER_KEY.match(key):
+            raise ValueError(
+                f"placement: key {key!r} is not understood; expected a stage index ('0', '1', ...)"
+                " or a worker name ('ps', 'local', 'replica0', ...)"
+            )
+        known = [d.name for d in cluster.devices] if cluster is not None else None
+        if known is not None and device not in known:
+            raise ValueError(
+                f"placement: {key!r} -> {device!r} names no device of the cluster; "
+                f"known devices: {', '.join(known)}"
+            )
 
 
 def experiments_dir() -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import signal
 import socket
@@ -15,8 +16,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from testbed.controller.plan import WorkerPlan, peer_map, plan_workers
+from testbed.controller.cluster_run import (
+    RunCluster,
+    cluster_summary,
+    explain_failure,
+    link_schedule,
+    run_cluster,
+)
+from testbed.controller.plan import WorkerPlan, device_of, peer_map, plan_workers
 from testbed.controller.progress import TrainingProgress
+from testbed.controller.sinks import closing_influx, fan_out, influx_writer, open_influx
 from testbed.controller.tail import MetricsTail
 from testbed.controller.workers import WorkerClients, WorkerFailedError
 from testbed.metrics.run_dir import RunDir
@@ -40,7 +49,11 @@ def sigterm_raises() -> Iterator[None]:
         yield
         return
 
+    owner = os.getpid()
+
     def handler(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != owner:  # a forked helper (pyroute2 netns) told to stop: just exit
+            os._exit(128 + signum)
         raise TerminatedError("controller received SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -68,9 +81,15 @@ class _Failure:
 
 
 def worker_configs(
-    spec: Spec, plans: list[WorkerPlan], workdir: Path, run_id: str, t0: float
+    spec: Spec,
+    plans: list[WorkerPlan],
+    workdir: Path,
+    run_id: str,
+    t0: float,
+    hosts: dict[str, str] | None = None,
 ) -> dict[str, WorkerConfig]:
-    host = spec.job.host
+    """One config per worker; `hosts` gives each its bind address (default job.host)."""
+    hosts = hosts or {}
     return {
         p.name: WorkerConfig(
             name=p.name,
@@ -79,7 +98,7 @@ def worker_configs(
             spec=spec,
             stage_ids=p.stage_ids,
             replica_index=p.replica_index,
-            bind=f"{host}:0",
+            bind=f"{hosts.get(p.name, spec.job.host)}:0",
             advertise_host=None,
             workdir=workdir,
             t0=t0,
@@ -88,10 +107,10 @@ def worker_configs(
     }
 
 
-def _command(cfg: WorkerConfig, path: Path) -> WorkerCommand:
+def _command(cfg: WorkerConfig, path: Path, launch: Any = None) -> WorkerCommand:
     argv = [sys.executable, "-m", "testbed.runtime.worker", str(path)]
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-    return WorkerCommand(cfg.name, argv, env, log_path=cfg.path(".log"))
+    return WorkerCommand(cfg.name, argv, env, log_path=cfg.path(".log"), launch=launch)
 
 
 def wait_ready(
@@ -155,35 +174,59 @@ def final_evaluation(clients: WorkerClients, failure: _Failure, version: int) ->
 
 
 def run_distributed(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, Any]:
-    """Train across worker processes; always stops them; returns the summary body."""
+    """Train across worker processes, inside spec.cluster's devices when it has one.
+
+    Always stops the workers and takes the cluster down, also on failure and Ctrl-C.
+    """
     plans = plan_workers(spec)
+    with sigterm_raises(), run_cluster(spec, run.run_id, run.event) as cluster:
+        if cluster is not None:
+            cluster.probe()  # before any worker loads the links
+        return _run_workers(spec, run, plans, cluster, progress)
+
+
+def _run_workers(
+    spec: Spec, run: RunDir, plans: list[WorkerPlan], cluster: RunCluster | None, progress: bool
+) -> dict[str, Any]:
+    """Launch (on their devices), start, monitor and collect the workers; returns the summary."""
     workdir = run.path / "workers"
     workdir.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    configs = worker_configs(spec, plans, workdir, run.run_id, t0)
+    devices = {p.name: device_of(spec, p) for p in plans}
+    hosts = {n: cluster.bind_host(d) for n, d in devices.items()} if cluster else {}
+    configs = worker_configs(spec, plans, workdir, run.run_id, time.time(), hosts)
     commands = []
     for name, cfg in configs.items():
         write_config(cfg, workdir / f"{name}.json")
-        commands.append(_command(cfg, workdir / f"{name}.json"))
+        launch = cluster.launcher(devices[name]) if cluster else None
+        commands.append(_command(cfg, workdir / f"{name}.json", launch))
     tags = {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode}
     failure = _Failure()
-    run.event("workers_planned", workers=[p.__dict__ for p in plans])
+    run.event("workers_planned", workers=[p.__dict__ for p in plans], devices=devices)
+    influx = open_influx(spec, run)
+    schedule = link_schedule(spec, cluster, run.event)
     with (
-        sigterm_raises(),
+        closing_influx(influx, run) as sink_counts,
         spawn_workers(commands) as group,
         watch(group, failure.record, interval=_POLL_S),
-        MetricsTail(workdir, tags, run.write),
+        MetricsTail(workdir, tags, fan_out(run.write, influx_writer(influx))),
+        schedule,
     ):
         run.event("workers_started", pids=group.pids)
         try:
             addresses = wait_ready(configs, failure, spec.job.startup_timeout_s)
             run.event("workers_ready", addresses=addresses)
-            evals, train_time = _train(spec, run, plans, addresses, failure, progress)
+            evals, train_time = _train(
+                spec, run, plans, addresses, failure, progress, schedule.start
+            )
         except WorkerFailedError as err:
-            run.event("worker_failed", reason=str(err))  # stamped when noticed, before cleanup
-            raise
+            reason = explain_failure(str(err), cluster, run.event)
+            run.event("worker_failed", reason=reason)  # stamped when noticed, before cleanup
+            raise WorkerFailedError(reason) from None
         _wait_trainers_exit(group, [p.name for p in plans if p.role != "ps"])
-    return summarize(spec, plans, workdir, evals, train_time, addresses, group)
+    body = {**summarize(spec, plans, workdir, evals, train_time, addresses, group), **sink_counts}
+    if cluster is not None:
+        body.update(cluster_summary(spec, plans, devices, body["workers"], cluster, schedule))
+    return body
 
 
 def _train(
@@ -193,6 +236,7 @@ def _train(
     addresses: dict[str, str],
     failure: _Failure,
     progress: bool,
+    on_start: Any = None,
 ) -> tuple[list[Any], float]:
     """Start the trainers, follow them to the end, wait for the final evaluation, stop them."""
     total = spec.training.iterations
@@ -200,6 +244,8 @@ def _train(
         started = time.monotonic()
         clients.start_all(run.run_id, spec, peer_map(plans, addresses))
         run.event("training_started")
+        if on_start is not None:
+            on_start()  # the link schedule's clock starts with training
         stall_s = max(120.0, 3 * spec.job.deadline_s)
         with TrainingProgress(spec.name, total, progress) as bar:
             monitor(clients, failure, total, stall_s, bar)

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from testbed.controller.progress import TrainingProgress
 from testbed.controller.session import Session, configure_threads, fetch_batch
+from testbed.controller.sinks import close_influx, open_influx
 from testbed.data import Dataset, load_dataset
 from testbed.data.batches import batch_indices
 from testbed.metrics.run_dir import RunDir
@@ -108,9 +109,14 @@ def run_inprocess(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, A
     run.event("data_loaded", source=data.source)
     session = Session.build(spec, data)
     tags = {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode}
-    result = train(session, Recorder(run, tags), progress)
+    influx = open_influx(spec, run)
+    try:
+        result = train(session, Recorder(run, tags, [influx] if influx else None), progress)
+    finally:
+        sink_counts = close_influx(influx, run)
     summary: dict[str, Any] = {
         **result,
+        **sink_counts,
         **environment_info(data),
         "params": session.param_counts(),
         "stages": [list(s.units) for s in session.stages],

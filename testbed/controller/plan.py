@@ -67,7 +67,7 @@ def plan_workers(spec: Spec) -> list[WorkerPlan]:
             WorkerPlan(f"replica{r}", "replica", everything, r) for r in range(spec.job.replicas)
         ]
     else:
-        workers = [WorkerPlan(d, "stage", ids) for d, ids in stage_groups(spec.placement, n)]
+        workers = [WorkerPlan(d, "stage", ids) for d, ids in stage_groups(stage_placement(spec), n)]
         if len(workers) < 2:
             raise PlanError(
                 f"job.mode {mode!r}: placement puts all {n} stages on one device; "
@@ -83,6 +83,35 @@ def plan_workers(spec: Spec) -> list[WorkerPlan]:
     if "ps" in {w.name for w in workers}:
         raise PlanError("placement: device name 'ps' is reserved for the parameter server")
     return [WorkerPlan("ps", "ps"), *workers]
+
+
+def stage_placement(spec: Spec) -> dict[str, str] | None:
+    """Stage index -> device: the spec's stage keys, else the stages in contiguous blocks over
+    the cluster's devices in order (stage i on device i when the counts match)."""
+    given = {k: v for k, v in (spec.placement or {}).items() if k.isdigit()}
+    if given or spec.cluster is None:
+        return given or None
+    devices, n = [d.name for d in spec.cluster.devices], stage_count(spec)
+    return {str(i): devices[i * len(devices) // n] for i in range(n)}
+
+
+def device_of(spec: Spec, plan: WorkerPlan) -> str | None:
+    """The cluster device a worker runs on; None means the controller's host (e.g. the PS).
+
+    Stage workers are named after their device; 'ps', 'local' and 'replica<k>' take an
+    explicit placement entry, else (trainers only) the device of their first stage.
+    """
+    if spec.cluster is None:
+        return None
+    names = [d.name for d in spec.cluster.devices]
+    explicit = (spec.placement or {}).get(plan.name)
+    if explicit is not None or plan.role == "ps":
+        return explicit
+    if plan.role == "stage" and plan.name in names:
+        return plan.name
+    if plan.role == "replica":
+        return names[plan.replica_index % len(names)]
+    return (stage_placement(spec) or {}).get(str(plan.stage_ids[0]), names[0])
 
 
 def peer_map(workers: list[WorkerPlan], addresses: dict[str, str]) -> dict[str, dict[str, str]]:

@@ -39,6 +39,9 @@ class WorkerCommand:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     log_path: Path | None = None  # stdout and stderr are appended here when set
+    # how to start argv (default subprocess.Popen); an emulated device passes its own spawn,
+    # called as launch(argv, env=..., cwd=..., stdin=..., stdout=..., stderr=..., ...)
+    launch: Callable[..., subprocess.Popen[bytes]] | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -85,7 +88,7 @@ class _Worker:
         if command.log_path is not None:
             self._log = open(command.log_path, "ab")  # noqa: SIM115 - closed by the reader
         try:
-            self.proc = subprocess.Popen(
+            self.proc = (command.launch or subprocess.Popen)(
                 list(command.argv),
                 env={**os.environ, **command.env},
                 cwd=command.cwd,

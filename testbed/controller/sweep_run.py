@@ -1,0 +1,100 @@
+"""Run a sweep: each cell as its own run, then a summary table (CSV, markdown) and figures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+from testbed.controller.sweep import Sweep, expand
+from testbed.metrics.run_dir import (
+    default_results_root,
+    new_run_id,
+    read_summary,
+    write_json_atomic,
+)
+from testbed.spec import Spec
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("status", "final_test_accuracy", "best_test_accuracy", "mean_it_s", "wall_time_s",
+           "time_to_accuracy_s")
+
+
+def cell_row(labels: dict[str, str], spec: Spec, run: Path | None, target: float,
+             error: str = "") -> dict[str, Any]:
+    """One table row: the cell's labels, its run's headline numbers, the run path."""
+    from testbed.report.series import time_to_accuracy
+
+    row: dict[str, Any] = {"cell": spec.name, **labels}
+    s = read_summary(run) if run is not None and (run / "summary.json").is_file() else {}
+    for key in COLUMNS[:-1]:
+        row[key] = s.get(key, "failed" if key == "status" else "")
+    tta = time_to_accuracy(run, target) if run is not None and s.get("status") == "completed" else None
+    row["time_to_accuracy_s"] = "" if tta is None else tta
+    row["run"] = str(run) if run is not None else ""
+    row["error"] = error or s.get("reason", "")
+    return row
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v).replace("|", "\\|")
+
+
+def to_markdown(rows: list[dict[str, Any]]) -> str:
+    cols = [c for c in rows[0] if c not in ("run", "error")]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _run_cell(spec: Spec, results_root: Path, progress: bool) -> tuple[Path | None, str]:
+    """Run one cell; a failed cell is recorded and the sweep goes on (Ctrl-C stops it)."""
+    from testbed.controller.experiment import run_experiment
+    from testbed.metrics.run_dir import latest_run
+
+    try:
+        return run_experiment(spec, results_root, progress).path, ""
+    except Exception as err:  # noqa: BLE001 - the run dir already holds the traceback
+        log.error("sweep cell %s failed: %s", spec.name, err)
+        return latest_run(spec.name, results_root), f"{type(err).__name__}: {err}"
+
+
+def run_sweep(sweep: Sweep, scale: str | None = None, results_root: Path | None = None,
+              progress: bool = True) -> Path:
+    """Validate every cell, run each, write results/<sweep>/<id>/{table.csv,table.md,sweep.json,figures}."""
+    from testbed.report.paper import all_figures
+
+    root = results_root or default_results_root()
+    cells = expand(sweep, scale)  # every cell validated before the first one starts
+    out = root / sweep.name / new_run_id(cells[0][1].scale)
+    out.mkdir(parents=True)
+    rows, runs = [], []
+    for labels, spec in cells:
+        run, error = _run_cell(spec, root, progress)
+        rows.append(cell_row(labels, spec, run, sweep.sweep.target_accuracy, error))
+        if run is not None and not error:
+            runs.append(run)
+        write_sweep_files(out, sweep, rows)  # the table grows as cells finish
+    figs = all_figures(runs, out / "figures")
+    write_json_atomic(out / "sweep.json", {
+        "sweep": sweep.model_dump(mode="json"), "rows": rows,
+        "figures": {k: [str(p) for p in f.paths] for k, f in figs.items()},
+    })
+    return out
+
+
+def write_sweep_files(out: Path, sweep: Sweep, rows: list[dict[str, Any]]) -> None:
+    (out / "table.csv").write_text(to_csv(rows))
+    title = f"# {sweep.name}\n\n{sweep.description}\n\n"
+    (out / "table.md").write_text(title + to_markdown(rows))

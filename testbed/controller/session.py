@@ -15,19 +15,7 @@ from testbed.algorithms.sg_module import SGModule
 from testbed.data import Dataset
 from testbed.models import Stage, build_stages, get_model
 from testbed.spec import Spec
-
-
-def configure_threads(threads: int | None) -> None:
-    """Set TF's thread pools; must run before TensorFlow executes its first op."""
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-def make_optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
-    if name == "adam":
-        return keras.optimizers.Adam(lr)
-    return keras.optimizers.SGD(lr, momentum=0.9)
+from testbed.tfsetup import configure_threads, make_optimizer  # noqa: F401  (re-exported)
 
 
 @dataclass

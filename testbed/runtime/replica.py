@@ -7,27 +7,13 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from testbed.algorithms.sg_module import SGModule
 from testbed.data import get_spec
 from testbed.models import Stage, build_stages, get_model
 from testbed.runtime.serde import TensorSpec
 from testbed.spec import Spec
-
-
-def configure_threads(threads: int | None) -> None:
-    """Set TF's thread pools (same rule as the in-process trainer); call before the first op."""
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-def make_optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
-    """The optimizer the in-process Session uses for that name (kept identical; tested)."""
-    if name == "adam":
-        return keras.optimizers.Adam(lr)
-    return keras.optimizers.SGD(lr, momentum=0.9)
+from testbed.tfsetup import configure_threads, make_optimizer  # noqa: F401  (re-exported)
 
 
 @dataclass

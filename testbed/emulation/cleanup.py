@@ -1,4 +1,4 @@
-"""Remove what crashed runs left behind: labelled namespaces, links and cgroups, nothing else."""
+"""Remove what crashed runs left behind: labelled namespaces, links, cgroups, containers, networks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cgroups
+from . import cgroups, docker_cleanup
 from .naming import RunNames, is_labelled_link, is_labelled_netns
 
 NETNS_DIR = Path("/run/netns")
@@ -23,18 +23,23 @@ class Leftovers:
     links: list[str] = field(default_factory=list)  # in the root namespace
     cgroups: list[str] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)  # processes killed
+    containers: list[str] = field(default_factory=list)  # docker, label testbed.run
+    networks: list[str] = field(default_factory=list)  # docker, label testbed.run
 
     def __bool__(self) -> bool:
-        return bool(self.netns or self.links or self.cgroups)
+        return bool(self.netns or self.links or self.cgroups or self.containers or self.networks)
 
 
 def find(run_id: str | None = None) -> Leftovers:
     """Labelled resources of one run (or of every run when run_id is None)."""
     names = RunNames(run_id) if run_id else None
+    containers, networks = docker_cleanup.find(run_id)
     return Leftovers(
         netns=[n for n in _netns_names() if _ours_netns(n, names)],
         links=[i for i in _root_links() if _ours_link(i, names)],
         cgroups=[str(p) for p in _cgroup_dirs(run_id)],
+        containers=containers,
+        networks=networks,
     )
 
 
@@ -52,6 +57,8 @@ def clean(run_id: str | None = None) -> Leftovers:
     for ifname in found.links:
         if _delete_root_link(ifname):
             removed.links.append(ifname)
+    if found.containers or found.networks:
+        removed.containers, removed.networks = docker_cleanup.clean(run_id)
     return removed
 
 
@@ -138,5 +145,5 @@ if __name__ == "__main__":
     gone = clean(sys.argv[1] if len(sys.argv) > 1 else None)
     print(
         f"removed namespaces {gone.netns}, links {gone.links}, cgroups {gone.cgroups}, "
-        f"killed pids {gone.pids}"
+        f"containers {gone.containers}, networks {gone.networks}, killed pids {gone.pids}"
     )

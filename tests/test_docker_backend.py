@@ -1,0 +1,232 @@
+"""Docker tier: devices as capped containers, shaped links measured by the probe, nothing left behind.
+
+Needs a Docker engine and the images from docker/build-images.sh; skipped with the reason when
+either is missing, failed instead when TESTBED_REQUIRE_DOCKER=1 (CI, after .ci/docker.sh).
+The working tree's package is bind-mounted over the image's copy (`mount_source`), so these
+tests exercise this checkout's code inside the image's environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testbed.emulation import docker_cleanup
+from testbed.emulation.cleanup import clean, find
+from testbed.emulation.config import ClusterSpec
+from testbed.emulation.docker_backend import (
+    DockerBackend,
+    DockerCluster,
+    DockerUnavailable,
+    connect,
+)
+from testbed.emulation.docker_devices import RUN_LABEL
+from testbed.emulation.fidelity import FULL
+from testbed.emulation.netem import NetemUnavailable
+from testbed.emulation.probe import probe_link
+
+pytestmark = pytest.mark.docker
+
+TOLERANCE = 0.05
+MIB = 1024**2
+WORKER_AMD64 = "testbed-worker:amd64"
+
+CAPS = """
+import json, os
+def read(p):
+    try:
+        return open(p).read().split()
+    except OSError:
+        return None
+v2 = read("/sys/fs/cgroup/cpu.max")
+if v2:
+    quota, period = v2
+    memory = read("/sys/fs/cgroup/memory.max")[0]
+else:
+    quota = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")[0]
+    period = read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")[0]
+    memory = read("/sys/fs/cgroup/memory/memory.limit_in_bytes")[0]
+print(json.dumps({"quota": int(quota), "period": int(period), "memory": int(memory)}))
+"""
+
+BUSY = """
+import json, time
+wall0, cpu0 = time.monotonic(), time.process_time()
+while time.monotonic() - wall0 < 2.0:
+    pass
+print(json.dumps({"share": (time.process_time() - cpu0) / (time.monotonic() - wall0)}))
+"""
+
+HOG = "x = bytearray(512 * 1024 * 1024); x[::4096] = b'1' * len(x[::4096]); print('survived')"
+
+
+def _require(reason: str) -> None:
+    if os.environ.get("TESTBED_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"{reason} (TESTBED_REQUIRE_DOCKER=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Any:
+    try:
+        client = connect(timeout_s=30)
+    except DockerUnavailable as error:
+        _require(str(error))
+    import docker.errors
+
+    try:
+        client.images.get(WORKER_AMD64)
+    except docker.errors.ImageNotFound:
+        _require(f"image {WORKER_AMD64} missing: run docker/build-images.sh --arch amd64")
+    return client
+
+
+def _run_id(name: str) -> str:
+    return f"test-docker-{name}-{os.getpid()}"
+
+
+def _spec(devices: list[dict[str, Any]], links: list[dict[str, Any]] | None = None) -> ClusterSpec:
+    return ClusterSpec.model_validate(
+        {"backend": "docker", "devices": devices, "links": links or []}
+    )
+
+
+PAIR = _spec(
+    [
+        {"name": "a", "profile": "edge", "cpus": 0.5, "memory": "256m"},
+        {"name": "b", "profile": "cloud"},
+    ],
+    [{"device": "a", "rate": "10mbit"}],
+)
+
+
+def run_json(handle: DockerCluster, device: str, script: str, timeout_s: float = 60) -> Any:
+    proc = handle.spawn(device, [sys.executable, "-c", script], stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)  # fmt: skip
+    out, err = proc.communicate(timeout=timeout_s)
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def pair(engine: Any, tmp_path: Path) -> Iterator[DockerCluster]:
+    run_id = _run_id("pair")
+    backend = DockerBackend(run_id, mounts=[tmp_path], client=engine, mount_source=True)
+    with backend.up(PAIR) as handle:
+        yield handle
+    assert docker_cleanup.find(run_id, engine) == ([], []), "labelled containers/networks left"
+
+
+def test_caps_are_visible_inside_the_container(pair: DockerCluster) -> None:
+    assert pair.fidelity.level == FULL
+    caps = run_json(pair, "a", CAPS)
+    assert caps["quota"] / caps["period"] == pytest.approx(0.5)
+    assert caps["memory"] == 256 * MIB
+    uncapped = run_json(pair, "b", CAPS)
+    assert uncapped["quota"] in (-1, "max") or uncapped["quota"] < 0
+
+
+def test_busy_loop_gets_at_most_half_a_core(pair: DockerCluster) -> None:
+    share = run_json(pair, "a", BUSY)["share"]
+    print(f"busy loop in a 0.5-CPU container: {share:.2f} of a core")
+    assert 0.2 < share <= 0.6  # the quota caps it; a busy host may give less
+
+
+def test_memory_over_the_limit_is_killed_and_reported(pair: DockerCluster) -> None:
+    proc = pair.spawn("a", [sys.executable, "-c", HOG], stdout=subprocess.PIPE, text=True)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == -9 and "survived" not in out  # SIGKILL by the OOM killer
+    assert pair.resource_events("a").oom_kills >= 1
+
+
+def test_shaped_link_measured_by_the_probe_in_both_directions(pair: DockerCluster) -> None:
+    assert pair.class_rates("a") == {
+        "eth0": {1: 10**7, 0x10: 10**7},
+        "ifb0": {1: 10**7, 0x10: 10**7},
+    }
+    upload = probe_link(pair, "a", "b", seconds=1.0)
+    download = probe_link(pair, "b", "a", seconds=1.0)  # through a's ifb
+    print(upload.describe(), download.describe(), sep="\n")
+    assert upload.within(TOLERANCE), upload.describe()
+    assert download.within(TOLERANCE), download.describe()
+    pair.update_link("a", rate="100mbit")
+    assert pair.class_rates("a")["ifb0"] == {1: 10**8, 0x10: 10**8}
+    fast = probe_link(pair, "b", "a", seconds=1.0)
+    print(fast.describe())
+    assert fast.within(TOLERANCE), fast.describe()
+    assert len(pair.fidelity.probes) == 3
+
+
+def test_terminate_and_kill_of_the_relay_stop_the_program(pair: DockerCluster) -> None:
+    sleeper = "import sys, time; print('up', flush=True); time.sleep(600)"
+    for stop in ("terminate", "kill"):
+        marker = f"marker-{stop}-{os.getpid()}"
+        proc = pair.spawn("b", [sys.executable, "-c", sleeper, marker], stdout=subprocess.PIPE,
+                          text=True)  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+        getattr(proc, stop)()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while _running(pair, "b", marker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _running(pair, "b", marker), f"program still runs after relay {stop}"
+
+
+def _running(handle: DockerCluster, device: str, marker: str) -> bool:
+    pattern = f"[{marker[0]}]{marker[1:]}"  # a pattern that does not match its own command line
+    script = f"grep -l '{pattern}' /proc/[0-9]*/cmdline 2>/dev/null"
+    result = handle.container(device).exec_run(["sh", "-c", script])
+    return bool(result.output.strip())
+
+
+def test_netem_settings_are_refused_where_the_kernel_lacks_netem(engine: Any) -> None:
+    spec = _spec([{"name": "a", "profile": "cloud"}, {"name": "b", "profile": "cloud"}],
+                 [{"device": "a", "rate": "10mbit", "delay": "20ms"}])  # fmt: skip
+    run_id = _run_id("netem")
+    try:
+        with DockerBackend(run_id, client=engine, mount_source=True).up(spec) as handle:
+            assert handle.fidelity.netem, "the cluster came up, so the kernel must have netem"
+    except NetemUnavailable as error:
+        assert "delay" in str(error) and "netem" in str(error)
+    assert docker_cleanup.find(run_id, engine) == ([], [])
+
+
+def test_nothing_is_left_after_an_exception_inside_up(engine: Any) -> None:
+    run_id = _run_id("boom")
+    backend = DockerBackend(run_id, client=engine, mount_source=True)
+    with pytest.raises(RuntimeError, match="boom"), backend.up(PAIR) as handle:
+        assert len(handle.containers) == 2 and find(run_id).containers
+        raise RuntimeError("boom")
+    assert docker_cleanup.find(run_id, engine) == ([], [])
+
+
+def test_nothing_is_left_when_start_fails_midway(engine: Any) -> None:
+    run_id = _run_id("midway")
+    base = {"amd64": "testbed-base:bookworm-amd64"}  # no testbed package: shaping cannot run
+    with pytest.raises(RuntimeError, match="exited"):
+        DockerBackend(run_id, client=engine, images=base).start(PAIR)
+    assert docker_cleanup.find(run_id, engine) == ([], [])
+
+
+def test_clean_removes_only_labelled_resources(engine: Any) -> None:
+    run_id = _run_id("clean")
+    labelled = engine.containers.run(WORKER_AMD64, ["sleep", "infinity"], detach=True,
+                                     labels={RUN_LABEL: run_id})  # fmt: skip
+    stranger = engine.containers.run(WORKER_AMD64, ["sleep", "infinity"], detach=True)
+    network = engine.networks.create(f"tb-stray-{os.getpid()}", labels={RUN_LABEL: run_id})
+    try:
+        gone = clean(run_id)
+        assert gone.containers == [labelled.name] and gone.networks == [network.name]
+        stranger.reload()
+        assert stranger.status == "running"
+        assert not find(run_id)
+    finally:
+        stranger.remove(force=True)

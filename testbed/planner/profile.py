@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from testbed.algorithms.bp import last_stage_step, stage_backward
+from testbed.algorithms.bp import apply_stage_grads, last_stage_step, stage_grads
 from testbed.algorithms.sg import sg_module_step, synthetic_gradient
 from testbed.models import Stage
 
@@ -49,7 +49,14 @@ def _stage_fn(stage: Stage, is_last: bool, batch: int, classes: int) -> Callable
         fn = tf.function(lambda: last_stage_step(stage.model, opt, h, y)[0])
     else:
         g = tf.random.normal((batch, *stage.output_shape))
-        fn = tf.function(lambda: stage_backward(stage.model, opt, h, g))
+        first = stage.index == 0  # the first stage has no one to send dL/dh_in to
+
+        @tf.function
+        def fn() -> tf.Tensor:
+            grads, _ = stage_grads([stage.model], h, g, input_grad=not first)
+            apply_stage_grads([stage.model], [opt], grads)
+            return grads[0]
+
     return lambda: fn().numpy()
 
 

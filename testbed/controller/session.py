@@ -13,9 +13,10 @@ from testbed.algorithms.bp import accuracy_count, bp_step, forward
 from testbed.algorithms.sg import sg_train_step
 from testbed.algorithms.sg_module import SGModule
 from testbed.data import Dataset
-from testbed.models import Stage, build_stages, get_model
+from testbed.models import Stage
 from testbed.spec import Spec
 from testbed.tfsetup import configure_threads, make_optimizer  # noqa: F401  (re-exported)
+from testbed.trainables import build_trainables
 
 
 @dataclass
@@ -31,20 +32,8 @@ class Session:
 
     @classmethod
     def build(cls, spec: Spec, data: Dataset) -> Session:
-        keras.utils.set_random_seed(spec.training.seed)
-        model = get_model(spec.model.name)
-        stages = build_stages(model, data.input_shape, spec.model.split_after, spec.model.width)
-        t = spec.training
-        opts = [make_optimizer(t.optimizer, t.lr) for _ in stages]
-        session = cls(spec, data, stages, opts)
-        if spec.algorithm.name == "sg":
-            c = spec.algorithm.sg
-            session.sgs = [
-                SGModule(s.output_shape, data.num_classes, c.conditioned, c.width, c.depth, c.kernel)
-                for s in stages[:-1]
-            ]
-            session.sg_optimizers = [make_optimizer("adam", c.lr) for _ in session.sgs]
-        return session
+        t = build_trainables(spec, data.input_shape, data.num_classes)
+        return cls(spec, data, t.stages, t.optimizers, t.sgs, t.sg_optimizers)
 
     @property
     def models(self) -> list[keras.Model]:

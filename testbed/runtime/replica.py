@@ -10,10 +10,11 @@ import numpy as np
 
 from testbed.algorithms.sg_module import SGModule
 from testbed.data import get_spec
-from testbed.models import Stage, build_stages, get_model
+from testbed.models import Stage
 from testbed.runtime.serde import TensorSpec
 from testbed.spec import Spec
 from testbed.tfsetup import configure_threads, make_optimizer  # noqa: F401  (re-exported)
+from testbed.trainables import build_trainables
 
 
 @dataclass
@@ -35,22 +36,11 @@ class Replica:
 
 
 def build_replica(spec: Spec) -> Replica:
-    """Seed, then build in Session.build's order, so every weight equals the in-process one."""
+    """The same seeded trainables as the in-process Session, so every weight equals the in-process one."""
     ds = get_spec(spec.data.dataset)
-    keras.utils.set_random_seed(spec.training.seed)
-    model = get_model(spec.model.name)
-    stages = build_stages(model, ds.input_shape, spec.model.split_after, spec.model.width)
-    t = spec.training
-    replica = Replica(
-        spec, stages, [make_optimizer(t.optimizer, t.lr) for _ in stages], ds.num_classes
-    )
-    if spec.algorithm.name == "sg":
-        c = spec.algorithm.sg
-        replica.sgs = [
-            SGModule(s.output_shape, ds.num_classes, c.conditioned, c.width, c.depth, c.kernel)
-            for s in stages[:-1]
-        ]
-        replica.sg_optimizers = [make_optimizer("adam", c.lr) for _ in replica.sgs]
+    t = build_trainables(spec, ds.input_shape, ds.num_classes)
+    replica = Replica(spec, t.stages, t.optimizers, ds.num_classes)
+    replica.sgs, replica.sg_optimizers = t.sgs, t.sg_optimizers
     return replica
 
 

@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from testbed.algorithms import ALGORITHMS
 from testbed.data import DATASETS
@@ -17,7 +26,7 @@ from testbed.emulation.config import ClusterSpec
 from testbed.models import MODELS
 from testbed.spec_kt import KtCfg, check_kt
 
-MODES = ("inprocess", "sg", "bp-sync", "bp-pipeline", "bp-local", "dp-async")
+MODES = ("inprocess", "sg", "bp-sync", "bp-pipeline", "bp-local", "dp-async", "kt-sections")
 
 
 class SpecError(Exception):
@@ -126,7 +135,7 @@ class Spec(_Strict):
     job: JobCfg = JobCfg()
     cluster: ClusterSpec | None = Field(None, description="devices, links, schedule to emulate")
     placement: dict[str, str] | None = Field(
-        None, description="stage index (or 'ps', 'local', 'replica<k>') -> device name"
+        None, description="stage index (or 'ps', 'local', 'replica<k>', 'teacher') -> device name"
     )
     metrics: MetricsCfg = MetricsCfg()
     scale: str = "paper"
@@ -136,6 +145,8 @@ class Spec(_Strict):
         bp_modes = {"bp-sync", "bp-pipeline", "bp-local", "dp-async"}
         if self.job.mode == "sg" and self.algorithm.name != "sg":
             raise ValueError(f"job.mode 'sg' needs algorithm.name 'sg', got {self.algorithm.name!r}")
+        if self.job.mode == "kt-sections" and self.algorithm.name != "kt":
+            raise ValueError(f"job.mode 'kt-sections' needs algorithm.name 'kt', got {self.algorithm.name!r}")
         if self.job.mode in bp_modes and self.algorithm.name != "bp":
             raise ValueError(f"job.mode {self.job.mode!r} needs algorithm.name 'bp'")
         if self.job.mode == "bp-pipeline" and self.training.batch_size % self.job.micro_batches:
@@ -148,7 +159,7 @@ class Spec(_Strict):
         return self
 
 
-_WORKER_KEY = re.compile(r"^(\d+|ps|local|replica\d+)$")
+_WORKER_KEY = re.compile(r"^(\d+|ps|local|teacher|replica\d+)$")
 
 
 def check_placement(placement: dict[str, str] | None, cluster: ClusterSpec | None) -> None:
@@ -157,7 +168,7 @@ def check_placement(placement: dict[str, str] | None, cluster: ClusterSpec | Non
         if not _WORKER_KEY.match(key):
             raise ValueError(
                 f"placement: key {key!r} is not understood; expected a stage index ('0', '1', ...)"
-                " or a worker name ('ps', 'local', 'replica0', ...)"
+                " or a worker name ('ps', 'local', 'teacher', 'replica0', ...)"
             )
         known = [d.name for d in cluster.devices] if cluster is not None else None
         if known is not None and device not in known:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
-from testbed.models import MODELS
+from testbed.models import MODELS, get_model, resolve_split
 from testbed.models.pairs import KT_PAIRS, check_sections, get_pair
 
 SAVED_SUFFIX = ".keras"
@@ -90,9 +90,17 @@ def check_kt(algorithm: Any, model: Any, mode: str) -> None:
             raise ValueError(f"algorithm.kt is set but algorithm.name is {algorithm.name!r}; "
                              "kt options need algorithm.name 'kt'")
         return
-    if mode != "inprocess":
-        raise ValueError(f"algorithm.name 'kt' runs with job.mode 'inprocess' (distributed kt is "
-                         f"not wired yet), got job.mode {mode!r}")
+    if mode not in ("inprocess", "kt-sections"):
+        raise ValueError(f"algorithm.name 'kt' runs with job.mode 'inprocess' or 'kt-sections', "
+                         f"got job.mode {mode!r}")
+    if mode == "kt-sections" and (kt.method, kt.section_input) != ("section-kt", "teacher"):
+        raise ValueError(
+            f"job.mode 'kt-sections' streams the teacher's section activations to decoupled "
+            f"student sections: it needs method 'section-kt' with section_input 'teacher', got "
+            f"method {kt.method!r}, section_input {kt.section_input!r}")
+    if mode == "kt-sections" and kt.finetune_steps:
+        raise ValueError("algorithm.kt.finetune_steps runs in process; with job.mode "
+                         "'kt-sections' set it to 0")
     if kt.pair is None and kt.teacher is None:
         raise ValueError("algorithm.kt needs a teacher: set algorithm.kt.pair (one of "
                          f"{', '.join(KT_PAIRS.keys())}) or algorithm.kt.teacher")
@@ -115,3 +123,9 @@ def student_split(kt: KtCfg, model: Any) -> list[str] | None:
     if model.split_after is not None or kt.pair is None:
         return model.split_after
     return list(get_pair(kt.pair).student_split)
+
+
+def section_count(spec: Any) -> int:
+    """Student sections of a KT spec (= the stages of a distributed KT run)."""
+    return len(resolve_split(get_model(spec.model.name), student_split(spec.algorithm.kt,
+                                                                       spec.model)))

@@ -10,7 +10,9 @@ import sys
 import pytest
 
 from testbed.emulation.config import ClusterSpec, ScheduleEntry
+from testbed.emulation.fallback import UPLINK_RATE_ENV, degraded_notes
 from testbed.emulation.fidelity import DEGRADED_NO_ROOT
+from testbed.emulation.handle import ClusterHandle
 from testbed.emulation.local import LocalBackend
 from testbed.emulation.probe import probe_link
 
@@ -18,7 +20,7 @@ REPORT = (
     "import json, os; print(json.dumps({'cpus': sorted(os.sched_getaffinity(0)), "
     "'omp': os.environ.get('OMP_NUM_THREADS'), 'intra': os.environ.get('TF_NUM_INTRAOP_THREADS'), "
     "'device': os.environ['TESTBED_DEVICE'], 'rate': os.environ.get('TESTBED_LINK_RATE_BPS'), "
-    "'extra': os.environ.get('EXTRA')}))"
+    "'uplink': os.environ.get('TESTBED_UPLINK_RATE_BPS'), 'extra': os.environ.get('EXTRA')}))"
 )
 
 
@@ -35,6 +37,7 @@ def test_degraded_cluster_runs_pinned_processes_on_loopback() -> None:
     with LocalBackend("test-degraded", privileged=False).up(_spec()) as handle:
         assert handle.fidelity.level == DEGRADED_NO_ROOT
         assert any("not shaped" in note for note in handle.fidelity.notes)
+        assert any("paces each device's uploads" in n for n in handle.fidelity.notes)
         assert any("delay, jitter and loss are not emulated" in n for n in handle.fidelity.notes)
         assert handle.address("edge1") == handle.address("big") == "127.0.0.1"
         assert handle.configured_rate_bps("edge1") == 10**7
@@ -49,7 +52,10 @@ def test_degraded_cluster_runs_pinned_processes_on_loopback() -> None:
         seen = json.loads(proc.communicate(timeout=30)[0])
         assert len(seen["cpus"]) == 1 and seen["cpus"][0] in os.sched_getaffinity(0)
         assert (seen["omp"], seen["intra"], seen["device"]) == ("1", "1", "edge1")
-        assert (seen["rate"], seen["extra"]) == ("10000000", "1")
+        assert (seen["rate"], seen["uplink"], seen["extra"]) == ("10000000", "10000000", "1")
+        assert UPLINK_RATE_ENV not in handle.device_env(handle.device("big"))  # no link: unpaced
+        # only the fallback asks for pacing: the base (root backends, tc) never sets it
+        assert UPLINK_RATE_ENV not in ClusterHandle.device_env(handle, handle.device("edge1"))
         with pytest.raises(RuntimeError, match="not shaped by the kernel"):
             probe_link(handle, "edge1", "big")
 
@@ -66,3 +72,17 @@ def test_degraded_links_change_at_run_time_and_down_stops_processes() -> None:
     handle.down()
     with pytest.raises(RuntimeError, match="is down"):
         handle.spawn("big", ["true"])
+
+
+def test_degraded_notes_say_what_the_pacing_leaves_out() -> None:
+    spec = ClusterSpec.model_validate(
+        {
+            "devices": [{"name": "edge1"}],
+            "links": [{"device": "edge1", "rate": "10mbit"}],
+            "schedule": [{"at_s": 3, "device": "edge1", "rate": "1mbit"}],
+        }
+    )
+    notes = degraded_notes(spec, {})
+    assert any("downloads and pair-link rates are not limited" in n for n in notes)
+    assert "rate changes at run time reach only processes spawned after them" in notes
+    assert not any("rate changes" in n for n in degraded_notes(_spec(), {}))

@@ -8,8 +8,8 @@ import pytest
 
 from testbed.controller import kt_run
 from testbed.controller.experiment import run_experiment
-from testbed.controller.kt_teacher import load_teacher, save_teacher
 from testbed.data import Dataset
+from testbed.kt_trainables import load_teacher, save_teacher
 from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.models import build_stages, get_model
 from testbed.spec import parse_spec

@@ -222,3 +222,33 @@ def test_wire_overhead_of_a_conv_activation_is_under_two_percent() -> None:
     assert raw == 256 * 14 * 14 * 32 * 4 + 256 * 8
     assert serde.wire_nbytes(msg) == len(msg.SerializeToString())
     assert raw < serde.wire_nbytes(msg) <= 1.02 * raw
+
+
+def test_kt_activation_carries_its_target_and_section() -> None:
+    act = Activation(5, 5, h=np.ones((4, 3), np.float32), labels=np.arange(4),
+                     target=np.full((4, 2), 2.0, np.float32), stage_id=1)
+    back = serde.activation_from_message(
+        stage_pb2.ActivationBatch.FromString(serde.activation_to_message(act).SerializeToString()),
+        TensorSpec("float32", (None, 3)), TensorSpec("int64", (None,)),
+        target_spec=TensorSpec("float32", (None, 2)),
+    )
+    assert back.stage_id == 1 and back.target is not None
+    np.testing.assert_array_equal(back.target, act.target)
+    assert serde.raw_nbytes(back) == 4 * 3 * 4 + 4 * 8 + 4 * 2 * 4
+
+
+def test_kt_target_is_required_exactly_where_expected() -> None:
+    plain = Activation(0, 0, h=np.zeros((4, 3), np.float32), labels=np.zeros(4, np.int64))
+    with pytest.raises(serde.MessageValidationError, match="expected a target"):
+        serde.activation_from_message(serde.activation_to_message(plain),
+                                      target_spec=TensorSpec("float32", (None, 2)))
+    with_target = Activation(0, 0, plain.h, plain.labels, target=np.zeros((4, 2), np.float32))
+    with pytest.raises(serde.MessageValidationError, match="expected no target"):
+        serde.activation_from_message(serde.activation_to_message(with_target))
+    wrong = Activation(0, 0, plain.h, plain.labels, target=np.zeros((3, 2), np.float32))
+    with pytest.raises(TensorValidationError, match="target.shape: got batch 3, expected 4"):
+        serde.activation_from_message(serde.activation_to_message(wrong),
+                                      target_spec=TensorSpec("float32", (None, 2)))
+    with pytest.raises(TensorValidationError, match=r"ActivationBatch\.target\.shape"):
+        serde.activation_from_message(serde.activation_to_message(with_target),
+                                      target_spec=TensorSpec("float32", (None, 5)))

@@ -11,12 +11,17 @@ from typing import Any
 
 from testbed.controller.distributed import run_distributed
 from testbed.controller.inprocess import run_inprocess
+from testbed.controller.kt_run import run_kt_sections
 from testbed.controller.plan import DISTRIBUTED_MODES
 from testbed.metrics.run_dir import RunDir
 from testbed.report.figures import accuracy_figure
 from testbed.spec import Spec, spec_to_dict
 
-RUNNERS = {"inprocess": run_inprocess, **{mode: run_distributed for mode in DISTRIBUTED_MODES}}
+RUNNERS = {
+    "inprocess": run_inprocess,
+    **{mode: run_distributed for mode in DISTRIBUTED_MODES},
+    "kt-sections": run_kt_sections,
+}
 
 
 def run_experiment(spec: Spec, results_root: Path | None = None, progress: bool = True) -> RunDir:

@@ -6,15 +6,18 @@ from typing import Any
 
 import keras
 
+from testbed.controller.distributed import run_distributed
 from testbed.controller.inprocess import Recorder, environment_info, train
 from testbed.controller.kt_phase import KindRecorder, accuracy, eval_split
 from testbed.controller.kt_session import KtSession, finetune_phase
 from testbed.controller.kt_teacher import Teacher, obtain_teacher
 from testbed.controller.session import configure_threads
 from testbed.data import load_dataset
+from testbed.kt_trainables import build_student, save_teacher
 from testbed.metrics.run_dir import RunDir
 from testbed.models import get_model, resolve_split
 from testbed.models.pairs import compression
+from testbed.runtime.parameter_server import load_checkpoint
 from testbed.spec import Spec
 from testbed.spec_kt import student_split
 
@@ -76,6 +79,37 @@ def run_kt(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, Any]:
     if spec.algorithm.kt.finetune_steps:
         summary["kt"]["finetune"] = _finetune(spec, session, student, rec, progress)
     return summary
+
+
+def run_kt_sections(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, Any]:
+    """Distributed section-kt: the teacher worker streams section activations to the student
+    section workers (job.mode kt-sections); the controller prepares the teacher and, at the end,
+    folds the student from the parameter server's final checkpoint and evaluates it."""
+    configure_threads(spec.training.threads)
+    data = load_dataset(spec.data.dataset)
+    run.event("data_loaded", source=data.source)
+    rec = Recorder(run, {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode})
+    teacher = obtain_teacher(spec, data, run, rec, progress)
+    path = run.path / "workers" / "teacher.keras"  # where every worker (and container) reads it
+    save_teacher(teacher.sections, path, teacher.info)
+    kt = spec.algorithm.kt.model_copy(update={"teacher": str(path)})
+    wspec = spec.model_copy(update={"algorithm": spec.algorithm.model_copy(update={"kt": kt})})
+    body = run_distributed(wspec, run, progress)
+    student = build_student(wspec, teacher.sections, tuple(data.input_shape))
+    _, arrays = load_checkpoint(run.path / "workers" / "checkpoint")
+    for unit, weights in zip(student.units(), arrays, strict=True):
+        unit.set_weights(weights)
+    session = KtSession(spec, data, teacher.sections, student.sections, student.optimizers,
+                        student.adapters)
+    deployed = session.student()
+    losses = {"after": session.section_losses()}
+    body.update({
+        "deployed_test_accuracy": accuracy(deployed, *eval_split(spec, data)),
+        "params": {"stages": _params(deployed), "teacher_stages": teacher.params()},
+        "stages": _groups(spec),
+        "kt": kt_summary(session, teacher, deployed, losses),
+    })
+    return body
 
 
 def _groups(spec: Spec) -> list[list[str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,46 +10,20 @@ import tensorflow as tf
 
 from testbed.algorithms.bp import accuracy_count, bp_step, forward
 from testbed.algorithms.kt import (
-    KtLoss,
     kd_step,
     representation_loss,
     section_kt_step,
     section_variables,
     teacher_outputs,
 )
-from testbed.algorithms.kt_adapter import chain, fold_student, make_adapter
+from testbed.algorithms.kt_adapter import chain, fold_student
 from testbed.controller.kt_phase import Phase, accuracy_fn, eval_split
 from testbed.controller.session import make_optimizer
 from testbed.data import Dataset
-from testbed.models import ModelDef, build_stages, get_model, resolve_split
+from testbed.kt_trainables import build_student, kt_loss
 from testbed.spec import Spec
-from testbed.spec_kt import student_split
 
 Step = tuple[tf.Tensor, tf.Tensor, tf.Tensor]
-
-
-def kt_loss(spec: Spec) -> KtLoss:
-    kt = spec.algorithm.kt
-    return KtLoss(kt.temperature, kt.kd_weight, kt.section_loss, kt.section_weight)
-
-
-def shape_of(model: keras.Model, which: str) -> tuple[int, ...]:
-    return tuple(int(d) for d in getattr(model, which)[1:])
-
-
-def build_sections(model: ModelDef, split: Sequence[str] | None,
-                   input_shapes: Sequence[tuple[int, ...]], width: float) -> list[keras.Sequential]:
-    """Each student section on its own input shape (the teacher's section input, in section-kt)."""
-    groups = resolve_split(model, split)
-    if len(groups) != len(input_shapes):
-        raise ValueError(f"student {model.key} has {len(groups)} sections but the teacher "
-                         f"{len(input_shapes)}; expected the same number")
-    units = {u.name: u for u in model.units}
-    sections = []
-    for i, (group, shape) in enumerate(zip(groups, input_shapes, strict=True)):
-        sub = ModelDef(f"{model.key}[{i}]", "", tuple(units[n] for n in group), ())
-        sections.append(build_stages(sub, shape, [], width)[0].model)
-    return sections
 
 
 @dataclass
@@ -66,27 +39,8 @@ class KtSession:
 
     @classmethod
     def build(cls, spec: Spec, data: Dataset, teacher: list[keras.Model]) -> KtSession:
-        keras.utils.set_random_seed(spec.training.seed)
-        kt, m = spec.algorithm.kt, spec.model
-        student, split = get_model(m.name), student_split(kt, m)
-        if shape_of(teacher[0], "input_shape") != tuple(data.input_shape):
-            raise ValueError(f"teacher reads {shape_of(teacher[0], 'input_shape')} but "
-                             f"{data.name} images are {data.input_shape}")
-        if kt.method == "section-kt":
-            shapes = [shape_of(t, "input_shape") for t in teacher]
-            sections = build_sections(student, split, shapes, m.width)
-        else:
-            sections = [s.model for s in build_stages(student, data.input_shape, split, m.width)]
-        session = cls(spec, data, teacher, sections, [])
-        if kt.method == "section-kt":
-            session.adapters = [
-                make_adapter(shape_of(s, "output_shape"), shape_of(t, "output_shape"),
-                             f"adapter{i}")
-                for i, (s, t) in enumerate(zip(sections[:-1], teacher[:-1], strict=True))
-            ]
-        t = spec.training
-        session.optimizers = [make_optimizer(t.optimizer, t.lr) for _ in sections]
-        return session
+        student = build_student(spec, teacher, tuple(data.input_shape))
+        return cls(spec, data, teacher, student.sections, student.optimizers, student.adapters)
 
     @property
     def method(self) -> str:

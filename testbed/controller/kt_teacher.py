@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from testbed.controller.inprocess import Recorder, train
 from testbed.controller.kt_phase import KindRecorder, accuracy
 from testbed.controller.session import Session
 from testbed.data import Dataset
+from testbed.kt_trainables import load_teacher, save_teacher
 from testbed.metrics.run_dir import RunDir
 from testbed.spec import AlgorithmCfg, ModelCfg, Spec, spec_to_dict
 
@@ -63,34 +63,6 @@ def fingerprint(spec: Spec) -> str:
     t = {k: v for k, v in d["training"].items() if k not in ("log_every", "eval_every", "threads")}
     key = json.dumps({"model": d["model"], "data": d["data"], "training": t}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def save_teacher(sections: list[keras.Model], path: Path, info: dict[str, Any]) -> None:
-    """Write `path` (.keras) and `path`.json atomically (a concurrent reader never sees half)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.keras")
-    keras.Sequential(list(sections)).save(tmp)
-    os.replace(tmp, path)
-    tmp_json = path.with_name(f".{path.stem}.{os.getpid()}.json")
-    tmp_json.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(tmp_json, path.with_suffix(".json"))
-
-
-def load_teacher(path: Path) -> list[keras.Model]:
-    """The sections of a saved teacher (safe_mode=True); ValueError unless it is a section stack."""
-    model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    sections = list(getattr(model, "layers", []))
-    if not isinstance(model, keras.Sequential) or not sections or not all(
-        isinstance(s, keras.Model) for s in sections
-    ):
-        kinds = [type(s).__name__ for s in sections]
-        raise ValueError(
-            f"{path}: expected a keras.Sequential of section models (as the testbed saves "
-            f"teachers), got {type(model).__name__} of {kinds}"
-        )
-    for s in sections:
-        s.trainable = False
-    return sections
 
 
 def _sidecar(path: Path) -> dict[str, Any]:

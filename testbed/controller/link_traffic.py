@@ -39,7 +39,8 @@ def link_traffic(
     steps: int,
     rate_of: RateOf,
 ) -> list[dict[str, Any]]:
-    """One row per direction of every used link: stage k -> k+1, k+1 -> k, and worker -> PS.
+    """One row per direction of every used link: stage k -> k+1, k+1 -> k, the KT teacher ->
+    each student worker, and worker -> PS.
 
     `trainers` are (worker, device) in stage order, `ps` is (worker, device or HOST),
     `workers` the workers' summaries (their per-peer byte counters), and `rate_of(a, b)`
@@ -49,8 +50,14 @@ def link_traffic(
     for (a, dev_a), (b, dev_b) in zip(trainers, trainers[1:]):
         down = _sent(workers.get(a, {}), "downstream")
         up = _sent(workers.get(b, {}), "upstream")
-        rows.append(_row((a, dev_a), (b, dev_b), down, steps, rate_of(dev_a, dev_b)))
-        rows.append(_row((b, dev_b), (a, dev_a), up, steps, rate_of(dev_b, dev_a)))
+        if down["messages"] or up["messages"]:
+            rows.append(_row((a, dev_a), (b, dev_b), down, steps, rate_of(dev_a, dev_b)))
+            rows.append(_row((b, dev_b), (a, dev_a), up, steps, rate_of(dev_b, dev_a)))
+    for a, dev_a in trainers:  # peers named after the receiving worker (the KT teacher's)
+        for b, dev_b in trainers:
+            sent = _sent(workers.get(a, {}), b)
+            if sent["messages"]:
+                rows.append(_row((a, dev_a), (b, dev_b), sent, steps, rate_of(dev_a, dev_b)))
     for name, dev in trainers:
         sent = _sent(workers.get(name, {}), "ps")
         if sent["messages"]:

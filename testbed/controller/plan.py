@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from testbed.models import get_model, resolve_split
 from testbed.spec import Spec
+from testbed.spec_kt import section_count
 
-DISTRIBUTED_MODES = ("sg", "bp-sync", "bp-pipeline", "bp-local", "dp-async")
+DISTRIBUTED_MODES = ("sg", "bp-sync", "bp-pipeline", "bp-local", "dp-async", "kt-sections")
 
 
 class PlanError(ValueError):
@@ -19,12 +20,15 @@ class WorkerPlan:
     """One worker process: its name, role and the contiguous stages it holds."""
 
     name: str
-    role: str  # "stage", "ps" or "replica"
+    role: str  # "stage", "ps", "replica" or "teacher"
     stage_ids: tuple[int, ...] = ()
     replica_index: int = 0
 
 
 def stage_count(spec: Spec) -> int:
+    """Stages of the split model (the student's sections for a KT spec)."""
+    if spec.algorithm.name == "kt":
+        return section_count(spec)
     return len(resolve_split(get_model(spec.model.name), spec.model.split_after))
 
 
@@ -66,6 +70,9 @@ def plan_workers(spec: Spec) -> list[WorkerPlan]:
         workers = [
             WorkerPlan(f"replica{r}", "replica", everything, r) for r in range(spec.job.replicas)
         ]
+    elif mode == "kt-sections":  # one device may hold every section: the sequential baseline
+        sections = stage_groups(stage_placement(spec), n)
+        workers = [WorkerPlan("teacher", "teacher"), *(WorkerPlan(d, "stage", ids) for d, ids in sections)]
     else:
         workers = [WorkerPlan(d, "stage", ids) for d, ids in stage_groups(stage_placement(spec), n)]
         if len(workers) < 2:
@@ -80,8 +87,10 @@ def plan_workers(spec: Spec) -> list[WorkerPlan]:
                     f"job.mode 'sg': device {w.name!r} gets stages {list(w.stage_ids)};"
                     " expected one stage per device (each split needs its SG module)"
                 )
-    if "ps" in {w.name for w in workers}:
-        raise PlanError("placement: device name 'ps' is reserved for the parameter server")
+    names = [w.name for w in workers]
+    if "ps" in names or names.count("teacher") > (mode == "kt-sections"):
+        raise PlanError("placement: device names 'ps' and 'teacher' are reserved for the parameter "
+                        "server and the KT teacher; rename the device")
     return [WorkerPlan("ps", "ps"), *workers]
 
 
@@ -98,14 +107,14 @@ def stage_placement(spec: Spec) -> dict[str, str] | None:
 def device_of(spec: Spec, plan: WorkerPlan) -> str | None:
     """The cluster device a worker runs on; None means the controller's host (e.g. the PS).
 
-    Stage workers are named after their device; 'ps', 'local' and 'replica<k>' take an
-    explicit placement entry, else (trainers only) the device of their first stage.
+    Stage workers are named after their device; 'ps', 'teacher', 'local' and 'replica<k>' take
+    an explicit placement entry, else (stage trainers only) the device of their first stage.
     """
     if spec.cluster is None:
         return None
     names = [d.name for d in spec.cluster.devices]
     explicit = (spec.placement or {}).get(plan.name)
-    if explicit is not None or plan.role == "ps":
+    if explicit is not None or plan.role in ("ps", "teacher"):
         return explicit
     if plan.role == "stage" and plan.name in names:
         return plan.name
@@ -115,7 +124,13 @@ def device_of(spec: Spec, plan: WorkerPlan) -> str | None:
 
 
 def peer_map(workers: list[WorkerPlan], addresses: dict[str, str]) -> dict[str, dict[str, str]]:
-    """Each trainer's peers (role -> address): its neighbours in stage order and the PS."""
+    """Each trainer's peers (role -> address): its neighbours in stage order and the PS.
+
+    With a KT teacher, the student section workers have no neighbours; the teacher gets
+    'stage<i>@<worker>' -> the address of the worker holding student section i.
+    """
+    if any(w.role == "teacher" for w in workers):
+        return _teacher_peers(workers, addresses)
     trainers = [w for w in workers if w.role != "ps"]
     out = {}
     for k, w in enumerate(trainers):
@@ -125,4 +140,12 @@ def peer_map(workers: list[WorkerPlan], addresses: dict[str, str]) -> dict[str, 
         if w.role == "stage" and k < len(trainers) - 1:
             peers["downstream"] = addresses[trainers[k + 1].name]
         out[w.name] = peers
+    return out
+
+
+def _teacher_peers(workers: list[WorkerPlan], addresses: dict[str, str]) -> dict[str, dict[str, str]]:
+    ps = {"ps": addresses["ps"]}
+    out = {w.name: dict(ps) for w in workers if w.role == "stage"}
+    out["teacher"] = {**ps, **{f"stage{i}@{w.name}": addresses[w.name]
+                               for w in workers if w.role == "stage" for i in w.stage_ids}}
     return out

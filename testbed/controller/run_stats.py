@@ -6,16 +6,14 @@ from typing import Any
 
 from testbed.spec import Spec
 
-_STAGE_PEERS = ("upstream", "downstream")
 
-
-def _traffic(workers: dict[str, Any], peers: tuple[str, ...]) -> dict[str, float]:
-    """Bytes sent by all workers to the given peer roles: wire (framed), message and raw tensor."""
+def _traffic(workers: dict[str, Any], to_ps: bool) -> dict[str, float]:
+    """Bytes sent by all workers to the PS, or to other trainers: wire (framed), message, raw."""
     out = {"messages": 0.0, "wire_bytes": 0.0, "message_bytes": 0.0, "raw_bytes": 0.0}
     for w in workers.values():
         for key, counts in w.get("peers", {}).items():
             direction, peer = key.split(":", 1)
-            if direction == "sent" and peer in peers:
+            if direction == "sent" and (peer == "ps") == to_ps:
                 for k in out:
                     out[k] += counts.get(k, 0)
     return out
@@ -27,8 +25,8 @@ def run_stats(spec: Spec, workers: dict[str, Any]) -> dict[str, Any]:
     rates = [s["it_s"] for s in steady.values() if s.get("it_s")]
     # replicas add up; pipeline stages are as fast as the slowest one
     it_s = sum(rates) if spec.job.mode == "dp-async" else min(rates, default=0.0)
-    links = _traffic(workers, _STAGE_PEERS)
-    ps = _traffic(workers, ("ps",))
+    links = _traffic(workers, to_ps=False)
+    ps = _traffic(workers, to_ps=True)
     n = spec.training.iterations
     return {
         "mean_it_s": it_s,

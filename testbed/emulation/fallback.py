@@ -3,8 +3,12 @@
 Nothing is isolated or shaped by the kernel here. CPU caps become CPU
 affinity (ceil(cpus) cores per device, shared round-robin when there are
 fewer cores than asked for) plus thread-count variables; memory caps are not
-enforced; link rates are only recorded: the runtime's transport must apply
-`configured_rate_bps(dev)` with its own token bucket. `fidelity.level` says so.
+enforced. Link rates are not shaped by the kernel: each device's access-link
+rate (`configured_rate_bps(dev)`) is handed to its processes as
+`UPLINK_RATE_ENV`, and the runtime's senders pace that device's *uploads* with
+a user-space token bucket (`testbed.runtime.pacing`). Downloads, pair-link
+rates, delay, jitter and loss are not emulated, and a rate changed at run time
+reaches only processes spawned after the change. `fidelity.level` says so.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from .handle import ClusterHandle
 from .profiles import ResolvedDevice, gpu_count, resolve_devices
 
 LOOPBACK = "127.0.0.1"
+# read by testbed.runtime.pacing (same name; tests/test_pacing.py checks they agree). Only
+# this backend sets it: the root backends shape with tc, which pacing must not repeat.
+UPLINK_RATE_ENV = "TESTBED_UPLINK_RATE_BPS"
 
 
 def assign_cpus(devices: list[ResolvedDevice], host_cpus: list[int]) -> dict[str, list[int]]:
@@ -45,9 +52,12 @@ def degraded_notes(cluster: ClusterSpec, devices: dict[str, ResolvedDevice]) -> 
         notes.append("memory caps are not enforced")
     if cluster.links:
         notes.append(
-            "link rates are not shaped by the kernel: the runtime must apply "
-            "configured_rate_bps(device) in its transport"
+            "link rates are not shaped by the kernel: the runtime paces each device's uploads "
+            "to its configured rate with a token bucket; downloads and pair-link rates are "
+            "not limited"
         )
+    if any(entry.rate for entry in cluster.schedule):
+        notes.append("rate changes at run time reach only processes spawned after them")
     if any(link.netem_settings() for link in cluster.links + cluster.schedule):
         notes.append("delay, jitter and loss are not emulated")
     return notes
@@ -80,6 +90,14 @@ class DegradedCluster(ClusterHandle):
     def address(self, device: str) -> str:
         self.device(device)
         return LOOPBACK
+
+    def device_env(self, device: ResolvedDevice) -> dict[str, str]:
+        """The base variables, plus the uplink rate the runtime must pace to (if any)."""
+        env = super().device_env(device)
+        rate = self.configured_rate_bps(device.name)
+        if rate is not None:
+            env[UPLINK_RATE_ENV] = str(rate)
+        return env
 
     def _launch_args(self, device: str) -> list[str]:
         cpus = self.cpu_sets.get(device)

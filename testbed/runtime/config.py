@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from testbed.runtime.grpc_util import parse_bind
 from testbed.spec import Spec
 
-ROLES = ("stage", "ps", "replica")
+ROLES = ("stage", "ps", "replica", "teacher")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 

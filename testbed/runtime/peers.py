@@ -1,4 +1,9 @@
-"""Clients of other workers: stage peers and the parameter server, every call with a deadline."""
+"""Clients of other workers: stage peers and the parameter server, every call with a deadline.
+
+Where the launcher asked for it (`pacing.UPLINK_RATE_ENV`, set by the no-root fallback),
+every request first waits for the device's shared uplink bucket; the wait is counted as
+the worker metric "paced_s".
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,11 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from testbed.runtime import grpc_util, serde, serde_ps
+from testbed.runtime import grpc_util, pacing, serde, serde_ps
 from testbed.runtime.proto import common_pb2, parameter_pb2, parameter_pb2_grpc, stage_pb2_grpc
 from testbed.runtime.serde import Activation, Gradient, Weights
 from testbed.runtime.serde_ps import ModelWeights, ParameterStatus
-from testbed.runtime.worker_metrics import WorkerMetrics
+from testbed.runtime.worker_metrics import WorkerMetrics, framed_nbytes
 
 
 class PeerError(RuntimeError):
@@ -25,17 +30,38 @@ def _rpc_error(what: str, peer: str, address: str, err: grpc.RpcError) -> PeerEr
     return PeerError(f"{what} to {peer} at {address} failed: {code}: {details}")
 
 
-class StagePeer:
-    """Forward/Backward calls to one neighbouring stage worker, counting bytes per message."""
+def pace(uplink: pacing.TokenBucket | None, metrics: WorkerMetrics | None, wire: int) -> None:
+    """Wait until a message of `wire` bytes may leave the device's uplink (no-op unpaced)."""
+    if uplink is None:
+        return
+    waited = uplink.consume(framed_nbytes(wire))
+    if metrics is not None and waited > 0:
+        metrics.add("paced_s", waited)
 
-    def __init__(self, peer: str, address: str, deadline_s: float, metrics: WorkerMetrics) -> None:
+
+class StagePeer:
+    """Forward/Backward calls to one neighbouring stage worker, counting bytes per message.
+
+    `uplink` paces what this worker sends; by default the process's bucket, if any.
+    """
+
+    def __init__(
+        self,
+        peer: str,
+        address: str,
+        deadline_s: float,
+        metrics: WorkerMetrics,
+        uplink: pacing.TokenBucket | None = None,
+    ) -> None:
         self.peer, self.address, self.deadline_s, self.metrics = peer, address, deadline_s, metrics
+        self.uplink = uplink or pacing.process_uplink()
         self.channel = grpc_util.open_channel(address)
         self.stub = stage_pb2_grpc.StageServiceStub(self.channel)
 
     def _call(self, what: str, method: Any, msg: Message, raw: int) -> None:
         wire = serde.wire_nbytes(msg)
         while True:
+            pace(self.uplink, self.metrics, wire)  # a retry crosses the link again
             try:
                 grpc_util.call_with_deadline(method, msg, self.deadline_s, wait_for_ready=True)
                 break
@@ -62,18 +88,27 @@ class StagePeer:
 class ParameterClient:
     """Pushes weights or gradients to the parameter server and pulls the model from it."""
 
-    def __init__(self, address: str, deadline_s: float, metrics: WorkerMetrics | None) -> None:
+    def __init__(
+        self,
+        address: str,
+        deadline_s: float,
+        metrics: WorkerMetrics | None,
+        uplink: pacing.TokenBucket | None = None,
+    ) -> None:
         self.address, self.deadline_s, self.metrics = address, deadline_s, metrics
+        self.uplink = uplink or pacing.process_uplink()
         self.channel = grpc_util.open_channel(address)
         self.stub = parameter_pb2_grpc.ParameterServiceStub(self.channel)
 
     def _call(self, what: str, method: Any, msg: Any, raw: int = 0) -> Any:
+        wire = serde.wire_nbytes(msg)
+        pace(self.uplink, self.metrics, wire)
         try:
             reply = grpc_util.call_with_deadline(method, msg, self.deadline_s, wait_for_ready=True)
         except grpc.RpcError as err:
             raise _rpc_error(what, "ps", self.address, err) from None
         if self.metrics is not None and raw:
-            self.metrics.transfer("sent", "ps", serde.wire_nbytes(msg), raw)
+            self.metrics.transfer("sent", "ps", wire, raw)
         return reply
 
     def push_weights(self, weights: Weights) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import keras
 import numpy as np
@@ -11,6 +12,7 @@ import numpy as np
 from testbed.algorithms.sg_module import SGModule
 from testbed.data import get_spec
 from testbed.models import Stage
+from testbed.runtime.kt_replica import build_kt
 from testbed.runtime.serde import TensorSpec
 from testbed.spec import Spec
 from testbed.tfsetup import configure_threads, make_optimizer  # noqa: F401  (re-exported)
@@ -27,6 +29,7 @@ class Replica:
     num_classes: int
     sgs: list[SGModule] = field(default_factory=list)
     sg_optimizers: list[keras.optimizers.Optimizer] = field(default_factory=list)
+    kt: Any = None  # kt-sections: the teacher and the student's parts (runtime.kt_replica.KtParts)
 
     def models(self, ids: Sequence[int]) -> list[keras.Model]:
         return [self.stages[i].model for i in ids]
@@ -38,6 +41,9 @@ class Replica:
 def build_replica(spec: Spec) -> Replica:
     """The same seeded trainables as the in-process Session, so every weight equals the in-process one."""
     ds = get_spec(spec.data.dataset)
+    if spec.algorithm.name == "kt":
+        stages, optimizers, parts = build_kt(spec)
+        return Replica(spec, stages, optimizers, ds.num_classes, kt=parts)
     t = build_trainables(spec, ds.input_shape, ds.num_classes)
     replica = Replica(spec, t.stages, t.optimizers, ds.num_classes)
     replica.sgs, replica.sg_optimizers = t.sgs, t.sg_optimizers

@@ -10,6 +10,7 @@ from typing import Any
 from testbed.data import Dataset, load_dataset
 from testbed.runtime import grpc_util
 from testbed.runtime.config import WorkerConfig
+from testbed.runtime.kt_replica import section_specs
 from testbed.runtime.parameter_server import Evaluator, ParameterServer
 from testbed.runtime.proto import parameter_pb2_grpc, stage_pb2_grpc
 from testbed.runtime.replica import Replica, build_replica, input_spec, output_spec
@@ -74,6 +75,11 @@ def build_node(cfg: WorkerConfig, replica: Replica, metrics: WorkerMetrics) -> S
     node = StageNode(cfg.role, ids, metrics, None, None)
     if cfg.role != "stage" or job.mode == "bp-local":
         return node
+    if job.mode == "kt-sections":  # every held section reads the teacher's stream
+        node.section_specs = section_specs(replica.kt.teacher, ids)
+        node.in_spec = node.section_specs[ids[0]][0]
+        node.inputs = BoundedBuffer(job.store.capacity * len(ids), "block")
+        return node
     n, store = len(replica.stages), job.store
     bp = job.mode != "sg"
     m = job.micro_batches if job.mode == "bp-pipeline" else 1
@@ -90,6 +96,8 @@ def build_node(cfg: WorkerConfig, replica: Replica, metrics: WorkerMetrics) -> S
 
 
 def _needs_data(cfg: WorkerConfig) -> bool:
+    if cfg.spec.job.mode == "kt-sections":
+        return cfg.role == "teacher"
     return cfg.role == "replica" or (cfg.role == "stage" and cfg.stage_ids[0] == 0)
 
 
@@ -132,6 +140,7 @@ def train(
     """Run this worker's training loop for the spec's mode; returns the version reached."""
     from testbed.runtime.bp_loop import BPStage, LocalBP
     from testbed.runtime.dp_replica import AsyncReplica
+    from testbed.runtime.kt_loop import KtSections, TeacherStream
     from testbed.runtime.sg_loop import SGStage
 
     job, total = cfg.spec.job, cfg.spec.training.iterations
@@ -145,7 +154,11 @@ def train(
     io = StageIO(cfg, node, replica, data, peers)
     try:
         loop: Any
-        if job.mode == "sg":
+        if cfg.role == "teacher":
+            loop = TeacherStream(io)
+        elif job.mode == "kt-sections":
+            loop = KtSections(io)
+        elif job.mode == "sg":
             loop = SGStage(io)
         elif job.mode == "bp-local":
             loop = LocalBP(io)

@@ -68,6 +68,8 @@ class Activation:
     h: np.ndarray
     labels: np.ndarray
     final: bool = False  # the producer's last batch
+    target: np.ndarray | None = None  # kt-sections: the teacher output this section learns
+    stage_id: int = 0  # kt-sections: which of the receiver's sections the batch is for
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,7 +214,8 @@ def from_message(
 def raw_nbytes(value: np.ndarray | Activation | Gradient | Weights) -> int:
     """Bytes of tensor payload carried by value (what an ideal wire format would send)."""
     if isinstance(value, Activation):
-        return int(value.h.nbytes + value.labels.nbytes)
+        extra = 0 if value.target is None else value.target.nbytes
+        return int(value.h.nbytes + value.labels.nbytes + extra)
     if isinstance(value, Gradient):
         return int(value.g.nbytes)
     if isinstance(value, Weights):
@@ -230,13 +233,17 @@ def wire_nbytes(msg: Message) -> int:
 
 def activation_to_message(act: Activation) -> stage_pb2.ActivationBatch:
     """Encode an Activation for StageService.Forward."""
-    return stage_pb2.ActivationBatch(
+    msg = stage_pb2.ActivationBatch(
         batch_id=act.batch_id,
         step=act.step,
         activations=to_message(act.h, "ActivationBatch.activations"),
         labels=to_message(act.labels, "ActivationBatch.labels"),
         final=act.final,
+        stage_id=act.stage_id,
     )
+    if act.target is not None:
+        msg.target.CopyFrom(to_message(act.target, "ActivationBatch.target"))
+    return msg
 
 
 def activation_from_message(
@@ -244,16 +251,31 @@ def activation_from_message(
     h_spec: TensorSpec | None = None,
     labels_spec: TensorSpec | None = None,
     max_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
+    target_spec: TensorSpec | None = None,
 ) -> Activation:
-    """Decode and validate an ActivationBatch; activations and labels must agree on batch size."""
+    """Decode and validate an ActivationBatch; every tensor must agree on the batch size.
+
+    A target is required when `target_spec` is given (kt-sections) and refused otherwise.
+    """
     h = from_message(msg.activations, h_spec, max_bytes, "ActivationBatch.activations")
     labels = from_message(msg.labels, labels_spec, max_bytes, "ActivationBatch.labels")
-    if h.ndim and labels.ndim and h.shape[0] != labels.shape[0]:
+    _same_batch(h, labels, "labels")
+    target = None
+    if msg.HasField("target") != (target_spec is not None):
+        want = "a target (teacher output)" if target_spec is not None else "no target"
+        raise MessageValidationError(f"ActivationBatch.target: expected {want} for this worker")
+    if target_spec is not None:
+        target = from_message(msg.target, target_spec, max_bytes, "ActivationBatch.target")
+        _same_batch(h, target, "target")
+    return Activation(msg.batch_id, msg.step, h, labels, msg.final, target, msg.stage_id)
+
+
+def _same_batch(h: np.ndarray, other: np.ndarray, field: str) -> None:
+    if h.ndim and other.ndim and h.shape[0] != other.shape[0]:
         raise TensorValidationError(
-            f"ActivationBatch.labels.shape: got batch {labels.shape[0]}, expected {h.shape[0]} "
+            f"ActivationBatch.{field}.shape: got batch {other.shape[0]}, expected {h.shape[0]} "
             "(the activations' batch size)"
         )
-    return Activation(msg.batch_id, msg.step, h, labels, msg.final)
 
 
 def gradient_to_message(grad: Gradient) -> stage_pb2.GradientBatch:

@@ -42,6 +42,7 @@ class StageIO:
         self.down = self._outbox("downstream", lambda p: Outbox("downstream", p.forward, 1))
         self.up = self._outbox("upstream", lambda p: Outbox("upstream", p.backward, 1))
         self.ps: Outbox[Weights] = Outbox("ps", self._ps.push_weights, len(replica.stages) + 1)
+        self.sections = self._section_outboxes(peers)  # kt-sections teacher: stage id -> outbox
         self._batches: Iterator[np.ndarray] | None = None
         push = job.push_every or cfg.spec.training.eval_every
         self.push_every, self.next_push, self.pushed = push, push, 0
@@ -53,6 +54,21 @@ class StageIO:
             grads_depth=lambda: node.grads.stats().depth if node.grads else 0,
             grads_dropped=lambda: node.grads.stats().dropped if node.grads else 0,
         )
+
+    def _section_outboxes(self, peers: Mapping[str, str]) -> dict[int, Outbox[Activation]]:
+        """One outbox per worker holding student sections (peers 'stage<i>@<worker>')."""
+        held: dict[str, tuple[str, list[int]]] = {}
+        for key, address in peers.items():
+            if key.startswith("stage") and "@" in key:
+                index, worker = key[5:].split("@", 1)
+                held.setdefault(worker, (address, []))[1].append(int(index))
+        out: dict[int, Outbox[Activation]] = {}
+        for worker, (address, ids) in held.items():
+            peer = StagePeer(worker, address, self.cfg.spec.job.deadline_s, self.node.metrics)
+            self._peers.append(peer)
+            box: Outbox[Activation] = Outbox(worker, peer.forward, len(ids))
+            out.update({i: box for i in ids})
+        return out
 
     def _outbox(self, role: str, make: object) -> Outbox | None:  # type: ignore[type-arg]
         peer = next((p for p in self._peers if p.peer == role), None)
@@ -85,6 +101,10 @@ class StageIO:
         assert self.down is not None
         self.node.metrics.add("blocked_output_s", self.down.put(act))
 
+    def send_section(self, act: Activation) -> None:
+        """kt-sections: to the worker holding student section act.stage_id."""
+        self.node.metrics.add("blocked_output_s", self.sections[act.stage_id].put(act))
+
     def send_backward(self, grad: Gradient) -> None:
         assert self.up is not None
         self.node.metrics.add("blocked_output_s", self.up.put(grad))
@@ -107,7 +127,8 @@ class StageIO:
     def finish(self, version: int) -> None:
         """Push the final weights and deliver everything queued."""
         self.push_weights(version)
-        for box in (self.down, self.up, self.ps):
+        unique = {id(b): b for b in self.sections.values()}
+        for box in (self.down, self.up, self.ps, *unique.values()):
             if box is not None:
                 box.close(_FLUSH_S)
 

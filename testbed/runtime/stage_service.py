@@ -35,6 +35,19 @@ class StageNode:
     step: int = 0
     done: bool = False
     max_tensor_bytes: int = serde.DEFAULT_MAX_TENSOR_BYTES
+    # kt-sections: per held section, the teacher input and target it expects (else in_spec)
+    section_specs: dict[int, tuple[TensorSpec, TensorSpec]] | None = None
+
+    def input_specs(self, stage_id: int) -> tuple[TensorSpec | None, TensorSpec | None]:
+        """(activation spec, target spec) for a Forward message addressed to `stage_id`."""
+        if self.section_specs is None:
+            return self.in_spec, None
+        if stage_id not in self.section_specs:
+            raise serde.MessageValidationError(
+                f"ActivationBatch.stage_id: got {stage_id}, expected one of "
+                f"{sorted(self.section_specs)} (the sections this worker holds)"
+            )
+        return self.section_specs[stage_id]
 
     def health(self) -> Health:
         return Health(self.role, self.stage_ids, self.step, self.done)
@@ -58,8 +71,9 @@ class StageServicer(stage_pb2_grpc.StageServiceServicer):
         if node.inputs is None or node.in_spec is None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{node.stage_ids} take no input")
         try:
+            h_spec, target_spec = node.input_specs(request.stage_id)
             act = serde.activation_from_message(
-                request, node.in_spec, _labels_spec(), node.max_tensor_bytes
+                request, h_spec, _labels_spec(), node.max_tensor_bytes, target_spec
             )
         except serde.MessageValidationError as err:
             _reject(node, context, err)

@@ -18,18 +18,22 @@ TRAINING_MODE_BP: TrainingMode
 TRAINING_MODE_SG: TrainingMode
 
 class ActivationBatch(_message.Message):
-    __slots__ = ("batch_id", "step", "activations", "labels", "final")
+    __slots__ = ("batch_id", "step", "activations", "labels", "final", "target", "stage_id")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    STAGE_ID_FIELD_NUMBER: _ClassVar[int]
     batch_id: int
     step: int
     activations: _common_pb2.Tensor
     labels: _common_pb2.Tensor
     final: bool
-    def __init__(self, batch_id: _Optional[int] = ..., step: _Optional[int] = ..., activations: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., labels: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., final: _Optional[bool] = ...) -> None: ...
+    target: _common_pb2.Tensor
+    stage_id: int
+    def __init__(self, batch_id: _Optional[int] = ..., step: _Optional[int] = ..., activations: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., labels: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., final: _Optional[bool] = ..., target: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., stage_id: _Optional[int] = ...) -> None: ...
 
 class GradientBatch(_message.Message):
     __slots__ = ("batch_id", "step", "gradient")

@@ -113,3 +113,30 @@ def test_distributed_run_worker_points_reach_victoria(
     labels = {(lab["device"], lab["stage"], lab["link"], lab["mode"], lab["run"]) for _, _, lab in links}
     assert ("stage0", "0", "stage0->downstream", "sg", run.run_id) in labels
     assert ("stage1", "1", "stage1->upstream", "sg", run.run_id) in labels
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_kt_run_points_of_every_phase_reach_victoria(
+    victoria: Victoria, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_kt_run import _synthetic
+
+    from testbed.controller import kt_run
+    from testbed.controller.experiment import run_experiment
+
+    monkeypatch.setattr(kt_run, "load_dataset", lambda name: _synthetic())
+    monkeypatch.setenv("INFLUX_URL", victoria.url)
+    raw = {"name": "tiny-kt", "model": {"name": "four-layer", "width": 0.25},
+           "algorithm": {"name": "kt", "kt": {"method": "section-kt", "teacher": "four-layer",
+                                              "teacher_width": 0.5, "teacher_iterations": 10,
+                                              "teacher_cache": False, "finetune_steps": 5}},
+           "training": {"batch_size": 32, "lr": 3e-3, "iterations": 10, "eval_every": 5,
+                        "log_every": 5}}
+    run = run_experiment(parse_spec(raw), tmp_path / "results", progress=False)
+    summary = read_summary(run.path)
+    assert summary["status"] == "completed" and summary["influx"]["pending"] == 0
+    for kind in ("teacher_train", "train", "finetune_train"):
+        local = [r["loss"] for r in read_metrics(run.path, kind)]
+        got = victoria.wait_samples(kind, "loss", len(local))
+        assert local and [v for _, v, _ in got] == pytest.approx(local), kind

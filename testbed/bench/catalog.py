@@ -8,6 +8,7 @@ from testbed.bench import BENCHES, bench_dir
 from testbed.bench import accuracy as _accuracy  # noqa: F401  (registers "accuracy")
 from testbed.bench import edge_pipeline as _edge_pipeline  # noqa: F401  (registers "edge-pipeline")
 from testbed.bench import kt as _kt  # noqa: F401  (registers "kt")
+from testbed.bench import kt_edge as _kt_edge  # noqa: F401  (registers "kt-edge")
 from testbed.bench import metrics as _metrics  # noqa: F401  (registers "metrics")
 from testbed.bench import pipeline as _pipeline  # noqa: F401  (registers "pipeline")
 

@@ -64,7 +64,7 @@ def train(session: Session, rec: Recorder, progress: bool = True) -> dict[str, A
     batches = batch_indices(len(data.y_train), t.batch_size, t.seed)
     evals: list[tuple[int, float]] = []
     start = time.perf_counter()
-    train_time, window_t, window_steps = 0.0, time.perf_counter(), 0
+    train_time, window_t, window_steps, it_s = 0.0, time.perf_counter(), 0, 0.0
     with TrainingProgress(session.spec.name, t.iterations, progress) as bar:
         for step in range(1, t.iterations + 1):
             t0 = time.perf_counter()

@@ -12,7 +12,8 @@ from testbed.controller.kt_phase import KindRecorder, accuracy, eval_split
 from testbed.controller.kt_session import KtSession, finetune_phase
 from testbed.controller.kt_teacher import Teacher, obtain_teacher
 from testbed.controller.session import configure_threads
-from testbed.data import load_dataset
+from testbed.controller.sinks import closing_influx, open_influx
+from testbed.data import Dataset, load_dataset
 from testbed.kt_trainables import build_student, save_teacher
 from testbed.metrics.run_dir import RunDir
 from testbed.models import get_model, resolve_split
@@ -57,11 +58,23 @@ def _finetune(spec: Spec, session: KtSession, student: list[keras.Model], rec: R
 
 
 def run_kt(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, Any]:
-    """Teach the spec's student by algorithm.kt.method; returns the summary body."""
+    """Teach the spec's student by algorithm.kt.method; returns the summary body.
+
+    Every phase's points (teacher_*, the student's train/eval, finetune_*) also go to the
+    InfluxDB sink when one is configured."""
     configure_threads(spec.training.threads)
     data = load_dataset(spec.data.dataset)
     run.event("data_loaded", source=data.source)
-    rec = Recorder(run, {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode})
+    influx = open_influx(spec, run)
+    with closing_influx(influx, run) as sink_counts:
+        tags = {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode}
+        rec = Recorder(run, tags, [influx] if influx else None)
+        summary = _teach(spec, data, run, rec, progress)
+    return {**summary, **sink_counts}
+
+
+def _teach(spec: Spec, data: Dataset, run: RunDir, rec: Recorder,
+           progress: bool) -> dict[str, Any]:
     teacher = obtain_teacher(spec, data, run, rec, progress)
     session = KtSession.build(spec, data, teacher.sections)
     before = session.section_losses()
@@ -84,7 +97,8 @@ def run_kt(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, Any]:
 def run_kt_sections(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, Any]:
     """Distributed section-kt: the teacher worker streams section activations to the student
     section workers (job.mode kt-sections); the controller prepares the teacher and, at the end,
-    folds the student from the parameter server's final checkpoint and evaluates it."""
+    folds the student from the parameter server's final checkpoint and evaluates it. The
+    workers' points reach InfluxDB through run_distributed; the teacher phase's the run dir."""
     configure_threads(spec.training.threads)
     data = load_dataset(spec.data.dataset)
     run.event("data_loaded", source=data.source)

@@ -132,3 +132,19 @@ def test_sigint_to_the_controller_interrupts_and_leaves_nothing(tmp_path: Path) 
     summary = read_summary(run_path)
     assert (summary["status"], summary["reason"]) == ("interrupted", "Ctrl-C")
     assert not find(run_path.name), "the interrupted run left labelled resources behind"
+
+
+def test_units_are_profiled_inside_a_capped_device() -> None:
+    from testbed.controller.device_profile import profile_on_device
+
+    raw = _raw(1)
+    raw["cluster"] = {"backend": "local", "devices": [
+        {"name": "small", "profile": "edge", "cpus": 0.5, "memory": "1g"},
+        {"name": "other", "profile": "edge", "cpus": 0.5}]}
+    out = profile_on_device(parse_spec(raw), "small")
+    assert out["device"] == "small" and out["fidelity_level"] == FULL
+    assert out["units"] == ["conv1", "fc1", "fc2", "fc3"]
+    assert len(out["unit_s"]) == 4 and all(t > 0 for t in out["unit_s"])
+    assert len(out["sg_s"]) == 3
+    left = find(out["run_id"])  # the one-device cluster came down
+    assert (left.netns, left.links, left.cgroups) == ([], [], [])

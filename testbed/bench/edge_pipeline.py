@@ -82,19 +82,19 @@ def step_bounds(sg_row: dict[str, Any]) -> dict[str, float]:
 
 
 def balanced(model: str) -> tuple[list[str], dict[str, Any]]:
-    """Split into 4 stages balanced by sg step times: profiled at 1 thread, scaled to 0.4 CPU.
+    """Split into 4 stages balanced by sg step times profiled inside one such edge device
+    (0.4 CPU, 1 GB, 1 thread; `controller.device_profile`), as a worker there would step them."""
+    from testbed.controller.device_profile import profile_on_device
+    from testbed.planner.split_profile import UnitProfile, balanced_split
 
-    A CPU quota stretches every unit's time by the same factor (1/0.4), so the balanced
-    split is the one profiled on the host; the in-run bound uses times measured on devices.
-    """
-    from testbed.planner.split_profile import balanced_split, profile_units
-    from testbed.runtime.replica import configure_threads
-
-    configure_threads(1)
-    units = profile_units(make_spec(model, "sg", None, "1gbit"))
+    measured = profile_on_device(make_spec(model, "sg", None, "1gbit"), "edge0")
+    units = UnitProfile(tuple(measured["units"]), tuple(measured["unit_s"]),
+                        tuple(measured["sg_s"]))
     split, best = balanced_split(units, DEVICES)
-    return split, {"units": units.units, "unit_s_on_device": [t / CPUS for t in units.unit_s],
-                   "stage_s_on_device": [t / CPUS for t in best.stage_times]}  # fmt: skip
+    return split, {"units": units.units, "unit_s_on_device": list(units.unit_s),
+                   "sg_s_on_device": list(units.sg_s), "stage_s_on_device": best.stage_times,
+                   "profiled_on": measured["device"],
+                   "fidelity_level": measured["fidelity_level"]}  # fmt: skip
 
 
 def cell(

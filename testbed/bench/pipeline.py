@@ -17,6 +17,7 @@ from testbed.bench import BENCHES, bench_dir  # noqa: E402
 from testbed.controller.experiment import run_experiment  # noqa: E402
 from testbed.metrics.run_dir import read_summary  # noqa: E402
 from testbed.planner.balance import bounds  # noqa: E402
+from testbed.planner.corun import corun_stage_times  # noqa: E402
 from testbed.planner.split_profile import balanced_split, profile_units, time_stages  # noqa: E402
 from testbed.spec import Spec, parse_spec  # noqa: E402
 
@@ -133,6 +134,7 @@ def cell(
 ) -> dict[str, Any]:
     """One (model, stage count) row: bounds from the profile, every mode measured."""
     table = stage_table(make_spec(model, "sg", 1, split), split)
+    corun = corun_stage_times(make_spec(model, "sg", 1, split), split, k)
     sg_t = [t["sg_total_s"] for t in table]
     bp_t = [t["bp_step_s"] for t in table]
     measured = {
@@ -151,12 +153,14 @@ def cell(
         "batch_size": BATCH[model],
         "steps": STEPS[model],
         "profile": table,
+        "corun_profile": corun,
         "bound": {
             "sg_pipeline_it_s": sg_bound["pipeline_it_s"],
             "sg_sum_over_max": sg_bound["speedup_bound"],
             "bp_one_in_flight_it_s": bp_bound["sequential_it_s"],
             "bp_pipeline_ideal_it_s": bp_bound["pipeline_it_s"],
             "sg_in_run_it_s": in_run_bound(measured["sg"]),
+            "sg_corun_it_s": 1.0 / max(c["wall_s"] for c in corun),
             "cpu_cap_it_s": cores / sum(sg_t),
             "cores": cores,
         },
@@ -164,6 +168,8 @@ def cell(
         "ratios": {
             "sg_vs_bound": sg / sg_bound["pipeline_it_s"],
             "sg_vs_in_run_bound": sg / in_run_bound(measured["sg"]),
+            "sg_vs_corun_bound": sg * max(c["wall_s"] for c in corun),
+            "corun_over_alone": [c["wall_s"] / t for c, t in zip(corun, sg_t, strict=True)],
             "sg_vs_cpu_capped_bound": sg / min(sg_bound["pipeline_it_s"], cores / sum(sg_t)),
             "sg_vs_bp_pipeline": sg / bpp,
             "sg_vs_bp_sync": sg / measured["bp-sync"]["it_s"],
@@ -171,6 +177,9 @@ def cell(
             "bp_sync_vs_bound": measured["bp-sync"]["it_s"] / bp_bound["sequential_it_s"],
             "wire_over_raw": measured["sg"]["transfer"]["wire_over_raw"],
             "step_overhead": step_overhead(table, measured["sg"]),
+            "step_overhead_vs_corun": step_overhead(
+                [{**t, "sg_total_s": c["wall_s"], "sg_cpu_s": c["cpu_s"]}
+                 for t, c in zip(table, corun, strict=True)], measured["sg"]),
         },
     }
 
@@ -199,6 +208,7 @@ def figure(rows: list[dict[str, Any]], out: Path) -> None:
         b = r["bound"]
         ax.axhline(b["sg_pipeline_it_s"], ls="--", c="#d4752f", lw=1, label="sg: 1/max t (profile)")
         ax.axhline(b["sg_in_run_it_s"], ls="-", c="#d4752f", lw=0.8, label="sg: 1/max t (in run)")
+        ax.axhline(b["sg_corun_it_s"], ls="-", c="#7a3", lw=0.8, label="sg: 1/max t (co-run)")
         ax.axhline(b["bp_one_in_flight_it_s"], ls=":", c="#2f6db3", lw=1, label="bp: 1/sum t")
         ax.axhline(b["cpu_cap_it_s"], ls="-.", c="k", lw=0.8, label="cores/sum t")
         ax.set_xticks(range(len(MODES)), MODES, rotation=30, fontsize=8)
@@ -264,7 +274,7 @@ def _print_row(r: dict[str, Any]) -> None:
     print(
         f"{r['model']} x{r['stages']} split {r['split_after']}: {its} it/s | sg/bound "
         f"{ratios['sg_vs_bound']:.2f} (bound {r['bound']['sg_pipeline_it_s']:.2f}; in-run "
-        f"{ratios['sg_vs_in_run_bound']:.2f}), sg/bp-pipeline "
+        f"{ratios['sg_vs_in_run_bound']:.2f}; co-run {ratios['sg_vs_corun_bound']:.2f}), sg/bp-pipeline "
         f"{ratios['sg_vs_bp_pipeline']:.2f}, wire/raw {ratios['wire_over_raw']:.4f}, step overhead "
         f"wall {', '.join(f'{x:.2f}' for x in ratios['step_overhead']['wall'])} cpu "
         f"{', '.join(f'{x:.2f}' for x in ratios['step_overhead']['cpu'])}",

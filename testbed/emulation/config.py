@@ -183,9 +183,9 @@ class LinkSpec(_Selected):
 
 
 class ScheduleEntry(_Selected):
-    """At `at_s` seconds into the run, change a declared link's settings."""
+    """At `at_s` seconds after training starts, change a declared link's settings."""
 
-    at_s: float = Field(ge=0, description="seconds after the cluster is up")
+    at_s: float = Field(ge=0, description="seconds after training starts (all workers started)")
 
 
 def check_jitter(key: tuple[str, ...], settings: LinkSettings) -> None:

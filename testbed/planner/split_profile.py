@@ -58,7 +58,7 @@ def _sync(fn: Callable[[], Any]) -> Callable[[], None]:
     return lambda: tf.nest.map_structure(lambda t: t.numpy() if t is not None else None, fn())
 
 
-def _sg_fns(
+def sg_step_fns(
     s: Stage, sg: SGModule | None, last: bool, batch: int, classes: int, scale: float
 ) -> tuple[Callable[[], None], Callable[[], None] | None]:
     opt = keras.optimizers.Adam(1e-9)
@@ -129,7 +129,7 @@ def time_stages(
             wall, cpu = median_times(_bp_fn(s, last, batch), reps)
             out.append(StageTiming(s.index, s.units, wall, 0.0, cpu))
             continue
-        step, update = _sg_fns(s, None if last else sgs[s.index], last, batch, classes, scale)
+        step, update = sg_step_fns(s, None if last else sgs[s.index], last, batch, classes, scale)
         sg_wall, sg_cpu = median_times(update, reps) if update is not None else (0.0, 0.0)
         wall, cpu = median_times(step, reps)
         out.append(StageTiming(s.index, s.units, wall, sg_wall, cpu + sg_cpu))

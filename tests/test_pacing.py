@@ -167,3 +167,18 @@ def test_a_paced_stage_peer_sends_at_the_configured_rate(served, tmp_path) -> No
     assert [node.inputs.get(timeout=5).batch_id for _ in acts] == list(range(10))
     assert metrics.summary()["totals"]["paced_s"] == pytest.approx(elapsed, rel=0.1)
     metrics.close()
+
+
+def test_deadline_grows_with_the_payload_on_a_slow_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    ten_mbit = pacing.transfer_deadline(30.0, 12_800_000, rate_bps=10e6)
+    assert ten_mbit == pytest.approx(30.0 + 4 * 10.24)  # 12.8 MB needs 10.24 s at 10 Mbit
+    assert pacing.transfer_deadline(30.0, 12_800_000, rate_bps=1e9) == pytest.approx(30.4096)
+    try:
+        monkeypatch.delenv(pacing.LINK_RATE_ENV, raising=False)
+        pacing.link_rate_bps.cache_clear()
+        assert pacing.transfer_deadline(30.0, 12_800_000) == 30.0  # unshaped: the base
+        monkeypatch.setenv(pacing.LINK_RATE_ENV, "10000000")  # what the backends set
+        pacing.link_rate_bps.cache_clear()
+        assert pacing.transfer_deadline(30.0, 12_800_000) == pytest.approx(ten_mbit)
+    finally:
+        pacing.link_rate_bps.cache_clear()

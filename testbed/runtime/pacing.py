@@ -105,3 +105,30 @@ def process_uplink() -> TokenBucket | None:
     """This process's shared uplink bucket, from the environment (read once), or None."""
     rate = rate_from_env(os.environ)
     return None if rate is None else TokenBucket(rate)
+
+
+LINK_RATE_ENV = "TESTBED_LINK_RATE_BPS"  # every backend sets it: the device's access-link rate
+DEADLINE_MARGIN = 4.0  # a shaped link is shared with other transfers: allow 4x the bare time
+
+
+@functools.cache
+def link_rate_bps() -> float | None:
+    """The configured rate of this process's device link (informational; None: unshaped)."""
+    raw = os.environ.get(LINK_RATE_ENV, "").strip()
+    try:
+        rate = float(raw) if raw else None
+    except ValueError:
+        return None
+    return rate if rate and rate > 0 else None
+
+
+def transfer_deadline(base_s: float, nbytes: int, rate_bps: float | None = None) -> float:
+    """An RPC deadline that grows with the payload on a slow link: base + margin * bits / rate.
+
+    A 12.8 MB weight push needs 10 s on a 10 Mbit link before any queueing; a fixed deadline
+    would fail it while the link is simply busy.
+    """
+    rate = link_rate_bps() if rate_bps is None else rate_bps
+    if not rate:
+        return base_s
+    return base_s + DEADLINE_MARGIN * nbytes * 8 / rate

@@ -63,7 +63,8 @@ class StagePeer:
         while True:
             pace(self.uplink, self.metrics, wire)  # a retry crosses the link again
             try:
-                grpc_util.call_with_deadline(method, msg, self.deadline_s, wait_for_ready=True)
+                deadline = pacing.transfer_deadline(self.deadline_s, wire)
+                grpc_util.call_with_deadline(method, msg, deadline, wait_for_ready=True)
                 break
             except grpc.RpcError as err:
                 if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:  # type: ignore[attr-defined]
@@ -104,7 +105,8 @@ class ParameterClient:
         wire = serde.wire_nbytes(msg)
         pace(self.uplink, self.metrics, wire)
         try:
-            reply = grpc_util.call_with_deadline(method, msg, self.deadline_s, wait_for_ready=True)
+            deadline = pacing.transfer_deadline(self.deadline_s, wire)
+            reply = grpc_util.call_with_deadline(method, msg, deadline, wait_for_ready=True)
         except grpc.RpcError as err:
             raise _rpc_error(what, "ps", self.address, err) from None
         if self.metrics is not None and raw:

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from testbed.runtime.thread_cpu import thread_cpu_s
+
 _GRPC_PREFIX = 5  # compressed flag + 4-byte length before every message
 _HTTP2_FRAME = 16384
 _HTTP2_HEADER = 9
@@ -41,6 +43,7 @@ class WorkerMetrics:
         self._window = (time.perf_counter(), 0)
         self._steady: tuple[float, dict[str, float]] | None = None
         self._last_step_t = self._last_cpu = self._warm_cpu = 0.0
+        self._warm_threads: dict[str, float] = {}
         self.gauges: dict[str, Callable[[], float]] = {}
 
     def add(self, name: str, value: float = 1.0) -> None:
@@ -96,6 +99,7 @@ class WorkerMetrics:
             self.step, self._last_step_t, self._last_cpu = step, now, cpu
             if step == self.warmup:
                 self._steady, self._warm_cpu = (now, dict(self.totals)), cpu
+                self._warm_threads = thread_cpu_s()
         return self._log(step, now, extra) if step % log_every == 0 else None
 
     def _log(self, step: int, now: float, extra: dict[str, float]) -> dict[str, float]:
@@ -118,14 +122,14 @@ class WorkerMetrics:
             self.write("link", {f"{direction}_{k}": v for k, v in c.items()}, {"peer": peer})
         return fields
 
-    def steady(self) -> dict[str, float]:
+    def steady(self) -> dict[str, Any]:
         """Per-step rates after the warm-up steps (tracing, first transfers) until the last step."""
         with self._lock:
             if self._steady is None or self.step <= self.warmup:
                 return {}
             t_w, at_w = self._steady
             steps, span = self.step - self.warmup, self._last_step_t - t_w
-            out = {
+            out: dict[str, Any] = {
                 "steps": steps,
                 "seconds": span,
                 "it_s": steps / span if span > 0 else 0.0,
@@ -135,6 +139,12 @@ class WorkerMetrics:
             for k, v in self.totals.items():
                 if k.endswith("_s"):
                     out[f"{k[:-2]}_per_step_s"] = (v - at_w.get(k, 0.0)) / steps
+            now = thread_cpu_s()  # read after the last step: includes the final flush
+            out["thread_cpu_per_step_s"] = {
+                g: (now[g] - self._warm_threads.get(g, 0.0)) / steps
+                for g in sorted(now, key=now.__getitem__, reverse=True)
+                if now[g] - self._warm_threads.get(g, 0.0) > 0
+            }
             return out
 
     def summary(self) -> dict[str, Any]:

@@ -1,0 +1,39 @@
+"""Per-thread CPU accounting of a worker process (/proc/self/task)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from testbed.runtime.thread_cpu import group_of, thread_cpu_s
+
+
+@pytest.mark.parametrize(("name", "group"), [
+    ("MainThread", "main"), ("grpc-server_1", "grpc-server"), ("Thread-1 (_serve)", "_serve"),
+    ("send-downstream", "send-downstream"), ("tf_Compute", "tf_Compute"), ("worker-12", "worker"),
+])
+def test_thread_names_group_by_role(name: str, group: str) -> None:
+    assert group_of(name) == group
+
+
+def test_a_busy_named_thread_is_charged_its_cpu() -> None:
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    before = thread_cpu_s()
+    t = threading.Thread(target=spin, name="busy-loop_3")
+    t.start()
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        time.sleep(0.01)
+    after = thread_cpu_s()
+    stop.set()
+    t.join()
+    assert after.get("busy-loop", 0.0) >= 0.1
+    assert "busy-loop" not in before
+    assert after.get("main", 0.0) < after["busy-loop"]

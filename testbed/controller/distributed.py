@@ -31,6 +31,7 @@ from testbed.controller.workers import WorkerClients, WorkerFailedError
 from testbed.metrics.run_dir import RunDir
 from testbed.runtime.config import WorkerConfig, write_config
 from testbed.runtime.supervisor import WorkerCommand, WorkerExit, WorkerGroup, spawn_workers, watch
+from testbed.runtime.worker import WORKER_ENV
 from testbed.spec import Spec
 
 _POLL_S = 0.25
@@ -109,7 +110,7 @@ def worker_configs(
 
 def _command(cfg: WorkerConfig, path: Path, launch: Any = None) -> WorkerCommand:
     argv = [sys.executable, "-m", "testbed.runtime.worker", str(path)]
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    env = dict(WORKER_ENV)
     return WorkerCommand(cfg.name, argv, env, log_path=cfg.path(".log"), launch=launch)
 
 

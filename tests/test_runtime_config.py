@@ -139,3 +139,12 @@ def test_replica_weights_equal_the_in_process_session() -> None:
         a, b = make_optimizer(name, 0.1).get_config(), worker_optimizer(name, 0.1).get_config()
         a.pop("name"), b.pop("name")  # auto-numbered per instance
         assert a == b
+
+
+def test_workers_start_with_the_heap_allocator_settings(tmp_path: Path) -> None:
+    from testbed.controller.distributed import _command
+    from testbed.runtime.worker import WORKER_ENV
+
+    command = _command(_config(tmp_path), tmp_path / "stage0.json")
+    assert command.env["MALLOC_MMAP_THRESHOLD_"] == str(128 * 1024 * 1024)
+    assert command.env == WORKER_ENV and command.argv[-1] == str(tmp_path / "stage0.json")

@@ -165,6 +165,7 @@ def train(
         else:
             loop = BPStage(io, job.micro_batches if job.mode == "bp-pipeline" else 1)
         version = loop.run(total)
+        node.metrics.training_ended()
         io.finish(version)
         return version
     finally:

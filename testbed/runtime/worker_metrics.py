@@ -44,6 +44,7 @@ class WorkerMetrics:
         self._steady: tuple[float, dict[str, float]] | None = None
         self._last_step_t = self._last_cpu = self._warm_cpu = 0.0
         self._warm_threads: dict[str, float] = {}
+        self._end_threads: dict[str, float] | None = None
         self.gauges: dict[str, Callable[[], float]] = {}
 
     def add(self, name: str, value: float = 1.0) -> None:
@@ -139,13 +140,19 @@ class WorkerMetrics:
             for k, v in self.totals.items():
                 if k.endswith("_s"):
                     out[f"{k[:-2]}_per_step_s"] = (v - at_w.get(k, 0.0)) / steps
-            now = thread_cpu_s()  # read after the last step: includes the final flush
+            now = self._end_threads or thread_cpu_s()
             out["thread_cpu_per_step_s"] = {
                 g: (now[g] - self._warm_threads.get(g, 0.0)) / steps
                 for g in sorted(now, key=now.__getitem__, reverse=True)
                 if now[g] - self._warm_threads.get(g, 0.0) > 0
             }
             return out
+
+    def training_ended(self) -> None:
+        """Snapshot per-thread CPU while every thread still lives (senders stop at the flush)."""
+        threads = thread_cpu_s()
+        with self._lock:
+            self._end_threads = threads
 
     def summary(self) -> dict[str, Any]:
         with self._lock:

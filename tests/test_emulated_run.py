@@ -141,6 +141,7 @@ def test_units_are_profiled_inside_a_capped_device() -> None:
     raw["cluster"] = {"backend": "local", "devices": [
         {"name": "small", "profile": "edge", "cpus": 0.5, "memory": "1g"},
         {"name": "other", "profile": "edge", "cpus": 0.5}]}
+    raw["placement"] = {"0": "small", "1": "other"}
     out = profile_on_device(parse_spec(raw), "small")
     assert out["device"] == "small" and out["fidelity_level"] == FULL
     assert out["units"] == ["conv1", "fc1", "fc2", "fc3"]

@@ -1,4 +1,4 @@
-"""The seeded student of a KT spec: sections, adapters, optimizers; one builder for process and workers."""
+"""The seeded student of a KT spec (sections, adapters, optimizers): one builder for all runs."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def build_sections(model: ModelDef, split: Sequence[str] | None,
 
 @dataclass
 class KtStudent:
-    """What a KT method trains: the student's sections, their adapters (section-kt) and optimizers."""
+    """What a KT method trains: student sections, their adapters (section-kt), optimizers."""
 
     sections: list[keras.Sequential]
     optimizers: list[keras.optimizers.Optimizer]

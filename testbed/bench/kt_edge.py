@@ -1,4 +1,4 @@
-"""Benchmark `kt-edge`: distributed section-kt on 4 edge devices vs the same sections on one (issue 6).
+"""Benchmark `kt-edge`: section-kt on 4 edge devices vs the same sections on one (issue 6).
 
 Both cells run `experiments/kt-mnist-edge.yaml` at smoke scale: the teacher on the cloud device
 streams every batch's section activations to the student; only the placement of the four student

@@ -72,7 +72,8 @@ def plan_workers(spec: Spec) -> list[WorkerPlan]:
         ]
     elif mode == "kt-sections":  # one device may hold every section: the sequential baseline
         sections = stage_groups(stage_placement(spec), n)
-        workers = [WorkerPlan("teacher", "teacher"), *(WorkerPlan(d, "stage", ids) for d, ids in sections)]
+        students = [WorkerPlan(d, "stage", ids) for d, ids in sections]
+        workers = [WorkerPlan("teacher", "teacher"), *students]
     else:
         workers = [WorkerPlan(d, "stage", ids) for d, ids in stage_groups(stage_placement(spec), n)]
         if len(workers) < 2:
@@ -143,7 +144,9 @@ def peer_map(workers: list[WorkerPlan], addresses: dict[str, str]) -> dict[str, 
     return out
 
 
-def _teacher_peers(workers: list[WorkerPlan], addresses: dict[str, str]) -> dict[str, dict[str, str]]:
+def _teacher_peers(
+    workers: list[WorkerPlan], addresses: dict[str, str]
+) -> dict[str, dict[str, str]]:
     ps = {"ps": addresses["ps"]}
     out = {w.name: dict(ps) for w in workers if w.role == "stage"}
     out["teacher"] = {**ps, **{f"stage{i}@{w.name}": addresses[w.name]

@@ -40,7 +40,9 @@ def kt_stages(student: KtStudent) -> list[Stage]:
     ]
 
 
-def section_specs(teacher: list[keras.Model], ids: tuple[int, ...]) -> dict[int, tuple[TensorSpec, TensorSpec]]:
+def section_specs(
+    teacher: list[keras.Model], ids: tuple[int, ...]
+) -> dict[int, tuple[TensorSpec, TensorSpec]]:
     """Per held section: the teacher input it reads and the teacher output it learns."""
     return {
         i: (TensorSpec("float32", (None, *shape_of(teacher[i], "input_shape"))),

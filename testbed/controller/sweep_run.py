@@ -86,7 +86,7 @@ def run_sweep(sweep: Sweep, scale: str | None = None, results_root: Path | None 
         if run is not None and not error:
             runs.append(run)
         write_sweep_files(out, sweep, rows)  # the table grows as cells finish
-    figs = all_figures(runs, out / "figures")
+    figs = all_figures(runs, out / "figures", target_acc=sweep.sweep.target_accuracy)
     write_json_atomic(out / "sweep.json", {
         "sweep": sweep.model_dump(mode="json"), "rows": rows,
         "figures": {k: [str(p) for p in f.paths] for k, f in figs.items()},

@@ -151,13 +151,15 @@ def utilisation_figure(run: Path, out: Path) -> Figure:
     return _finish(fig, ax, out, f"utilisation per device: {run.name}", data)
 
 
-def all_figures(runs: Sequence[Path], out_dir: Path, bench_json: Path | None = None) -> dict[str, Figure]:
-    """Every comparison figure over these runs into out_dir (utilisation: one per distributed run)."""
+def all_figures(runs: Sequence[Path], out_dir: Path, bench_json: Path | None = None,
+                target_acc: float = 0.9) -> dict[str, Figure]:
+    """Every comparison figure over these runs into out_dir (utilisation: one per distributed run);
+    time to accuracy is to `target_acc` (a sweep passes its own target)."""
     figs = {
         "table1": table1_figure(out_dir / "table1", runs, bench_json),
         "fig3": fig3_accuracy(runs, out_dir / "fig3-accuracy"),
         "throughput": throughput_by_mode(runs, out_dir / "throughput-by-mode"),
-        "link_rate": link_rate_figure(runs, out_dir / "link-rate"),
+        "link_rate": link_rate_figure(runs, out_dir / "link-rate", target_acc),
         "fidelity": link_fidelity_figure(runs, out_dir / "link-fidelity"),
     }
     for run in runs:

@@ -140,3 +140,25 @@ def test_kt_run_points_of_every_phase_reach_victoria(
         local = [r["loss"] for r in read_metrics(run.path, kind)]
         got = victoria.wait_samples(kind, "loss", len(local))
         assert local and [v for _, v, _ in got] == pytest.approx(local), kind
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_kt_sections_run_reaches_victoria_from_teacher_and_workers(
+    victoria: Victoria, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_kt_distributed import _spec
+
+    from testbed.controller.experiment import run_experiment
+
+    monkeypatch.setenv("INFLUX_URL", victoria.url)
+    run = run_experiment(_spec(), tmp_path / "results", progress=False)
+    summary = read_summary(run.path)
+    assert summary["status"] == "completed"
+    assert summary["influx_teacher_phase"]["pending"] == 0 and summary["influx"]["pending"] == 0
+    teacher = [r["loss"] for r in read_metrics(run.path, "teacher_train")]
+    got = victoria.wait_samples("teacher_train", "loss", len(teacher))
+    assert teacher and [v for _, v, _ in got] == pytest.approx(teacher)
+    student = [r["loss"] for r in read_metrics(run.path, "train")]
+    got = victoria.wait_samples("train", "loss", len(student))
+    assert student and sorted(v for _, v, _ in got) == pytest.approx(sorted(student))

@@ -97,13 +97,17 @@ def _teach(spec: Spec, data: Dataset, run: RunDir, rec: Recorder,
 def run_kt_sections(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, Any]:
     """Distributed section-kt: the teacher worker streams section activations to the student
     section workers (job.mode kt-sections); the controller prepares the teacher and, at the end,
-    folds the student from the parameter server's final checkpoint and evaluates it. The
-    workers' points reach InfluxDB through run_distributed; the teacher phase's the run dir."""
+    folds the student from the parameter server's final checkpoint and evaluates it. With
+    InfluxDB configured, the teacher phase writes through its own sink (closed before the
+    workers' sink opens; an undelivered spool carries over) and its counts are reported apart."""
     configure_threads(spec.training.threads)
     data = load_dataset(spec.data.dataset)
     run.event("data_loaded", source=data.source)
-    rec = Recorder(run, {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode})
-    teacher = obtain_teacher(spec, data, run, rec, progress)
+    influx = open_influx(spec, run)
+    with closing_influx(influx, run) as teacher_counts:  # the workers' sink opens later
+        tags = {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode}
+        rec = Recorder(run, tags, [influx] if influx else None)
+        teacher = obtain_teacher(spec, data, run, rec, progress)
     path = run.path / "workers" / "teacher.keras"  # where every worker (and container) reads it
     save_teacher(teacher.sections, path, teacher.info)
     kt = spec.algorithm.kt.model_copy(update={"teacher": str(path)})
@@ -123,6 +127,8 @@ def run_kt_sections(spec: Spec, run: RunDir, progress: bool = True) -> dict[str,
         "stages": _groups(spec),
         "kt": kt_summary(session, teacher, deployed, losses),
     })
+    if teacher_counts:
+        body["influx_teacher_phase"] = teacher_counts["influx"]
     return body
 
 

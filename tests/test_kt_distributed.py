@@ -106,3 +106,17 @@ def test_teacher_streams_to_two_student_workers_and_matches_in_process(tmp_path:
     assert ref["kt"]["section_losses"]["after"] == pytest.approx(
         s["kt"]["section_losses"]["after"], rel=1e-5)
     assert ref["final_test_accuracy"] == s["final_test_accuracy"]
+
+
+def test_a_message_for_a_section_this_worker_does_not_hold_is_named() -> None:
+    from testbed.runtime.serde import MessageValidationError, TensorSpec
+    from testbed.runtime.stage_service import StageNode
+
+    h, t = TensorSpec("float32", (None, 4)), TensorSpec("float32", (None, 2))
+    node = StageNode("stage", (1, 2), None, None, None,  # type: ignore[arg-type]
+                     section_specs={1: (h, t), 2: (t, h)})
+    assert node.input_specs(2) == (t, h)
+    with pytest.raises(MessageValidationError, match=r"stage_id: got 0, expected one of \[1, 2\]"):
+        node.input_specs(0)
+    plain = StageNode("stage", (1,), None, h, None)  # type: ignore[arg-type]
+    assert plain.input_specs(0) == (h, None)

@@ -28,8 +28,9 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def serve() -> None:
-    """Serve StageService on an OS-chosen port, print it, drain inputs until stdin closes."""
+def serve(rank: int) -> None:
+    """Serve StageService on an OS-chosen port for float32 activations of `rank` dimensions,
+    print the port, drain inputs until stdin closes."""
     import threading
 
     from testbed.runtime import grpc_util
@@ -40,10 +41,8 @@ def serve() -> None:
     from testbed.runtime.worker_metrics import WorkerMetrics
 
     metrics = WorkerMetrics(Path(os.devnull), {"worker": "server"}, 0.0, warmup=1)
-    node = StageNode("stage", (1,), metrics, TensorSpec("float32", (None, None, None, None)),
+    node = StageNode("stage", (1,), metrics, TensorSpec("float32", (None,) * rank),
                      None, BoundedBuffer(2, "block"))
-    if len(sys.argv) > 2 and sys.argv[2] == "flat":
-        node.in_spec = TensorSpec("float32", (None, None))
     register = functools.partial(stage_pb2_grpc.add_StageServiceServicer_to_server,
                                  StageServicer(node))
     server = grpc_util.start_server(register, max_workers=8)
@@ -85,8 +84,7 @@ def measure(shape: tuple[int, ...], allocator: str) -> dict[str, float]:
         env.pop(key, None)
     if allocator == "worker":
         env.update(WORKER_ENV)
-    flat = ["flat"] if len(shape) == 2 else []
-    server = subprocess.Popen([sys.executable, "-m", __name__, "serve", *flat], env=env,
+    server = subprocess.Popen([sys.executable, "-m", __name__, "serve", str(len(shape))], env=env,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
@@ -159,7 +157,7 @@ def _register() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
-        serve()
+        serve(int(sys.argv[2]))
     elif sys.argv[1] == "client":
         print(json.dumps(client(int(sys.argv[2]), tuple(json.loads(sys.argv[3])))))
 else:

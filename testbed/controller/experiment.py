@@ -19,8 +19,8 @@ from testbed.spec import Spec, spec_to_dict
 
 RUNNERS = {
     "inprocess": run_inprocess,
-    **{mode: run_distributed for mode in DISTRIBUTED_MODES},
-    "kt-sections": run_kt_sections,
+    **{mode: run_distributed for mode in DISTRIBUTED_MODES if mode != "kt-sections"},
+    "kt-sections": run_kt_sections,  # prepares the teacher, then run_distributed
 }
 
 

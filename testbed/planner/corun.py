@@ -23,10 +23,9 @@ def _child(raw: dict[str, Any], split: list[str] | None, index: int, reps: int,
            barrier: Any, out: Any) -> None:
     """In a fresh process: build the stages, warm stage `index` up, wait for all, time it."""
     from testbed.planner.split_profile import build, median_times, sg_step_fns
-    from testbed.spec import Spec as SpecModel
     from testbed.tfsetup import configure_threads
 
-    spec = SpecModel.model_validate(raw)
+    spec = Spec.model_validate(raw)
     configure_threads(spec.training.threads or 1)
     stages, sgs, classes = build(spec, split)
     last = index == len(stages) - 1

@@ -85,16 +85,16 @@ class TokenBucket:
         return wait
 
 
-def rate_from_env(environ: Mapping[str, str]) -> float | None:
-    """The uplink rate (bit/s) the launcher asked this process to pace to, or None."""
-    raw = environ.get(UPLINK_RATE_ENV, "").strip()
+def rate_from_env(environ: Mapping[str, str], name: str = UPLINK_RATE_ENV) -> float | None:
+    """A rate in bit/s from the environment (default: the uplink to pace to), or None if unset."""
+    raw = environ.get(name, "").strip()
     if not raw:
         return None
     try:
         rate = float(raw)
     except ValueError:
         raise ValueError(
-            f"{UPLINK_RATE_ENV}={raw!r} is not a number; expected bit/s, e.g. 10000000"
+            f"{name}={raw!r} is not a number; expected bit/s, e.g. 10000000"
         ) from None
     _check_rate(rate)
     return rate
@@ -114,12 +114,7 @@ DEADLINE_MARGIN = 4.0  # a shaped link is shared with other transfers: allow 4x 
 @functools.cache
 def link_rate_bps() -> float | None:
     """The configured rate of this process's device link (informational; None: unshaped)."""
-    raw = os.environ.get(LINK_RATE_ENV, "").strip()
-    try:
-        rate = float(raw) if raw else None
-    except ValueError:
-        return None
-    return rate if rate and rate > 0 else None
+    return rate_from_env(os.environ, LINK_RATE_ENV)
 
 
 def transfer_deadline(base_s: float, nbytes: int, rate_bps: float | None = None) -> float:

@@ -26,7 +26,8 @@ from testbed.planner.balance import bounds  # noqa: E402
 from testbed.spec import Spec, parse_spec  # noqa: E402
 
 CPUS, MEMORY, DEVICES = 0.4, "1g", 4
-BATCH, STEPS = 64, 30  # optimizer steps per stage, every mode
+BATCH, STEPS = 64, 100  # optimizer steps per stage, every mode at 1 Gbit
+SLOW_STEPS = 60  # sg at 100 / 10 Mbit (one 10 Mbit step takes ~1.3 s)
 MODES = ("bp-local", "bp-sync", "bp-pipeline", "sg")
 SLOW_RATES = ("100mbit", "10mbit")
 TARGETS = {"sg_vs_bound": 0.85, "sg_vs_bp_local": 3.0, "sg_vs_bp_pipeline": 1.3, "link_bound": 0.9}
@@ -42,15 +43,17 @@ def cluster(devices: int, rate: str | None) -> dict[str, Any]:
     }
 
 
-def make_spec(model: str, mode: str, split: list[str] | None, rate: str) -> Spec:
+def make_spec(
+    model: str, mode: str, split: list[str] | None, rate: str, steps: int = STEPS
+) -> Spec:
     """The run's spec: smoke-scale settings, 1 thread, the cluster, stage i on edge<i>."""
     devices = 1 if mode == "bp-local" else DEVICES
     raw = {
         "name": f"edge-pipeline-{model}-{mode}-{rate}",
         "model": {"name": model, "split_after": split},
         "algorithm": {"name": "sg" if mode == "sg" else "bp", "sg": SG},
-        "training": {"batch_size": BATCH, "lr": 1.0e-3, "iterations": STEPS,
-                     "eval_every": STEPS, "log_every": 10, "eval_samples": 1000, "threads": 1},
+        "training": {"batch_size": BATCH, "lr": 1.0e-3, "iterations": steps,
+                     "eval_every": steps, "log_every": 10, "eval_samples": 1000, "threads": 1},
         "job": {"mode": mode, "micro_batches": 4, "startup_timeout_s": 300},
         "cluster": cluster(devices, rate),
     }  # fmt: skip
@@ -121,7 +124,7 @@ def slow_links(model: str, split: list[str] | None, root: Path | None) -> list[d
     """sg at 100 and 10 Mbit: it/s against rate / bytes per step of the busiest link."""
     rows = []
     for rate in SLOW_RATES:
-        r = measure(make_spec(model, "sg", split, rate), root)
+        r = measure(make_spec(model, "sg", split, rate, SLOW_STEPS), root)
         _print(model, rate, {"sg": r})
         bound = r["link_bound_it_s"]
         rows.append({"model": model, "rate": rate, "sg": r, "link_bound_it_s": bound,
@@ -173,6 +176,7 @@ def main(results_root: Path | None = None) -> Path:
     body = {
         "cells": cells, "slow_links": slow, "targets": TARGETS,
         "devices": DEVICES, "cpus": CPUS, "memory": MEMORY, "batch_size": BATCH, "steps": STEPS,
+        "slow_link_steps": SLOW_STEPS,
         "command": "make bench NAME=edge-pipeline", "root": os.geteuid() == 0,
         "wall_s": time.time() - started, "loadavg_start": load, "loadavg_end": os.getloadavg(),
     }  # fmt: skip

@@ -35,6 +35,7 @@ class SGStage:
         node.metrics.gauges["pending_targets"] = lambda: len(self.pending)
         node.metrics.gauges["targets_expired"] = lambda: self.pending.expired
         self._build_steps()
+        self.trace()
 
     def _build_steps(self) -> None:
         r, i = self.io.replica, self.index
@@ -53,6 +54,19 @@ class SGStage:
             lambda h, y1h: sg_stage_step(model, sg, opt, h, y1h, scale, input_grad=not first)
         )
         self.module_step = tf.function(lambda h, y1h, t: sg_module_step(sg, sg_opt, h, y1h, t))
+
+    def trace(self) -> None:
+        """Trace every step function before training starts: otherwise each traces at its first
+        call (the SG module's only when the first target returns, mid-run), stalling the
+        pipeline inside the measured window."""
+        stage, b = self.io.replica.stages[self.index], self.io.cfg.spec.training.batch_size
+        h_in = tf.TensorSpec((b, *stage.input_shape), tf.float32)
+        if self.last:
+            self.last_step.get_concrete_function(h_in, tf.TensorSpec((b,), tf.int64))
+            return
+        y1h, h_out = tf.TensorSpec((b, self.classes)), tf.TensorSpec((b, *stage.output_shape))
+        self.stage_step.get_concrete_function(h_in, y1h)
+        self.module_step.get_concrete_function(h_out, y1h, h_out)
 
     def _input(self, step: int, total: int) -> Activation | None:
         if self.first:
@@ -88,7 +102,7 @@ class SGStage:
 
     def _last(self, act: Activation, step: int) -> dict[str, float]:
         with self.io.node.metrics.timer("compute_s"):
-            loss, correct, target = self.last_step(tf.convert_to_tensor(act.h), act.labels)
+            loss, correct, target = self.last_step(tf.convert_to_tensor(act.h), tf.convert_to_tensor(act.labels))
             target_np = target.numpy()
         self.io.send_backward(Gradient(act.batch_id, step, target_np))
         return {"loss": float(loss), "train_acc": int(correct) / len(act.labels)}

@@ -17,6 +17,7 @@ from testbed.emulation.shaping import (
     BURST_FLOOR_BYTES,
     DEFAULT_MINOR,
     burst_bytes,
+    queue_packets,
     compose,
     device_egress,
     egress_plan,
@@ -150,6 +151,14 @@ def test_burst_is_sized_for_the_rate_with_a_floor() -> None:
     assert burst_bytes(10**7) == BURST_FLOOR_BYTES
 
 
+def test_leaf_queue_holds_20_ms_of_the_rate_with_a_floor() -> None:
+    assert queue_packets(10**9) == 1651  # 2.5 MB: 20 ms at 1 Gbit
+    assert queue_packets(10**8) == 165
+    assert queue_packets(10**7) == 32  # the floor: 39 ms at 10 Mbit
+    with pytest.raises(ValueError, match="rate 0 bit/s"):
+        queue_packets(0)
+
+
 def test_egress_plans() -> None:
     own = LinkSettings(rate="10mbit")
     plan = egress_plan(own, [])
@@ -234,8 +243,10 @@ def test_apply_plan_changes_in_place_or_rebuilds() -> None:
         ("add", "htb"),
         ("add-class", "htb"),
         ("add-class", "htb"),
+        ("replace", "pfifo"),  # the leaf's queue; the root class is inner and has none
     ]
     assert ipr.calls[2][2]["burst"] == BURST_FLOOR_BYTES and ipr.calls[2][2]["rate"] == 1_250_000
+    assert ipr.calls[4][2]["limit"] == 32 and ipr.calls[4][2]["parent"] == 0x10010
     delayed = egress_plan(LinkSettings(rate="20mbit", delay="5ms"), [])
     ipr = RecordingIPRoute()
     apply_plan(ipr, 1, delayed, first)  # same tree: change rates, add a netem leaf
@@ -246,8 +257,8 @@ def test_apply_plan_changes_in_place_or_rebuilds() -> None:
     ]
     assert ipr.calls[2][2]["delay"] == 5000 and ipr.calls[2][2]["parent"] == 0x10010
     ipr = RecordingIPRoute()
-    apply_plan(ipr, 1, first, delayed)  # netem no longer wanted: its leaf goes
-    assert ("del", None) == ipr.calls[-1][:2] and ipr.calls[-1][2]["handle"] == 0x100000
+    apply_plan(ipr, 1, first, delayed)  # netem no longer wanted: a FIFO replaces it
+    assert ("replace", "pfifo") == ipr.calls[-1][:2] and ipr.calls[-1][2]["handle"] == 0x100000
     ipr = RecordingIPRoute()
     with_pair = egress_plan(
         LinkSettings(rate="10mbit"), [("10.213.0.2", LinkSettings(rate="1mbit"))]

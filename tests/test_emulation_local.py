@@ -122,6 +122,40 @@ def test_netem_leaf_options_reach_the_kernel() -> None:
         netns.remove(name)
 
 
+def test_leaf_queues_are_bounded_for_the_rate_and_follow_a_rate_change() -> None:
+    """Every leaf class gets a FIFO of queue_packets(rate) frames (the kernel default is
+    txqueuelen: 1.2 s at 10 Mbit); an in-place rate change resizes it."""
+    from pyroute2 import IPRoute, netns
+
+    from testbed.emulation.config import LinkSettings
+    from testbed.emulation.shaping import egress_plan, queue_packets
+    from testbed.emulation.tc import apply_plan
+
+    def leaf_limits(ipr: IPRoute, index: int) -> dict[int, int]:
+        return {
+            q["parent"] & 0xFFFF: q.get_attr("TCA_OPTIONS")["limit"]
+            for q in ipr.get_qdiscs(index=index)
+            if q.get_attr("TCA_KIND") == "pfifo"
+        }
+
+    name = f"tb-{os.getpid() % 0xFFFFFF:06x}-test-leaf-queue"
+    pair = [("10.213.0.2", LinkSettings(rate="5mbit"))]
+    slow, fast = egress_plan(LinkSettings(rate="10mbit"), pair), egress_plan(
+        LinkSettings(rate="1gbit"), pair
+    )
+    netns.create(name)
+    try:
+        with IPRoute(netns=name) as ipr:
+            ipr.link("add", ifname="p0", kind="veth", peer="p1")
+            (index,) = ipr.link_lookup(ifname="p0")
+            apply_plan(ipr, index, slow, None)
+            assert leaf_limits(ipr, index) == {0x10: 32, 0x100: 32}  # root class 1:1 is inner
+            apply_plan(ipr, index, fast, slow)
+            assert leaf_limits(ipr, index) == {0x10: queue_packets(10**9), 0x100: 32}
+    finally:
+        netns.remove(name)
+
+
 def test_spawned_process_lives_in_its_namespace_and_cgroup() -> None:
     script = textwrap.dedent("""
         import os, socket

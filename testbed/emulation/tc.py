@@ -9,7 +9,7 @@ from typing import Any
 from pyroute2.netlink.exceptions import NetlinkError
 
 from .netem import netem_options
-from .shaping import ClassPlan, EgressPlan, burst_bytes
+from .shaping import ClassPlan, EgressPlan, burst_bytes, queue_packets
 
 HTB_MAJOR = 0x10000  # handle 1:
 TC_H_ROOT = 0xFFFFFFFF
@@ -22,15 +22,15 @@ def apply_plan(ipr: Any, index: int, plan: EgressPlan | None, previous: EgressPl
     if plan is None:
         delete_root(ipr, index)
     elif previous is not None and previous.structure == plan.structure:
-        for cls, old in zip(plan.classes, previous.classes, strict=True):
+        for cls in plan.classes:
             ipr.tc("change-class", "htb", index, **_class_args(cls))
-            _set_leaf(ipr, index, cls, had_netem=old.netem is not None)
+            _set_leaf(ipr, index, plan, cls)
     else:
         delete_root(ipr, index)
         ipr.tc("add", "htb", index, handle=HTB_MAJOR, default=plan.default_minor)
         for cls in plan.classes:
             ipr.tc("add-class", "htb", index, **_class_args(cls))
-            _set_leaf(ipr, index, cls, had_netem=False)
+            _set_leaf(ipr, index, plan, cls)
             if cls.dst is not None:
                 _add_dst_filter(ipr, index, cls)
 
@@ -82,12 +82,16 @@ def _class_args(cls: ClassPlan) -> dict[str, Any]:
     }
 
 
-def _set_leaf(ipr: Any, index: int, cls: ClassPlan, had_netem: bool) -> None:
+def _set_leaf(ipr: Any, index: int, plan: EgressPlan, cls: ClassPlan) -> None:
+    """A leaf class's queue: netem where delay/jitter/loss are set, else a FIFO sized for the
+    rate (inner classes hold no queue)."""
+    if any(c.parent_minor == cls.minor for c in plan.classes):
+        return
     leaf = {"handle": cls.minor << 16, "parent": _handle(cls.minor)}
     if cls.netem is not None:
         ipr.tc("replace", "netem", index, **leaf, **netem_options(cls.netem, cls.rate_bps))
-    elif had_netem:
-        ipr.tc("del", index=index, **leaf)
+    else:
+        ipr.tc("replace", "pfifo", index, **leaf, limit=queue_packets(cls.rate_bps))
 
 
 def _add_dst_filter(ipr: Any, index: int, cls: ClassPlan) -> None:

@@ -17,11 +17,11 @@ from testbed.emulation.shaping import (
     BURST_FLOOR_BYTES,
     DEFAULT_MINOR,
     burst_bytes,
-    queue_packets,
     compose,
     device_egress,
     egress_plan,
     path_rate_bps,
+    queue_packets,
 )
 from testbed.emulation.units import parse_memory, parse_percent, parse_rate, parse_time
 

@@ -74,6 +74,9 @@ def test_sg_across_two_workers_reduces_the_loss_and_both_report(tmp_path: Path) 
     assert {"stage0", "stage1"} <= workers
     stage0 = [r for r in read_metrics(run.path, "worker") if r["worker"] == "stage0"]
     assert stage0[-1]["staleness_n"] > 0 and "blocked_output_s" in stage0[-1]
+    # every step function traced before training; no call traced again mid-run
+    retraces = {n: w["gauges"]["retraces"] for n, w in summary["workers"].items() if n != "ps"}
+    assert retraces == {"stage0": 0.0, "stage1": 0.0}
     links = {(r["worker"], r["peer"]) for r in read_metrics(run.path, "link")}
     assert {("stage0", "downstream"), ("stage1", "upstream")} <= links
     assert [r["step"] for r in read_metrics(run.path, "eval")] == [60]

@@ -36,6 +36,9 @@ class SGStage:
         node.metrics.gauges["targets_expired"] = lambda: self.pending.expired
         self._build_steps()
         self.trace()
+        traced = self._tracing_count()
+        # 0 when every call reused its pre-traced graph (nothing traced again mid-run)
+        node.metrics.gauges["retraces"] = lambda: self._tracing_count() - traced
 
     def _build_steps(self) -> None:
         r, i = self.io.replica, self.index
@@ -54,6 +57,10 @@ class SGStage:
             lambda h, y1h: sg_stage_step(model, sg, opt, h, y1h, scale, input_grad=not first)
         )
         self.module_step = tf.function(lambda h, y1h, t: sg_module_step(sg, sg_opt, h, y1h, t))
+
+    def _tracing_count(self) -> int:
+        functions = [self.last_step] if self.last else [self.stage_step, self.module_step]
+        return sum(f.experimental_get_tracing_count() for f in functions)
 
     def trace(self) -> None:
         """Trace every step function before training starts: otherwise each traces at its first
@@ -102,7 +109,8 @@ class SGStage:
 
     def _last(self, act: Activation, step: int) -> dict[str, float]:
         with self.io.node.metrics.timer("compute_s"):
-            loss, correct, target = self.last_step(tf.convert_to_tensor(act.h), tf.convert_to_tensor(act.labels))
+            h, y = tf.convert_to_tensor(act.h), tf.convert_to_tensor(act.labels)
+            loss, correct, target = self.last_step(h, y)
             target_np = target.numpy()
         self.io.send_backward(Gradient(act.batch_id, step, target_np))
         return {"loss": float(loss), "train_acc": int(correct) / len(act.labels)}

@@ -81,3 +81,84 @@ def test_smoke_experiment_in_containers(engine: Any, tmp_path: Path) -> None:
     assert probes and all(abs(p["ratio"] - 1) <= 0.05 for p in probes), probes
     run_id = summary_path.parent.name
     assert docker_cleanup.find(run_id, engine) == ([], [])
+
+
+@pytest.fixture()
+def standing_stack(engine: Any, tmp_path: Path) -> Any:
+    """Two running device containers labelled as a compose stack would label them, made here
+    (with the run's results and data directories and this tree's package mounted)."""
+    from testbed.emulation.docker_devices import container_options, data_dir, volumes
+    from testbed.emulation.profiles import ResolvedDevice
+
+    stack = f"tbtest{os.getpid()}"
+    results = tmp_path / "results"
+    results.mkdir()
+    network = engine.networks.create(f"{stack}_testbed", labels={"testbed.stack": stack})
+    containers = []
+    try:
+        for name in ("a", "b"):
+            device = ResolvedDevice(name, "edge", 0.6, 1024**3, "amd64", 0)
+            options = container_options(
+                device, run_id=stack, name=f"{stack}-{name}", image="testbed-worker:amd64",
+                network=network.name, mounts=volumes([results, data_dir()], source=True),
+                gpu_ids=[],
+            )  # fmt: skip
+            options["labels"] = {"testbed.stack": stack, "testbed.device": name}
+            containers.append(engine.containers.run(**options))
+        yield stack, results, containers
+    finally:
+        for container in containers:
+            container.remove(force=True)
+        network.remove()
+
+
+def test_experiment_on_a_standing_stack_leaves_its_containers_running(
+    engine: Any, standing_stack: Any, tmp_path: Path
+) -> None:
+    stack, results, containers = standing_stack
+    spec = {**SPEC, "name": "docker-stack-smoke"}
+    spec["cluster"] = {**SPEC["cluster"], "stack": stack}
+    spec_path = tmp_path / "docker-stack-smoke.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "TESTBED_RESULTS": str(results)}
+    run = subprocess.run(
+        [sys.executable, "-m", "testbed", "run", str(spec_path), "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (summary_path,) = results.glob("docker-stack-smoke/*/summary.json")
+    summary = json.loads(summary_path.read_text())
+    assert summary["status"] == "completed" and summary["final_test_accuracy"] > 0.3
+    cluster = summary["cluster"]
+    assert cluster["backend"] == "docker" and cluster["fidelity_level"] == "full"
+    assert any(f"stack {stack!r}" in note for note in cluster["fidelity"]["notes"])
+    probes = cluster["fidelity"]["probes"]
+    assert probes and all(abs(p["ratio"] - 1) <= 0.05 for p in probes), probes
+    for container in containers:  # still up, unshaped, and running nothing of the run
+        container.reload()
+        assert container.status == "running"
+        rates = container.exec_run(
+            ["python3", "-m", "testbed.emulation.docker_tc", "rates"], user="root"
+        )
+        assert json.loads(rates.output.decode().splitlines()[-1]) == {"eth0": {}, "ifb0": {}}
+        commands = [row[-1] for row in container.top(ps_args="-eo pid,args")["Processes"]]
+        assert not [c for c in commands if "testbed" in c and "docker_tc" not in c], commands
+
+
+def test_a_stack_that_lacks_a_device_is_refused_by_name(
+    engine: Any, standing_stack: Any, tmp_path: Path
+) -> None:
+    stack, results, _ = standing_stack
+    spec = {**SPEC, "name": "docker-stack-missing"}
+    devices = [*SPEC["cluster"]["devices"], {"name": "c", "profile": "edge"}]
+    spec["cluster"] = {**SPEC["cluster"], "stack": stack, "devices": devices}
+    spec_path = tmp_path / "docker-stack-missing.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "TESTBED_RESULTS": str(results)}
+    run = subprocess.run(
+        [sys.executable, "-m", "testbed", "run", str(spec_path), "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode != 0
+    said = " ".join((run.stdout + run.stderr).split())  # the console wraps long lines
+    assert f"device 'c': expected 1 running container labelled testbed.stack={stack}" in said

@@ -219,12 +219,19 @@ class ClusterSpec(_Strict):
     """The devices to emulate, their links, and link changes over time."""
 
     backend: Literal["local", "docker"] = "local"
+    # docker only: run on the running containers of this compose/Swarm stack (`docker_stack`)
+    stack: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     devices: list[DeviceSpec] = Field(min_length=1)
     links: list[LinkSpec] = Field(default_factory=list)
     schedule: list[ScheduleEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterSpec:
+        if self.stack is not None and self.backend != "docker":
+            raise ValueError(
+                f"stack {self.stack!r} needs backend 'docker' (got {self.backend!r}): only the "
+                "docker backend adopts a standing stack's containers"
+            )
         names = [d.name for d in self.devices]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

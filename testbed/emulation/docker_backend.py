@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import docker_cleanup
+from . import docker_cleanup, docker_stack
 from .cgroups import CgroupEvents
 from .config import ClusterSpec, LinkSettings
 from .docker_devices import (
@@ -192,12 +192,40 @@ class DockerCluster(ClusterHandle):
         self.containers: dict[str, Any] = {}
         self.addresses: dict[str, str] = {}
         self.network: Any | None = None
+        self.network_name = self.names.hub_netns
+        self.adopted = cluster.stack is not None  # a standing stack's containers: never removed
         self.host_address: str | None = None
         self.removed: tuple[list[str], list[str]] | None = None
         self._plans: dict[str, tuple[EgressPlan | None, EgressPlan | None]] = {}
 
     # -- building --------------------------------------------------------------------------
     def build(self) -> None:
+        if self.adopted:
+            self._adopt()
+        else:
+            self._create()
+        for name, container in self.containers.items():
+            self.addresses[name] = self._address_of(name, container)
+        self.fidelity.netem = self._detect_netem()
+        require_netem(self.cluster, self.fidelity.netem)
+        self._reshape(set(self.devices), dict(self.links))
+
+    def _adopt(self) -> None:
+        """Use the stack's running device containers (`docker_stack`), caps checked."""
+        stack = self.cluster.stack
+        assert stack is not None
+        found = docker_stack.find_containers(self.client, stack, list(self.devices))
+        for name, container in found.items():
+            docker_stack.check_caps(self.devices[name], container.attrs["HostConfig"])
+        self.network_name = docker_stack.shared_network(found)
+        self.mounts = docker_stack.container_mounts(next(iter(found.values())).attrs)
+        self.containers = found
+        self.fidelity.notes.append(
+            f"devices are the running containers of stack {stack!r} (caps checked against "
+            "the spec; image and mounts are the stack's)"
+        )
+
+    def _create(self) -> None:
         existing = docker_cleanup.find(self.run_id, self.client)
         if any(existing):
             raise RuntimeError(
@@ -212,11 +240,6 @@ class DockerCluster(ClusterHandle):
         )
         for name, device in self.devices.items():
             self.containers[name] = self._run(device)
-        for name, container in self.containers.items():
-            self.addresses[name] = self._address_of(name, container)
-        self.fidelity.netem = self._detect_netem()
-        require_netem(self.cluster, self.fidelity.netem)
-        self._reshape(set(self.devices), dict(self.links))
 
     def _run(self, device: ResolvedDevice) -> Any:
         import docker.errors
@@ -242,7 +265,7 @@ class DockerCluster(ClusterHandle):
         if container.status != "running":
             logs = container.logs(tail=20).decode(errors="replace")
             raise RuntimeError(f"device {name!r}: container is {container.status}: {logs}")
-        net = container.attrs["NetworkSettings"]["Networks"][self.names.hub_netns]
+        net = container.attrs["NetworkSettings"]["Networks"][self.network_name]
         self.host_address = net.get("Gateway") or self.host_address
         return str(net["IPAddress"])
 
@@ -327,6 +350,20 @@ class DockerCluster(ClusterHandle):
             self.exec_json(name, [*TC_MODULE, "apply", plans_to_json(*plans, previous)])
             self._plans[name] = plans
 
+    def _unshape(self) -> None:
+        """Remove this run's shaping from adopted containers (they stay up); every device is
+        tried, the first failure is raised after."""
+        errors = []
+        for name, previous in self._plans.items():
+            if previous != (None, None):
+                try:
+                    self.exec_json(name, [*TC_MODULE, "apply", plans_to_json(None, None, previous)])
+                except Exception as error:  # noqa: BLE001 - reported below, after every device
+                    errors.append(error)
+        self._plans.clear()
+        if errors:
+            raise errors[0]
+
     def class_rates(self, device: str) -> dict[str, dict[int, int]]:
         """Configured HTB rates (bit/s by class minor) on the device's eth0 and ifb0."""
         raw = self.exec_json(device, [*TC_MODULE, "rates"])
@@ -349,6 +386,9 @@ class DockerCluster(ClusterHandle):
         return CgroupEvents(fields.get("oom_kill", 0), fields.get("max", 0), fields.get("peak", 0))
 
     def _teardown(self) -> None:
+        if self.adopted:
+            self._unshape()
+            return
         import docker.errors
 
         try:

@@ -60,6 +60,11 @@ class StagePeer:
 
     def _call(self, what: str, method: Any, msg: Message, raw: int) -> None:
         wire = serde.wire_nbytes(msg)
+        with self.metrics.timer(f"send_{self.peer}_s"):  # pacing, the RPC and its retries
+            self._send(what, method, msg, wire)
+        self.metrics.transfer("sent", self.peer, wire, raw)
+
+    def _send(self, what: str, method: Any, msg: Message, wire: int) -> None:
         while True:
             pace(self.uplink, self.metrics, wire)  # a retry crosses the link again
             try:
@@ -70,7 +75,6 @@ class StagePeer:
                 if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:  # type: ignore[attr-defined]
                     raise _rpc_error(what, self.peer, self.address, err) from None
                 self.metrics.add("send_retries")  # peer's buffer stayed full for a whole wait
-        self.metrics.transfer("sent", self.peer, wire, raw)
 
     def forward(self, act: Activation) -> None:
         self._call(

@@ -149,8 +149,8 @@ def test_memory_over_the_limit_is_killed_and_reported(pair: DockerCluster) -> No
 
 def test_shaped_link_measured_by_the_probe_in_both_directions(pair: DockerCluster) -> None:
     assert pair.class_rates("a") == {
-        "eth0": {1: 10**7, 0x10: 10**7},
-        "ifb0": {1: 10**7, 0x10: 10**7},
+        "eth0": {1: 10**7, 0x2: 10**7, 0x10: 10**7},
+        "ifb0": {1: 10**7, 0x2: 10**7, 0x10: 10**7},
     }
     upload = probe_link(pair, "a", "b", seconds=1.0)
     download = probe_link(pair, "b", "a", seconds=1.0)  # through a's ifb
@@ -158,7 +158,7 @@ def test_shaped_link_measured_by_the_probe_in_both_directions(pair: DockerCluste
     assert upload.within(TOLERANCE), upload.describe()
     assert download.within(TOLERANCE), download.describe()
     pair.update_link("a", rate="100mbit")
-    assert pair.class_rates("a")["ifb0"] == {1: 10**8, 0x10: 10**8}
+    assert pair.class_rates("a")["ifb0"] == {1: 10**8, 0x2: 10**8, 0x10: 10**8}
     fast = probe_link(pair, "b", "a", seconds=1.0)
     print(fast.describe())
     assert fast.within(TOLERANCE), fast.describe()

@@ -16,6 +16,7 @@ from testbed.emulation.profiles import ResourceUnavailable, get_profile, resolve
 from testbed.emulation.shaping import (
     BURST_FLOOR_BYTES,
     DEFAULT_MINOR,
+    SMALL_MINOR,
     burst_bytes,
     compose,
     device_egress,
@@ -163,7 +164,21 @@ def test_egress_plans() -> None:
     own = LinkSettings(rate="10mbit")
     plan = egress_plan(own, [])
     assert plan is not None and plan.default_minor == DEFAULT_MINOR
-    assert [c.rate_bps for c in plan.classes] == [10**7, 10**7]
+    # root; small packets first (prio 0); the rest: guaranteed rates add up to the link,
+    # each class capped at the link
+    assert [(c.minor, c.rate_bps, c.ceil, c.prio, c.small) for c in plan.classes] == [
+        (1, 10**7, 10**7, 1, False),
+        (SMALL_MINOR, 10**6, 10**7, 0, True),
+        (DEFAULT_MINOR, 9 * 10**6, 10**7, 1, False),
+    ]
+    with_pair = egress_plan(own, [("10.213.0.2", LinkSettings(rate="5mbit"))])
+    assert with_pair is not None
+    children = with_pair.classes[1:]
+    assert sum(c.rate_bps for c in children) == 10**7  # the link caps all of them together
+    assert [(c.rate_bps, c.ceil, c.dst) for c in children[1:]] == [
+        (45 * 10**5, 10**7, None),
+        (45 * 10**5, 5 * 10**6, "10.213.0.2"),
+    ]
     assert egress_plan(None, []) is None
     pairs_only = egress_plan(None, [("10.213.0.2", LinkSettings(rate="5mbit"))])
     assert pairs_only is not None and pairs_only.default_minor == 0  # unmatched: direct
@@ -241,21 +256,31 @@ def test_apply_plan_changes_in_place_or_rebuilds() -> None:
     assert [c[:2] for c in ipr.calls] == [
         ("del", None),
         ("add", "htb"),
-        ("add-class", "htb"),
-        ("add-class", "htb"),
-        ("replace", "pfifo"),  # the leaf's queue; the root class is inner and has none
+        ("add-class", "htb"),  # root: no queue of its own (inner)
+        ("add-class", "htb"),  # small packets: its queue, then the filter that fills it
+        ("replace", "pfifo"),
+        ("add-filter", "u32"),
+        ("add-class", "htb"),  # the rest
+        ("replace", "pfifo"),
     ]
-    assert ipr.calls[2][2]["burst"] == BURST_FLOOR_BYTES and ipr.calls[2][2]["rate"] == 1_250_000
-    assert ipr.calls[4][2]["limit"] == 32 and ipr.calls[4][2]["parent"] == 0x10010
+    root, small, default = (ipr.calls[i][2] for i in (2, 3, 6))
+    assert root["burst"] == BURST_FLOOR_BYTES and root["rate"] == root["ceil"] == 1_250_000
+    assert (small["prio"], small["rate"], small["ceil"]) == (0, 125_000, 1_250_000)
+    assert (default["prio"], default["rate"], default["ceil"]) == (1, 1_125_000, 1_250_000)
+    assert ipr.calls[5][2]["keys"] == ["0x00000000/0x0000ff80+0"]  # IPv4 total length < 128
+    assert ipr.calls[5][2]["prio"] == 2 and ipr.calls[5][2]["target"] == 0x10002
+    assert ipr.calls[7][2]["limit"] == 32 and ipr.calls[7][2]["parent"] == 0x10010
     delayed = egress_plan(LinkSettings(rate="20mbit", delay="5ms"), [])
     ipr = RecordingIPRoute()
-    apply_plan(ipr, 1, delayed, first)  # same tree: change rates, add a netem leaf
+    apply_plan(ipr, 1, delayed, first)  # same tree: change rates, netem leaves (small too)
     assert [c[:2] for c in ipr.calls] == [
         ("change-class", "htb"),
         ("change-class", "htb"),
         ("replace", "netem"),
+        ("change-class", "htb"),
+        ("replace", "netem"),
     ]
-    assert ipr.calls[2][2]["delay"] == 5000 and ipr.calls[2][2]["parent"] == 0x10010
+    assert ipr.calls[4][2]["delay"] == 5000 and ipr.calls[4][2]["parent"] == 0x10010
     ipr = RecordingIPRoute()
     apply_plan(ipr, 1, first, delayed)  # netem no longer wanted: a FIFO replaces it
     assert ("replace", "pfifo") == ipr.calls[-1][:2] and ipr.calls[-1][2]["handle"] == 0x100000
@@ -266,3 +291,4 @@ def test_apply_plan_changes_in_place_or_rebuilds() -> None:
     apply_plan(ipr, 1, with_pair, first)  # new class: rebuilt, with a u32 filter for the peer
     assert ipr.calls[0][:2] == ("del", None) and ipr.calls[-1][:2] == ("add-filter", "u32")
     assert ipr.calls[-1][2]["keys"] == ["0x0ad50002/0xffffffff+16"]
+    assert ipr.calls[-1][2]["prio"] == 1  # before the small-packet filter (prio 2)

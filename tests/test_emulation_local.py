@@ -53,7 +53,7 @@ def test_shaped_link_at_10_then_100_mbit(pair: NamespacedCluster) -> None:
     slow = probe_link(pair, "a", "b", seconds=1.0)
     assert slow.within(TOLERANCE), slow.describe()
     pair.update_link("a", rate="100mbit")
-    assert class_rates_of(pair, "a") == {1: 10**8, 0x10: 10**8}
+    assert class_rates_of(pair, "a") == {1: 10**8, 0x2: 10**8, 0x10: 10**8}  # caps (ceil)
     fast = probe_link(pair, "b", "a", seconds=1.0)  # a's download: the hub side of its veth
     assert fast.within(TOLERANCE), fast.describe()
     assert len(pair.fidelity.probes) == 2
@@ -149,9 +149,11 @@ def test_leaf_queues_are_bounded_for_the_rate_and_follow_a_rate_change() -> None
             ipr.link("add", ifname="p0", kind="veth", peer="p1")
             (index,) = ipr.link_lookup(ifname="p0")
             apply_plan(ipr, index, slow, None)
-            assert leaf_limits(ipr, index) == {0x10: 32, 0x100: 32}  # root class 1:1 is inner
+            # root class 1:1 is inner; 1:2 takes small packets, 1:10 the rest, 1:100 the pair
+            assert leaf_limits(ipr, index) == {0x2: 32, 0x10: 32, 0x100: 32}
             apply_plan(ipr, index, fast, slow)
-            assert leaf_limits(ipr, index) == {0x10: queue_packets(10**9), 0x100: 32}
+            big = queue_packets(10**9)
+            assert leaf_limits(ipr, index) == {0x2: big, 0x10: big, 0x100: 32}
     finally:
         netns.remove(name)
 

@@ -16,6 +16,14 @@ the hub-side veth of B (the hub's egress towards B). So:
   a device link it is a child of A's root class: its rate is capped by A's,
   its delay adds to A's, its loss compounds with A's.
 
+Under a device link, packets shorter than 128 bytes (TCP ACKs, HTTP/2 window updates and
+pings, small RPC replies) go to a priority class, so a bulk flow does not hold back the
+acknowledgements of a flow in the other direction. That is what fq_codel, Linux's default
+qdisc on a real board, does for sparse flows. This kernel has no fq_codel, sfq or prio,
+so the priority comes from an HTB class. The children's guaranteed rates add up to the
+link's rate and each child borrows up to its cap, so the link still caps all of them
+together. (HTB lets a class send its own guaranteed rate whatever its parent has left.)
+
 The plans are data; `tc.apply_plan` writes them with pyroute2.
 """
 
@@ -29,7 +37,9 @@ from .config import LinkSettings
 UNLIMITED_BPS = 100 * 10**9  # "no rate": far above what a veth carries here
 CONSERVATIVE_HZ = 100  # lowest common kernel HZ; see burst_bytes
 BURST_FLOOR_BYTES = 32 * 1024
-ROOT_MINOR, DEFAULT_MINOR, PAIR_MINOR_BASE = 0x1, 0x10, 0x100
+ROOT_MINOR, SMALL_MINOR, DEFAULT_MINOR, PAIR_MINOR_BASE = 0x1, 0x2, 0x10, 0x100
+SMALL_PACKET_BYTES = 128  # IPv4 total length below which a packet takes the priority class
+SMALL_SHARE = 0.1  # rate guaranteed to the small-packet class (it may borrow up to the link)
 
 
 def burst_bytes(rate_bps: int) -> int:
@@ -83,9 +93,16 @@ class ClassPlan:
 
     minor: int
     parent_minor: int | None  # None: directly under the HTB qdisc
-    rate_bps: int
+    rate_bps: int  # guaranteed; the class borrows from its parent up to ceil_bps
     netem: LinkSettings | None = None  # delay/jitter/loss for a netem leaf, if any
     dst: str | None = None  # IPv4 address a u32 filter steers into this class
+    ceil_bps: int | None = None  # None: the rate (no borrowing)
+    prio: int = 1  # HTB serves lower values first
+    small: bool = False  # a u32 filter steers packets under SMALL_PACKET_BYTES here
+
+    @property
+    def ceil(self) -> int:
+        return self.ceil_bps or self.rate_bps
 
 
 @dataclass(frozen=True)
@@ -110,18 +127,35 @@ def egress_plan(
     if own is None:
         leaves = [_leaf(PAIR_MINOR_BASE + i, None, s, dst) for i, (dst, s) in enumerate(pairs)]
         return EgressPlan(0, tuple(leaves))
-    root = ClassPlan(ROOT_MINOR, None, own.rate_bps or UNLIMITED_BPS)
-    default = _leaf(DEFAULT_MINOR, ROOT_MINOR, own, None)
+    link = own.rate_bps or UNLIMITED_BPS
+    root = ClassPlan(ROOT_MINOR, None, link)
+    caps = [link, *(compose(own, p).rate_bps or link for _, p in pairs)]
+    # guaranteed rates add up to the link (HTB lets a class send its own rate regardless of
+    # its parent), each class borrows up to its cap: the link stays the cap for all of them
+    share = (link - round(link * SMALL_SHARE)) // len(caps)
+    small = ClassPlan(SMALL_MINOR, ROOT_MINOR, link - share * len(caps), _netem(own), None, link,
+                      prio=0, small=True)  # fmt: skip
+    default = _leaf(DEFAULT_MINOR, ROOT_MINOR, own, None, min(share, caps[0]), link)
     leaves = [
-        _leaf(PAIR_MINOR_BASE + i, ROOT_MINOR, compose(own, s), dst)
-        for i, (dst, s) in enumerate(pairs)
+        _leaf(PAIR_MINOR_BASE + i, ROOT_MINOR, compose(own, s), dst, min(share, cap), cap)
+        for i, ((dst, s), cap) in enumerate(zip(pairs, caps[1:], strict=True))
     ]
-    return EgressPlan(DEFAULT_MINOR, (root, default, *leaves))
+    return EgressPlan(DEFAULT_MINOR, (root, small, default, *leaves))
 
 
-def _leaf(minor: int, parent: int | None, s: LinkSettings, dst: str | None) -> ClassPlan:
-    netem = s if s.netem_settings() else None
-    return ClassPlan(minor, parent, s.rate_bps or UNLIMITED_BPS, netem, dst)
+def _leaf(
+    minor: int,
+    parent: int | None,
+    s: LinkSettings,
+    dst: str | None,
+    rate: int | None = None,
+    ceil: int | None = None,
+) -> ClassPlan:
+    return ClassPlan(minor, parent, rate or s.rate_bps or UNLIMITED_BPS, _netem(s), dst, ceil)
+
+
+def _netem(s: LinkSettings) -> LinkSettings | None:
+    return s if s.netem_settings() else None
 
 
 def compose(outer: LinkSettings, inner: LinkSettings) -> LinkSettings:

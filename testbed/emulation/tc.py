@@ -9,7 +9,7 @@ from typing import Any
 from pyroute2.netlink.exceptions import NetlinkError
 
 from .netem import netem_options
-from .shaping import ClassPlan, EgressPlan, burst_bytes, queue_packets
+from .shaping import SMALL_PACKET_BYTES, ClassPlan, EgressPlan, burst_bytes, queue_packets
 
 HTB_MAJOR = 0x10000  # handle 1:
 TC_H_ROOT = 0xFFFFFFFF
@@ -33,6 +33,8 @@ def apply_plan(ipr: Any, index: int, plan: EgressPlan | None, previous: EgressPl
             _set_leaf(ipr, index, plan, cls)
             if cls.dst is not None:
                 _add_dst_filter(ipr, index, cls)
+            if cls.small:
+                _add_small_filter(ipr, index, cls)
 
 
 def delete_root(ipr: Any, index: int) -> None:
@@ -53,12 +55,12 @@ def root_kind(ipr: Any, index: int) -> str | None:
 
 
 def class_rates(ipr: Any, index: int) -> dict[int, int]:
-    """Configured rate in bit/s per HTB class minor, read back from the kernel."""
+    """Configured cap in bit/s per HTB class minor (its ceil), read back from the kernel."""
     rates = {}
     for cls in ipr.get_classes(index=index):
         params = cls.get_attr("TCA_OPTIONS").get_attr("TCA_HTB_PARMS")
-        rate64 = cls.get_attr("TCA_OPTIONS").get_attr("TCA_HTB_RATE64")
-        rates[cls["handle"] & 0xFFFF] = (rate64 or params["rate"]) * 8
+        ceil64 = cls.get_attr("TCA_OPTIONS").get_attr("TCA_HTB_CEIL64")
+        rates[cls["handle"] & 0xFFFF] = (ceil64 or params["ceil"]) * 8
     return rates
 
 
@@ -67,16 +69,17 @@ def _handle(minor: int) -> int:
 
 
 def _class_args(cls: ClassPlan) -> dict[str, Any]:
-    rate = cls.rate_bps // 8  # pyroute2 takes bytes/s
-    burst = burst_bytes(cls.rate_bps)
+    rate, ceil = cls.rate_bps // 8, cls.ceil // 8  # pyroute2 takes bytes/s
+    burst = burst_bytes(cls.ceil)  # sized for the fastest the class may send
     parent = HTB_MAJOR if cls.parent_minor is None else _handle(cls.parent_minor)
     return {
         "handle": _handle(cls.minor),
         "parent": parent,
         "rate": rate,
-        "ceil": rate,
+        "ceil": ceil,
         "burst": burst,
         "cburst": burst,
+        "prio": cls.prio,
         # quantum only splits spare bandwidth between siblings; keep it where HTB is quiet
         "quantum": min(max(rate // 10, MTU), 200_000),
     }
@@ -91,7 +94,7 @@ def _set_leaf(ipr: Any, index: int, plan: EgressPlan, cls: ClassPlan) -> None:
     if cls.netem is not None:
         ipr.tc("replace", "netem", index, **leaf, **netem_options(cls.netem, cls.rate_bps))
     else:
-        ipr.tc("replace", "pfifo", index, **leaf, limit=queue_packets(cls.rate_bps))
+        ipr.tc("replace", "pfifo", index, **leaf, limit=queue_packets(cls.ceil))
 
 
 def _add_dst_filter(ipr: Any, index: int, cls: ClassPlan) -> None:
@@ -105,4 +108,20 @@ def _add_dst_filter(ipr: Any, index: int, cls: ClassPlan) -> None:
         protocol=ETH_P_IP,
         target=_handle(cls.minor),
         keys=[f"0x{address:08x}/0xffffffff+16"],  # IPv4 destination address at offset 16
+    )
+
+
+def _add_small_filter(ipr: Any, index: int, cls: ClassPlan) -> None:
+    """IPv4 packets shorter than SMALL_PACKET_BYTES into the class; after the dst filters
+    (prio 1), so a pair link's small packets stay in the pair's class."""
+    mask = 0xFFFF & ~(SMALL_PACKET_BYTES - 1)  # total length (bytes 2-3) below 128
+    ipr.tc(
+        "add-filter",
+        "u32",
+        index,
+        parent=HTB_MAJOR,
+        prio=2,
+        protocol=ETH_P_IP,
+        target=_handle(cls.minor),
+        keys=[f"0x00000000/0x{mask:08x}+0"],
     )

@@ -92,7 +92,7 @@ def _set_leaf(ipr: Any, index: int, plan: EgressPlan, cls: ClassPlan) -> None:
         return
     leaf = {"handle": cls.minor << 16, "parent": _handle(cls.minor)}
     if cls.netem is not None:
-        ipr.tc("replace", "netem", index, **leaf, **netem_options(cls.netem, cls.rate_bps))
+        ipr.tc("replace", "netem", index, **leaf, **netem_options(cls.netem, cls.ceil))
     else:
         ipr.tc("replace", "pfifo", index, **leaf, limit=queue_packets(cls.ceil))
 

@@ -115,7 +115,16 @@ def standing_stack(engine: Any, tmp_path: Path) -> Any:
 def test_experiment_on_a_standing_stack_leaves_its_containers_running(
     engine: Any, standing_stack: Any, tmp_path: Path
 ) -> None:
+    from testbed.emulation.config import LinkSettings
+    from testbed.emulation.docker_tc import plans_to_json
+    from testbed.emulation.shaping import egress_plan
+
     stack, results, containers = standing_stack
+    stale = plans_to_json(egress_plan(LinkSettings(rate="5mbit"), []), None)
+    shaped = containers[1].exec_run(
+        ["python3", "-m", "testbed.emulation.docker_tc", "apply", stale], user="root"
+    )
+    assert shaped.exit_code == 0, shaped.output  # as a crashed run would leave device b
     spec = {**SPEC, "name": "docker-stack-smoke"}
     spec["cluster"] = {**SPEC["cluster"], "stack": stack}
     spec_path = tmp_path / "docker-stack-smoke.yaml"
@@ -134,7 +143,7 @@ def test_experiment_on_a_standing_stack_leaves_its_containers_running(
     assert any(f"stack {stack!r}" in note for note in cluster["fidelity"]["notes"])
     probes = cluster["fidelity"]["probes"]
     assert probes and all(abs(p["ratio"] - 1) <= 0.05 for p in probes), probes
-    for container in containers:  # still up, unshaped, and running nothing of the run
+    for container in containers:  # still up, unshaped (b's stale 5 Mbit too), running nothing
         container.reload()
         assert container.status == "running"
         rates = container.exec_run(

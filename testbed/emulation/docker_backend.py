@@ -220,6 +220,8 @@ class DockerCluster(ClusterHandle):
         self.network_name = docker_stack.shared_network(found)
         self.mounts = docker_stack.container_mounts(next(iter(found.values())).attrs)
         self.containers = found
+        for name in found:  # a crashed earlier run may have left its shaping (needs NET_ADMIN)
+            self.exec_json(name, [*TC_MODULE, "apply", plans_to_json(None, None)])
         self.fidelity.notes.append(
             f"devices are the running containers of stack {stack!r} (caps checked against "
             "the spec; image and mounts are the stack's)"

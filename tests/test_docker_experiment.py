@@ -63,15 +63,22 @@ def engine() -> Any:
     return client
 
 
-def test_smoke_experiment_in_containers(engine: Any, tmp_path: Path) -> None:
-    spec_path = tmp_path / "docker-smoke.yaml"
-    spec_path.write_text(yaml.safe_dump(SPEC))
-    results = tmp_path / "results"
-    env = {**os.environ, "TESTBED_RESULTS": str(results), "TESTBED_DOCKER_MOUNT_SOURCE": "1"}
-    run = subprocess.run(
+def _testbed_run(
+    spec: dict[str, Any], tmp_path: Path, results: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`testbed run` of spec in a fresh process, results under `results`."""
+    spec_path = tmp_path / f"{spec['name']}.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    return subprocess.run(
         [sys.executable, "-m", "testbed", "run", str(spec_path), "--no-progress"],
-        env=env, capture_output=True, text=True, timeout=900, check=False,
+        env={**os.environ, "TESTBED_RESULTS": str(results), **env},
+        capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
+
+
+def test_smoke_experiment_in_containers(engine: Any, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    run = _testbed_run(SPEC, tmp_path, results, TESTBED_DOCKER_MOUNT_SOURCE="1")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (summary_path,) = results.glob("docker-smoke/*/summary.json")
     cluster = json.loads(summary_path.read_text())["cluster"]
@@ -127,13 +134,7 @@ def test_experiment_on_a_standing_stack_leaves_its_containers_running(
     assert shaped.exit_code == 0, shaped.output  # as a crashed run would leave device b
     spec = {**SPEC, "name": "docker-stack-smoke"}
     spec["cluster"] = {**SPEC["cluster"], "stack": stack}
-    spec_path = tmp_path / "docker-stack-smoke.yaml"
-    spec_path.write_text(yaml.safe_dump(spec))
-    env = {**os.environ, "TESTBED_RESULTS": str(results)}
-    run = subprocess.run(
-        [sys.executable, "-m", "testbed", "run", str(spec_path), "--no-progress"],
-        env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+    run = _testbed_run(spec, tmp_path, results)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (summary_path,) = results.glob("docker-stack-smoke/*/summary.json")
     summary = json.loads(summary_path.read_text())
@@ -161,13 +162,7 @@ def test_a_stack_that_lacks_a_device_is_refused_by_name(
     spec = {**SPEC, "name": "docker-stack-missing"}
     devices = [*SPEC["cluster"]["devices"], {"name": "c", "profile": "edge"}]
     spec["cluster"] = {**SPEC["cluster"], "stack": stack, "devices": devices}
-    spec_path = tmp_path / "docker-stack-missing.yaml"
-    spec_path.write_text(yaml.safe_dump(spec))
-    env = {**os.environ, "TESTBED_RESULTS": str(results)}
-    run = subprocess.run(
-        [sys.executable, "-m", "testbed", "run", str(spec_path), "--no-progress"],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    run = _testbed_run(spec, tmp_path, results)
     assert run.returncode != 0
     said = " ".join((run.stdout + run.stderr).split())  # the console wraps long lines
     assert f"device 'c': expected 1 running container labelled testbed.stack={stack}" in said

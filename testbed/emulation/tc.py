@@ -98,30 +98,20 @@ def _set_leaf(ipr: Any, index: int, plan: EgressPlan, cls: ClassPlan) -> None:
 
 
 def _add_dst_filter(ipr: Any, index: int, cls: ClassPlan) -> None:
+    """Packets for the class's peer (IPv4 destination address at offset 16) into the class."""
     address = int(ipaddress.IPv4Address(cls.dst))
-    ipr.tc(
-        "add-filter",
-        "u32",
-        index,
-        parent=HTB_MAJOR,
-        prio=1,
-        protocol=ETH_P_IP,
-        target=_handle(cls.minor),
-        keys=[f"0x{address:08x}/0xffffffff+16"],  # IPv4 destination address at offset 16
-    )
+    _add_u32(ipr, index, cls, prio=1, key=f"0x{address:08x}/0xffffffff+16")
 
 
 def _add_small_filter(ipr: Any, index: int, cls: ClassPlan) -> None:
     """IPv4 packets shorter than SMALL_PACKET_BYTES into the class; after the dst filters
     (prio 1), so a pair link's small packets stay in the pair's class."""
     mask = 0xFFFF & ~(SMALL_PACKET_BYTES - 1)  # total length (bytes 2-3) below 128
+    _add_u32(ipr, index, cls, prio=2, key=f"0x00000000/0x{mask:08x}+0")
+
+
+def _add_u32(ipr: Any, index: int, cls: ClassPlan, prio: int, key: str) -> None:
     ipr.tc(
-        "add-filter",
-        "u32",
-        index,
-        parent=HTB_MAJOR,
-        prio=2,
-        protocol=ETH_P_IP,
-        target=_handle(cls.minor),
-        keys=[f"0x00000000/0x{mask:08x}+0"],
-    )
+        "add-filter", "u32", index, parent=HTB_MAJOR, prio=prio, protocol=ETH_P_IP,
+        target=_handle(cls.minor), keys=[key],
+    )  # fmt: skip

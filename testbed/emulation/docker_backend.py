@@ -18,6 +18,9 @@
   container per device, not per process: processes of a device share its
   caps as they would on a board, and the link plan survives process restarts.
 
+With ``cluster.stack`` the devices are instead a standing stack's running containers
+(`docker_stack`): adopted, shaped, and left running.
+
 Everything carries the label ``testbed.run=<run id>``; `down()` (also on
 failure inside `up()`) removes the containers and the network, then sweeps
 with `docker_cleanup.clean(run_id)`.
@@ -212,19 +215,15 @@ class DockerCluster(ClusterHandle):
 
     def _adopt(self) -> None:
         """Use the stack's running device containers (`docker_stack`), caps checked."""
-        stack = self.cluster.stack
-        assert stack is not None
-        found = docker_stack.find_containers(self.client, stack, list(self.devices))
-        for name, container in found.items():
-            docker_stack.check_caps(self.devices[name], container.attrs["HostConfig"])
-        self.network_name = docker_stack.shared_network(found)
-        self.mounts = docker_stack.container_mounts(next(iter(found.values())).attrs)
-        self.containers = found
-        for name in found:  # a crashed earlier run may have left its shaping (needs NET_ADMIN)
-            self.exec_json(name, [*TC_MODULE, "apply", plans_to_json(None, None)])
+        assert self.cluster.stack is not None
+        adopted = docker_stack.adopt(self.client, self.cluster.stack, self.devices)
+        self.containers, self.network_name = adopted.containers, adopted.network
+        self.mounts = adopted.mounts
+        for name in self.containers:  # a crashed earlier run may have left its shaping
+            self._unshape(name, (None, None))
         self.fidelity.notes.append(
-            f"devices are the running containers of stack {stack!r} (caps checked against "
-            "the spec; image and mounts are the stack's)"
+            f"devices are the running containers of stack {self.cluster.stack!r} (caps checked "
+            "against the spec; image and mounts are the stack's)"
         )
 
     def _create(self) -> None:
@@ -352,19 +351,9 @@ class DockerCluster(ClusterHandle):
             self.exec_json(name, [*TC_MODULE, "apply", plans_to_json(*plans, previous)])
             self._plans[name] = plans
 
-    def _unshape(self) -> None:
-        """Remove this run's shaping from adopted containers (they stay up); every device is
-        tried, the first failure is raised after."""
-        errors = []
-        for name, previous in self._plans.items():
-            if previous != (None, None):
-                try:
-                    self.exec_json(name, [*TC_MODULE, "apply", plans_to_json(None, None, previous)])
-                except Exception as error:  # noqa: BLE001 - reported below, after every device
-                    errors.append(error)
-        self._plans.clear()
-        if errors:
-            raise errors[0]
+    def _unshape(self, name: str, previous: tuple[EgressPlan | None, EgressPlan | None]) -> None:
+        """Remove shaping from a container's eth0 and ifb (needs NET_ADMIN)."""
+        self.exec_json(name, [*TC_MODULE, "apply", plans_to_json(None, None, previous)])
 
     def class_rates(self, device: str) -> dict[str, dict[int, int]]:
         """Configured HTB rates (bit/s by class minor) on the device's eth0 and ifb0."""
@@ -388,8 +377,16 @@ class DockerCluster(ClusterHandle):
         return CgroupEvents(fields.get("oom_kill", 0), fields.get("max", 0), fields.get("peak", 0))
 
     def _teardown(self) -> None:
-        if self.adopted:
-            self._unshape()
+        if self.adopted:  # the containers stay up: remove only this run's shaping
+            plans, self._plans = self._plans, {}
+            errors = []
+            for name, previous in plans.items():
+                try:
+                    self._unshape(name, previous)
+                except Exception as error:  # noqa: BLE001 - raised after every device is tried
+                    errors.append(error)
+            if errors:
+                raise errors[0]
             return
         import docker.errors
 

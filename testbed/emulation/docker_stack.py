@@ -12,6 +12,7 @@ running for the next experiment.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .profiles import ResolvedDevice
@@ -21,6 +22,23 @@ STACK_LABEL, DEVICE_LABEL = "testbed.stack", "testbed.device"
 
 class StackMismatch(RuntimeError):
     """The standing containers do not realise the spec's devices."""
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """The stack's containers by device, the network they share, and their mount points."""
+
+    containers: dict[str, Any]
+    network: str
+    mounts: dict[str, dict[str, str]]
+
+
+def adopt(client: Any, stack: str, devices: Mapping[str, ResolvedDevice]) -> Adopted:
+    """The stack's running container per device, each checked against the spec's caps."""
+    found = find_containers(client, stack, list(devices))
+    for name, container in found.items():
+        check_caps(devices[name], container.attrs["HostConfig"])
+    return Adopted(found, shared_network(found), container_mounts(next(iter(found.values())).attrs))
 
 
 def find_containers(client: Any, stack: str, devices: list[str]) -> dict[str, Any]:

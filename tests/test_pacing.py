@@ -16,9 +16,8 @@ from testbed.emulation import fallback
 from testbed.runtime import grpc_util, pacing, serde
 from testbed.runtime.pacing import TokenBucket, default_burst_bytes, process_uplink, rate_from_env
 from testbed.runtime.peers import StagePeer
-from testbed.runtime.proto import stage_pb2_grpc
 from testbed.runtime.serde import Activation, TensorSpec
-from testbed.runtime.stage_service import StageNode, StageServicer
+from testbed.runtime.stage_service import StageNode, StageServicer, register_servicer
 from testbed.runtime.store import BoundedBuffer
 from testbed.runtime.worker_metrics import WorkerMetrics, framed_nbytes
 
@@ -137,9 +136,7 @@ H = TensorSpec("float32", (None, 14, 14, 32))
 def served(tmp_path: Path) -> Iterator[tuple[StageNode, str]]:
     metrics = WorkerMetrics(tmp_path / "s.metrics.jsonl", {"worker": "s"}, 0.0, warmup=1)
     node = StageNode("stage", (1,), metrics, H, None, BoundedBuffer(32, "block"), None)
-    register = functools.partial(
-        stage_pb2_grpc.add_StageServiceServicer_to_server, StageServicer(node)
-    )
+    register = functools.partial(register_servicer, StageServicer(node))
     with grpc_util.start_server(register) as server:
         yield node, server.address
     metrics.close()

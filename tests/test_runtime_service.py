@@ -15,7 +15,12 @@ from testbed.runtime import grpc_util, serde
 from testbed.runtime.peers import PeerError, StagePeer
 from testbed.runtime.proto import common_pb2, stage_pb2_grpc
 from testbed.runtime.serde import Activation, Gradient, Start, Stop, TensorSpec
-from testbed.runtime.stage_service import StageNode, StageServicer, node_stats
+from testbed.runtime.stage_service import (
+    StageNode,
+    StageServicer,
+    node_stats,
+    register_servicer,
+)
 from testbed.runtime.store import BoundedBuffer
 from testbed.runtime.worker_metrics import WorkerMetrics, framed_nbytes
 
@@ -29,9 +34,7 @@ def served(tmp_path: Path) -> Iterator[tuple[StageNode, str, WorkerMetrics]]:
     node = StageNode(
         "stage", (1,), metrics, H, G, BoundedBuffer(2, "block"), BoundedBuffer(4, "drop")
     )
-    register = functools.partial(
-        stage_pb2_grpc.add_StageServiceServicer_to_server, StageServicer(node)
-    )
+    register = functools.partial(register_servicer, StageServicer(node))
     with grpc_util.start_server(register) as server:
         yield node, server.address, metrics
     metrics.close()
@@ -91,6 +94,23 @@ def test_bad_activation_is_rejected_and_the_worker_carries_on(
         peer.forward(act)
     peer.forward(_act(5))
     assert node.inputs.get(timeout=5).batch_id == 5
+    assert node.metrics.totals["invalid_received"] == 1
+    peer.close()
+
+
+def test_bytes_that_do_not_parse_are_invalid_argument_and_the_worker_carries_on(
+    served, tmp_path
+) -> None:
+    node, address, _ = served
+    with grpc_util.open_channel(address) as channel:
+        forward = channel.unary_unary("/testbed.v1.StageService/Forward")
+        with pytest.raises(grpc.RpcError) as err:
+            grpc_util.call_with_deadline(forward, b"\x1a\xff\x01", deadline_s=5.0)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "ActivationBatch: 3 bytes that do not parse" in err.value.details()
+    peer = StagePeer("downstream", address, 10.0, _client_metrics(tmp_path))
+    peer.forward(_act(6))
+    assert node.inputs.get(timeout=5).batch_id == 6
     assert node.metrics.totals["invalid_received"] == 1
     peer.close()
 

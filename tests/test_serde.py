@@ -252,3 +252,49 @@ def test_kt_target_is_required_exactly_where_expected() -> None:
     with pytest.raises(TensorValidationError, match=r"ActivationBatch\.target\.shape"):
         serde.activation_from_message(serde.activation_to_message(with_target),
                                       target_spec=TensorSpec("float32", (None, 5)))
+
+
+def _encodings_agree(act: Activation) -> None:
+    """encode_activation parses to the message activation_to_message builds, tensor for tensor."""
+    canonical = serde.activation_to_message(act)
+    encoded = serde.encode_activation(act)
+    assert stage_pb2.ActivationBatch.FromString(encoded) == canonical
+    # the tensor's data travels as a second occurrence of the field: a few header bytes more
+    assert canonical.ByteSize() < len(encoded) <= canonical.ByteSize() + 12
+
+
+@pytest.mark.parametrize("dtype", sorted(serde.ALLOWED_DTYPES))
+def test_encode_activation_equals_the_protobuf_message_for_every_dtype(dtype: str) -> None:
+    h = (np.arange(120) % 2).astype(serde.ALLOWED_DTYPES[dtype]).reshape(4, 5, 6)
+    _encodings_agree(Activation(7, 3, h, np.arange(4), final=True))
+
+
+@pytest.mark.parametrize(
+    "h",
+    [
+        np.arange(12, dtype=">f4").reshape(3, 4).T,  # big-endian, Fortran-ordered view
+        np.asarray(2.5, np.float32),  # a scalar
+        np.zeros((0, 5), np.float32),  # empty
+        np.ones((300, 1000), np.float32),  # > 1 MB: multi-byte length varints
+    ],
+    ids=["big-endian-view", "scalar", "empty", "large"],
+)
+def test_encode_activation_normalises_like_fill_tensor(h: np.ndarray) -> None:
+    labels = np.arange(h.shape[0] if h.ndim else 0)
+    _encodings_agree(Activation(1, 1, h, labels))
+
+
+def test_encoded_kt_activation_and_gradient_parse_back() -> None:
+    kt = Activation(5, 5, np.ones((4, 3), np.float32), np.arange(4),
+                    target=np.full((4, 2), 2.0, np.float32), stage_id=1)
+    _encodings_agree(kt)
+    grad = Gradient(9, 4, np.linspace(-1, 1, 24, dtype=np.float32).reshape(4, 6))
+    msg = serde.parse_message(stage_pb2.GradientBatch, serde.encode_gradient(grad))
+    assert msg == serde.gradient_to_message(grad)
+    back = serde.gradient_from_message(msg, TensorSpec("float32", (None, 6)))
+    assert back.batch_id == 9 and back.step == 4 and np.array_equal(back.g, grad.g)
+
+
+def test_parse_message_names_bytes_that_do_not_parse() -> None:
+    with pytest.raises(serde.MessageValidationError, match=r"GradientBatch: 3 bytes that do not"):
+        serde.parse_message(stage_pb2.GradientBatch, b"\x1a\xff\x01")

@@ -34,17 +34,15 @@ def serve(rank: int) -> None:
     import threading
 
     from testbed.runtime import grpc_util
-    from testbed.runtime.proto import stage_pb2_grpc
     from testbed.runtime.serde import TensorSpec
-    from testbed.runtime.stage_service import StageNode, StageServicer
+    from testbed.runtime.stage_service import StageNode, StageServicer, register_servicer
     from testbed.runtime.store import BoundedBuffer
     from testbed.runtime.worker_metrics import WorkerMetrics
 
     metrics = WorkerMetrics(Path(os.devnull), {"worker": "server"}, 0.0, warmup=1)
     node = StageNode("stage", (1,), metrics, TensorSpec("float32", (None,) * rank),
                      None, BoundedBuffer(2, "block"))
-    register = functools.partial(stage_pb2_grpc.add_StageServiceServicer_to_server,
-                                 StageServicer(node))
+    register = functools.partial(register_servicer, StageServicer(node))
     server = grpc_util.start_server(register, max_workers=8)
     assert node.inputs is not None
     threading.Thread(target=lambda: [None for _ in iter(node.inputs.get, None)],

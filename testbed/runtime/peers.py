@@ -11,10 +11,9 @@ import time
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
 
 from testbed.runtime import grpc_util, pacing, serde, serde_ps
-from testbed.runtime.proto import common_pb2, parameter_pb2, parameter_pb2_grpc, stage_pb2_grpc
+from testbed.runtime.proto import common_pb2, parameter_pb2, parameter_pb2_grpc, stage_pb2
 from testbed.runtime.serde import Activation, Gradient, Weights
 from testbed.runtime.serde_ps import ModelWeights, ParameterStatus
 from testbed.runtime.worker_metrics import WorkerMetrics, framed_nbytes
@@ -39,6 +38,12 @@ def pace(uplink: pacing.TokenBucket | None, metrics: WorkerMetrics | None, wire:
         metrics.add("paced_s", waited)
 
 
+def _stage_method(name: str) -> str:
+    """gRPC path of a StageService method, e.g. "/testbed.v1.StageService/Forward"."""
+    method = stage_pb2.DESCRIPTOR.services_by_name["StageService"].methods_by_name[name]
+    return f"/{method.containing_service.full_name}/{method.name}"
+
+
 class StagePeer:
     """Forward/Backward calls to one neighbouring stage worker, counting bytes per message.
 
@@ -56,15 +61,21 @@ class StagePeer:
         self.peer, self.address, self.deadline_s, self.metrics = peer, address, deadline_s, metrics
         self.uplink = uplink or pacing.process_uplink()
         self.channel = grpc_util.open_channel(address)
-        self.stub = stage_pb2_grpc.StageServiceStub(self.channel)
+        # requests go out as bytes that serde serialized (the tensor copied once)
+        self._forward, self._backward = (
+            self.channel.unary_unary(
+                _stage_method(name), response_deserializer=common_pb2.Ack.FromString
+            )
+            for name in ("Forward", "Backward")
+        )
 
-    def _call(self, what: str, method: Any, msg: Message, raw: int) -> None:
-        wire = serde.wire_nbytes(msg)
+    def _call(self, what: str, method: Any, msg: bytes, raw: int) -> None:
+        wire = len(msg)
         with self.metrics.timer(f"send_{self.peer}_s"):  # pacing, the RPC and its retries
             self._send(what, method, msg, wire)
         self.metrics.transfer("sent", self.peer, wire, raw)
 
-    def _send(self, what: str, method: Any, msg: Message, wire: int) -> None:
+    def _send(self, what: str, method: Any, msg: bytes, wire: int) -> None:
         while True:
             pace(self.uplink, self.metrics, wire)  # a retry crosses the link again
             try:
@@ -77,14 +88,10 @@ class StagePeer:
                 self.metrics.add("send_retries")  # peer's buffer stayed full for a whole wait
 
     def forward(self, act: Activation) -> None:
-        self._call(
-            "Forward", self.stub.Forward, serde.activation_to_message(act), serde.raw_nbytes(act)
-        )
+        self._call("Forward", self._forward, serde.encode_activation(act), serde.raw_nbytes(act))
 
     def backward(self, grad: Gradient) -> None:
-        self._call(
-            "Backward", self.stub.Backward, serde.gradient_to_message(grad), serde.raw_nbytes(grad)
-        )
+        self._call("Backward", self._backward, serde.encode_gradient(grad), serde.raw_nbytes(grad))
 
     def close(self) -> None:
         self.channel.close()

@@ -12,10 +12,10 @@ from testbed.runtime import grpc_util
 from testbed.runtime.config import WorkerConfig
 from testbed.runtime.kt_replica import section_specs
 from testbed.runtime.parameter_server import Evaluator, ParameterServer
-from testbed.runtime.proto import parameter_pb2_grpc, stage_pb2_grpc
+from testbed.runtime.proto import parameter_pb2_grpc
 from testbed.runtime.replica import Replica, build_replica, input_spec, output_spec
 from testbed.runtime.stage_io import StageIO
-from testbed.runtime.stage_service import StageNode, StageServicer
+from testbed.runtime.stage_service import StageNode, StageServicer, register_servicer
 from testbed.runtime.store import BoundedBuffer
 from testbed.runtime.worker_metrics import WorkerMetrics
 
@@ -110,9 +110,7 @@ def run_trainer(
 ) -> None:
     """A stage worker or dp-async replica: serve StageService, train after Start, then wait."""
     node = build_node(cfg, replica, metrics)
-    register = functools.partial(
-        stage_pb2_grpc.add_StageServiceServicer_to_server, StageServicer(node)
-    )
+    register = functools.partial(register_servicer, StageServicer(node))
     server = grpc_util.start_server(register, bind=cfg.bind, max_workers=_SERVER_THREADS)
     try:
         data = load_dataset(cfg.spec.data.dataset) if _needs_data(cfg) else None

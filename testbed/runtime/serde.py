@@ -6,14 +6,15 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from testbed.runtime.proto import common_pb2, parameter_pb2, stage_pb2
 
 DEFAULT_MAX_TENSOR_BYTES = 64 * 1024 * 1024
+_M = TypeVar("_M", bound=Message)
 
 
 def _allowed_dtypes() -> dict[str, np.dtype]:
@@ -150,20 +151,61 @@ def _dtype_named(name: str, field: str) -> np.dtype:
     return dtype
 
 
+def _wire_array(arr: np.ndarray, field: str) -> tuple[np.dtype, np.ndarray]:
+    """The array as sent: its allowed dtype, little-endian and C-ordered."""
+    arr = np.asarray(arr)
+    dtype = _dtype_named(arr.dtype.name, field)
+    little = dtype.newbyteorder("<")
+    return dtype, np.ascontiguousarray(arr, dtype=little)
+
+
 def fill_tensor(out: common_pb2.Tensor, arr: np.ndarray, field: str = "tensor") -> None:
     """Write an array into a Tensor field in place: little-endian, C-ordered raw bytes.
 
     Filling the parent message's own sub-message avoids the copy that building a Tensor and
     assigning it would make (several ms for a 3.2 MB activation).
     """
-    arr = np.asarray(arr)
-    dtype = _dtype_named(arr.dtype.name, field)
-    little = dtype.newbyteorder("<")
-    if arr.dtype != little:
-        arr = arr.astype(little)
+    dtype, arr = _wire_array(arr, field)
     out.dtype = dtype.name
     out.shape.extend(arr.shape)
     out.data = arr.tobytes(order="C")
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _bytes_key(number: int) -> bytes:
+    """Key of a length-delimited field (wire type 2)."""
+    return _varint(number << 3 | 2)
+
+
+_TENSOR_DATA = common_pb2.Tensor.DESCRIPTOR.fields_by_name["data"].number
+
+
+def encode_with_tensor(msg: Message, field: str, arr: np.ndarray, name: str) -> bytes:
+    """Serialize msg with arr as its Tensor `field`, copying arr's bytes once.
+
+    msg is serialized with the tensor's dtype and shape; its data follows as a second
+    occurrence of `field` holding only Tensor.data. Parsers merge repeated occurrences of a
+    message field (protobuf encoding spec, "Last One Wins" / merging), so the result parses to
+    the same message as msg with fill_tensor(...) serialized; it skips the three copies that
+    tobytes, the assignment and SerializeToString would make.
+    """
+    dtype, arr = _wire_array(arr, name)
+    tensor = getattr(msg, field)
+    tensor.dtype = dtype.name
+    tensor.shape.extend(arr.shape)
+    data = memoryview(arr.reshape(-1).view(np.uint8))
+    inner = _bytes_key(_TENSOR_DATA) + _varint(data.nbytes)
+    number = msg.DESCRIPTOR.fields_by_name[field].number
+    outer = _bytes_key(number) + _varint(len(inner) + data.nbytes)
+    return b"".join((msg.SerializeToString(), outer, inner, data))
 
 
 def to_message(arr: np.ndarray, field: str = "tensor") -> common_pb2.Tensor:
@@ -186,18 +228,19 @@ def _check_shape(shape: tuple[int, ...], expected: TensorSpec | None, field: str
         raise TensorValidationError(f"{field}.shape: got {shape}, expected {want} (* = any)")
 
 
-def _check_size(msg: common_pb2.Tensor, dtype: np.dtype, max_bytes: int, field: str) -> None:
-    shape = tuple(msg.shape)
+def _check_size(
+    shape: tuple[int, ...], data: bytes, dtype: np.dtype, max_bytes: int, field: str
+) -> None:
     declared = math.prod(shape) * dtype.itemsize
-    for size in (len(msg.data), declared):
+    for size in (len(data), declared):
         if size > max_bytes:
             raise TensorValidationError(
                 f"{field}: {size} bytes (shape {shape}, {dtype.name}) exceeds the limit of "
                 f"{max_bytes} bytes"
             )
-    if len(msg.data) != declared:
+    if len(data) != declared:
         raise TensorValidationError(
-            f"{field}.data: got {len(msg.data)} bytes, expected {declared} "
+            f"{field}.data: got {len(data)} bytes, expected {declared} "
             f"(= prod{shape} x {dtype.itemsize} bytes of {dtype.name})"
         )
 
@@ -216,8 +259,9 @@ def from_message(
         )
     shape = tuple(msg.shape)
     _check_shape(shape, expected, field)
-    _check_size(msg, dtype, max_bytes, field)
-    arr = np.frombuffer(msg.data, dtype=dtype.newbyteorder("<")).reshape(shape)
+    data = msg.data  # each access copies the bytes out of the parsed message
+    _check_size(shape, data, dtype, max_bytes, field)
+    arr = np.frombuffer(data, dtype=dtype.newbyteorder("<")).reshape(shape)
     if dtype == np.bool_ and arr.size and int(arr.view(np.uint8).max()) > 1:
         bad = int(arr.view(np.uint8).max())
         raise TensorValidationError(f"{field}.data: bool tensor holds byte {bad}, expected 0 or 1")
@@ -244,16 +288,40 @@ def wire_nbytes(msg: Message) -> int:
 # --- stage messages ------------------------------------------------------------------------------
 
 
-def activation_to_message(act: Activation) -> stage_pb2.ActivationBatch:
-    """Encode an Activation for StageService.Forward."""
+def _activation_head(act: Activation) -> stage_pb2.ActivationBatch:
+    """An ActivationBatch with everything but the activations."""
     msg = stage_pb2.ActivationBatch(
         batch_id=act.batch_id, step=act.step, final=act.final, stage_id=act.stage_id
     )
-    fill_tensor(msg.activations, act.h, "ActivationBatch.activations")
     fill_tensor(msg.labels, act.labels, "ActivationBatch.labels")
     if act.target is not None:
         fill_tensor(msg.target, act.target, "ActivationBatch.target")
     return msg
+
+
+def activation_to_message(act: Activation) -> stage_pb2.ActivationBatch:
+    """Encode an Activation as a message."""
+    msg = _activation_head(act)
+    fill_tensor(msg.activations, act.h, "ActivationBatch.activations")
+    return msg
+
+
+def encode_activation(act: Activation) -> bytes:
+    """Serialize an Activation for StageService.Forward (the activations copied once)."""
+    return encode_with_tensor(
+        _activation_head(act), "activations", act.h, "ActivationBatch.activations"
+    )
+
+
+def parse_message(cls: type[_M], raw: bytes) -> _M:
+    """Parse a serialized message that came over the network; MessageValidationError if not."""
+    try:
+        return cls.FromString(raw)
+    except DecodeError as err:
+        raise MessageValidationError(
+            f"{cls.DESCRIPTOR.name}: {len(raw)} bytes that do not parse ({err}); expected a "
+            f"serialized testbed.v1.{cls.DESCRIPTOR.name}"
+        ) from None
 
 
 def activation_from_message(
@@ -289,10 +357,16 @@ def _same_batch(h: np.ndarray, other: np.ndarray, field: str) -> None:
 
 
 def gradient_to_message(grad: Gradient) -> stage_pb2.GradientBatch:
-    """Encode a Gradient for StageService.Backward."""
+    """Encode a Gradient as a message."""
     msg = stage_pb2.GradientBatch(batch_id=grad.batch_id, step=grad.step)
     fill_tensor(msg.gradient, grad.g, "GradientBatch.gradient")
     return msg
+
+
+def encode_gradient(grad: Gradient) -> bytes:
+    """Serialize a Gradient for StageService.Backward (the tensor copied once)."""
+    msg = stage_pb2.GradientBatch(batch_id=grad.batch_id, step=grad.step)
+    return encode_with_tensor(msg, "gradient", grad.g, "GradientBatch.gradient")
 
 
 def gradient_from_message(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 import grpc
+from google.protobuf.message_factory import GetMessageClass
 
 from testbed.runtime import grpc_util, serde
 from testbed.runtime.proto import common_pb2, stage_pb2, stage_pb2_grpc
@@ -65,19 +66,21 @@ class StageServicer(stage_pb2_grpc.StageServiceServicer):
         self.node = node
 
     def Forward(  # noqa: N802 - name fixed by the generated servicer
-        self, request: stage_pb2.ActivationBatch, context: grpc.ServicerContext
+        self, request: bytes, context: grpc.ServicerContext
     ) -> common_pb2.Ack:
+        """request: a serialized ActivationBatch (register() passes the bytes as they came)."""
         node = self.node
         if node.inputs is None or node.in_spec is None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{node.stage_ids} take no input")
         try:
-            h_spec, target_spec = node.input_specs(request.stage_id)
+            msg = serde.parse_message(stage_pb2.ActivationBatch, request)
+            h_spec, target_spec = node.input_specs(msg.stage_id)
             act = serde.activation_from_message(
-                request, h_spec, _labels_spec(), node.max_tensor_bytes, target_spec
+                msg, h_spec, _labels_spec(), node.max_tensor_bytes, target_spec
             )
         except serde.MessageValidationError as err:
             _reject(node, context, err)
-        node.metrics.transfer("received", "upstream", request.ByteSize(), serde.raw_nbytes(act))
+        node.metrics.transfer("received", "upstream", len(request), serde.raw_nbytes(act))
         if not node.inputs.put(act, timeout=_wait_s(context)):  # type: ignore[union-attr]
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -86,16 +89,18 @@ class StageServicer(stage_pb2_grpc.StageServiceServicer):
         return common_pb2.Ack(id=act.batch_id)
 
     def Backward(  # noqa: N802
-        self, request: stage_pb2.GradientBatch, context: grpc.ServicerContext
+        self, request: bytes, context: grpc.ServicerContext
     ) -> common_pb2.Ack:
+        """request: a serialized GradientBatch."""
         node = self.node
         if node.grads is None or node.grad_spec is None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{node.stage_ids} take no gradient")
         try:
-            grad = serde.gradient_from_message(request, node.grad_spec, node.max_tensor_bytes)
+            msg = serde.parse_message(stage_pb2.GradientBatch, request)
+            grad = serde.gradient_from_message(msg, node.grad_spec, node.max_tensor_bytes)
         except serde.MessageValidationError as err:
             _reject(node, context, err)
-        node.metrics.transfer("received", "downstream", request.ByteSize(), serde.raw_nbytes(grad))
+        node.metrics.transfer("received", "downstream", len(request), serde.raw_nbytes(grad))
         if not node.grads.put(grad, timeout=_wait_s(context)):  # type: ignore[union-attr]
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "gradient buffer full or closed")
         return common_pb2.Ack(id=grad.batch_id)
@@ -121,6 +126,28 @@ class StageServicer(stage_pb2_grpc.StageServiceServicer):
         self, request: common_pb2.Empty, context: grpc.ServicerContext
     ) -> stage_pb2.StatsReply:
         return serde.stats_to_message(node_stats(self.node))
+
+
+# Forward and Backward take the request's bytes: the servicer parses them itself (a message
+# that does not parse is INVALID_ARGUMENT, not INTERNAL) and counts the bytes that came,
+# instead of re-serializing the parsed message to learn its size.
+_BYTES_IN = ("Forward", "Backward")
+
+
+def register_servicer(servicer: StageServicer, server: grpc.Server) -> None:
+    """Add servicer to server: the generated registration, with raw-bytes Forward/Backward."""
+    service = stage_pb2.DESCRIPTOR.services_by_name["StageService"]
+    handlers = {}
+    for method in service.methods:
+        request = None if method.name in _BYTES_IN else GetMessageClass(method.input_type)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=None if request is None else request.FromString,
+            response_serializer=GetMessageClass(method.output_type).SerializeToString,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
 
 
 def _reject(node: StageNode, context: grpc.ServicerContext, err: Exception) -> NoReturn:

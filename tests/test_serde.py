@@ -222,6 +222,7 @@ def test_wire_overhead_of_a_conv_activation_is_under_two_percent() -> None:
     assert raw == 256 * 14 * 14 * 32 * 4 + 256 * 8
     assert serde.wire_nbytes(msg) == len(msg.SerializeToString())
     assert raw < serde.wire_nbytes(msg) <= 1.02 * raw
+    assert raw < len(serde.encode_activation(act)) <= 1.02 * raw  # what StagePeer sends
 
 
 def test_kt_activation_carries_its_target_and_section() -> None:

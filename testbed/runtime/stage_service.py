@@ -68,7 +68,7 @@ class StageServicer(stage_pb2_grpc.StageServiceServicer):
     def Forward(  # noqa: N802 - name fixed by the generated servicer
         self, request: bytes, context: grpc.ServicerContext
     ) -> common_pb2.Ack:
-        """request: a serialized ActivationBatch (register() passes the bytes as they came)."""
+        """request: a serialized ActivationBatch (register_servicer passes the bytes as they came)."""
         node = self.node
         if node.inputs is None or node.in_spec is None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{node.stage_ids} take no input")

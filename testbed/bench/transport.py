@@ -4,7 +4,10 @@ A client process sends activations to a StageService server process (the runtime
 StagePeer, serde and servicer) and both processes' CPU time is read per message. Each size runs
 twice: with the default glibc allocator settings and with the workers' WORKER_ENV, which keeps
 multi-MB buffers in the heap instead of mmapping (and page-faulting through) fresh memory for
-every copy. Ratios within one run; the machine's load is recorded.
+every copy. A third variant, "raw-grpc", sends the same number of bytes as a plain bytes payload
+to a handler that drops it (no protobuf, no validation, no store), with the workers'
+environment: the floor of any Python gRPC transport on this host, beside the runtime's path.
+Ratios within one run; the machine's load is recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 N_MESSAGES, WARMUP = 100, 10
 SIZES = {"0.4 MB": (128, 784), "3.2 MB": (128, 14, 14, 32), "12.8 MB": (128, 14, 14, 128)}
 ALLOCATORS = ("default", "worker")
+VARIANTS = (*ALLOCATORS, "raw-grpc")  # raw-grpc: plain bytes, the worker allocator
+_RAW_METHOD = "/testbed.bench.Raw/Send"
 
 
 def _cpu_s(pid: int) -> float:
@@ -51,8 +56,35 @@ def serve(rank: int) -> None:
     sys.stdin.read()
 
 
+def serve_raw() -> None:
+    """Serve a method that takes any bytes and answers empty bytes; print the port."""
+    import grpc
+
+    from testbed.runtime import grpc_util
+
+    handler = grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
+    service, method = _RAW_METHOD.strip("/").split("/")
+    server = grpc_util.start_server(
+        lambda s: s.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, {method: handler}),)
+        ), max_workers=8)
+    print(server.port, flush=True)
+    sys.stdin.read()
+
+
+def _timed(send: Any, make: Any) -> dict[str, float]:
+    """send(make(i)) WARMUP + N_MESSAGES times; CPU and wall per message of the timed ones."""
+    for i in range(WARMUP):
+        send(make(i))
+    cpu, wall = time.process_time(), time.perf_counter()
+    for i in range(N_MESSAGES):
+        send(make(i))
+    return {"client_cpu_ms": (time.process_time() - cpu) / N_MESSAGES * 1e3,
+            "wall_ms": (time.perf_counter() - wall) / N_MESSAGES * 1e3}
+
+
 def client(port: int, shape: tuple[int, ...]) -> dict[str, float]:
-    """Send WARMUP + N_MESSAGES activations; CPU and wall per message of the timed ones."""
+    """Send activations through the runtime's StagePeer."""
     import numpy as np
 
     from testbed.runtime.peers import StagePeer
@@ -63,34 +95,43 @@ def client(port: int, shape: tuple[int, ...]) -> dict[str, float]:
     peer = StagePeer("downstream", f"127.0.0.1:{port}", 60.0, metrics)
     h = np.random.default_rng(0).random(shape, dtype=np.float32)
     labels = np.zeros(shape[0], np.int64)
-    for i in range(WARMUP):
-        peer.forward(Activation(i, i, h, labels))
-    cpu, wall = time.process_time(), time.perf_counter()
-    for i in range(N_MESSAGES):
-        peer.forward(Activation(i, i, h, labels))
-    return {"client_cpu_ms": (time.process_time() - cpu) / N_MESSAGES * 1e3,
-            "wall_ms": (time.perf_counter() - wall) / N_MESSAGES * 1e3,
-            "bytes": int(h.nbytes)}
+    result = _timed(peer.forward, lambda i: Activation(i, i, h, labels))
+    return {**result, "bytes": int(h.nbytes)}
 
 
-def measure(shape: tuple[int, ...], allocator: str) -> dict[str, float]:
-    """One server and one client process, both with the allocator's environment."""
+def client_raw(port: int, shape: tuple[int, ...]) -> dict[str, float]:
+    """Send the activation's bytes as they are, with the deadline every runtime call has."""
+    import numpy as np
+
+    from testbed.runtime import grpc_util
+
+    payload = np.random.default_rng(0).random(shape, dtype=np.float32).tobytes()
+    with grpc_util.open_channel(f"127.0.0.1:{port}") as channel:
+        send = channel.unary_unary(_RAW_METHOD)
+        result = _timed(lambda p: grpc_util.call_with_deadline(send, p, 60.0), lambda i: payload)
+    return {**result, "bytes": len(payload)}
+
+
+def measure(shape: tuple[int, ...], variant: str) -> dict[str, float]:
+    """One server and one client process, both with the variant's allocator environment."""
     from testbed.runtime.worker import WORKER_ENV
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
         env.pop(key, None)
-    if allocator == "worker":
+    if variant != "default":
         env.update(WORKER_ENV)
-    server = subprocess.Popen([sys.executable, "-m", __name__, "serve", str(len(shape))], env=env,
+    raw = variant == "raw-grpc"
+    serve_args = ["serve-raw"] if raw else ["serve", str(len(shape))]
+    server = subprocess.Popen([sys.executable, "-m", __name__, *serve_args], env=env,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
         before = _cpu_s(server.pid)
-        out = subprocess.run([sys.executable, "-m", __name__, "client", str(port),
-                              json.dumps(shape)], env=env, check=True, capture_output=True,
-                             text=True).stdout
+        out = subprocess.run([sys.executable, "-m", __name__, "client-raw" if raw else "client",
+                              str(port), json.dumps(shape)], env=env, check=True,
+                             capture_output=True, text=True).stdout
         result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
         # the server's CPU over the client's whole run (warm-up included): per timed message
         result["server_cpu_ms"] = (_cpu_s(server.pid) - before) / (N_MESSAGES + WARMUP) * 1e3
@@ -109,13 +150,16 @@ def figure(rows: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 3.4))
     sizes = list(rows)
-    for k, (alloc, colour) in enumerate(zip(ALLOCATORS, ("#999", "#2f6db3"), strict=True)):
-        xs = [i + (k - 0.5) * 0.38 for i in range(len(sizes))]
-        client = [rows[s][alloc]["client_cpu_ms"] for s in sizes]
-        server = [rows[s][alloc]["server_cpu_ms"] for s in sizes]
-        ax.bar(xs, client, 0.36, color=colour, label=f"{alloc} allocator: client")
-        ax.bar(xs, server, 0.36, bottom=client, color=colour, alpha=0.5,
-               label=f"{alloc} allocator: server")
+    labels = {"default": "default allocator", "worker": "worker allocator",
+              "raw-grpc": "raw gRPC bytes (floor)"}
+    colours = ("#999", "#2f6db3", "#7a3")
+    for k, (variant, colour) in enumerate(zip(VARIANTS, colours, strict=True)):
+        xs = [i + (k - 1) * 0.27 for i in range(len(sizes))]
+        client = [rows[s][variant]["client_cpu_ms"] for s in sizes]
+        server = [rows[s][variant]["server_cpu_ms"] for s in sizes]
+        ax.bar(xs, client, 0.25, color=colour, label=f"{labels[variant]}: client")
+        ax.bar(xs, server, 0.25, bottom=client, color=colour, alpha=0.5,
+               label=f"{labels[variant]}: server")
     ax.set_xticks(range(len(sizes)), sizes)
     ax.set_ylabel("CPU ms per Forward message")
     ax.set_title("loopback gRPC Forward: client + server CPU per message")
@@ -129,20 +173,23 @@ def main(results_root: Path | None = None) -> Path:
     from testbed.bench import bench_dir
 
     started, load = time.time(), os.getloadavg()
-    rows = {name: {a: measure(shape, a) for a in ALLOCATORS} for name, shape in SIZES.items()}
-    ratios = {name: {k: r["default"][k] / r["worker"][k]
-                     for k in ("client_cpu_ms", "server_cpu_ms", "wall_ms")}
+    rows = {name: {v: measure(shape, v) for v in VARIANTS} for name, shape in SIZES.items()}
+    keys = ("client_cpu_ms", "server_cpu_ms", "wall_ms")
+    ratios = {name: {k: r["default"][k] / r["worker"][k] for k in keys}
               for name, r in rows.items()}
+    over_raw = {name: {k: r["worker"][k] / r["raw-grpc"][k] for k in keys}
+                for name, r in rows.items()}
     body: dict[str, Any] = {"messages": N_MESSAGES, "rows": rows, "default_over_worker": ratios,
+                            "runtime_over_raw_grpc": over_raw,
                             "command": "testbed bench transport", "wall_s": time.time() - started,
                             "loadavg_start": load, "loadavg_end": os.getloadavg()}
     out = bench_dir(results_root)
     (out / "transport.json").write_text(json.dumps(body, indent=2) + "\n")
     figure(rows, out / "transport.png")
     for name, r in rows.items():
-        for a in ALLOCATORS:
-            x = r[a]
-            print(f"{name:8} {a:8} client {x['client_cpu_ms']:6.2f} ms  server "
+        for v in VARIANTS:
+            x = r[v]
+            print(f"{name:8} {v:8} client {x['client_cpu_ms']:6.2f} ms  server "
                   f"{x['server_cpu_ms']:6.2f} ms  wall {x['wall_ms']:6.2f} ms per message")
     return out / "transport.json"
 
@@ -156,7 +203,10 @@ def _register() -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(int(sys.argv[2]))
-    elif sys.argv[1] == "client":
-        print(json.dumps(client(int(sys.argv[2]), tuple(json.loads(sys.argv[3])))))
+    elif sys.argv[1] == "serve-raw":
+        serve_raw()
+    elif sys.argv[1] in ("client", "client-raw"):
+        send = client if sys.argv[1] == "client" else client_raw
+        print(json.dumps(send(int(sys.argv[2]), tuple(json.loads(sys.argv[3])))))
 else:
     _register()

@@ -41,7 +41,8 @@ def test_non_contiguous_and_big_endian_inputs_are_normalised() -> None:
 
 
 def test_scalar_and_empty_tensors() -> None:
-    assert serde.from_message(serde.to_message(np.asarray(2.5, np.float32))) == np.float32(2.5)
+    scalar = serde.from_message(serde.to_message(np.asarray(2.5, np.float32)))
+    assert scalar.shape == () and scalar == np.float32(2.5)
     empty = serde.from_message(serde.to_message(np.zeros((0, 5), np.int64)))
     assert empty.shape == (0, 5)
 
@@ -260,6 +261,7 @@ def _encodings_agree(act: Activation) -> None:
     canonical = serde.activation_to_message(act)
     encoded = serde.encode_activation(act)
     assert stage_pb2.ActivationBatch.FromString(encoded) == canonical
+    assert list(canonical.activations.shape) == list(np.shape(act.h))
     # the tensor's data travels as a second occurrence of the field: a few header bytes more
     assert canonical.ByteSize() < len(encoded) <= canonical.ByteSize() + 12
 

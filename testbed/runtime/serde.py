@@ -156,7 +156,7 @@ def _wire_array(arr: np.ndarray, field: str) -> tuple[np.dtype, np.ndarray]:
     arr = np.asarray(arr)
     dtype = _dtype_named(arr.dtype.name, field)
     little = dtype.newbyteorder("<")
-    return dtype, np.ascontiguousarray(arr, dtype=little)
+    return dtype, np.asarray(arr, dtype=little, order="C")  # ascontiguousarray makes 0-d 1-d
 
 
 def fill_tensor(out: common_pb2.Tensor, arr: np.ndarray, field: str = "tensor") -> None:

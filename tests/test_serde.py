@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from testbed.runtime import serde
+from testbed.runtime import serde, serde_ps
 from testbed.runtime.proto import common_pb2, parameter_pb2, stage_pb2
 from testbed.runtime.serde import (
     Activation,
@@ -167,10 +167,10 @@ def test_weights_round_trip_preserves_order() -> None:
         "bias": np.zeros(2, np.float32),
         "a": np.ones(1, np.int32),
     }
-    wire = serde.weights_to_message(
+    wire = serde_ps.weights_to_message(
         Weights(stage_id=2, version=9, tensors=tensors)
     ).SerializeToString()
-    back = serde.weights_from_message(parameter_pb2.WeightSet.FromString(wire))
+    back = serde_ps.weights_from_message(parameter_pb2.WeightSet.FromString(wire))
     assert (back.stage_id, back.version, list(back.tensors)) == (2, 9, ["kernel", "bias", "a"])
     for name, arr in tensors.items():
         np.testing.assert_array_equal(back.tensors[name], arr)
@@ -186,13 +186,13 @@ def test_weights_validation() -> None:
     with pytest.raises(
         serde.MessageValidationError, match=r"tensors\[1\]\.name: got 'w', expected a unique"
     ):
-        serde.weights_from_message(dup)
-    msg = serde.weights_to_message(Weights(0, 0, {"w": np.ones(2, np.float32)}))
+        serde_ps.weights_from_message(dup)
+    msg = serde_ps.weights_to_message(Weights(0, 0, {"w": np.ones(2, np.float32)}))
     spec = {"w": TensorSpec("float32", (2,)), "b": TensorSpec("float32", (2,))}
     with pytest.raises(serde.MessageValidationError, match=r"missing \['b'\]"):
-        serde.weights_from_message(msg, spec)
+        serde_ps.weights_from_message(msg, spec)
     with pytest.raises(serde.MessageValidationError, match=r"got 'w', expected one of \['v'\]"):
-        serde.weights_from_message(msg, {"v": TensorSpec("float32", (2,))})
+        serde_ps.weights_from_message(msg, {"v": TensorSpec("float32", (2,))})
 
 
 def test_control_health_stats_round_trip() -> None:

@@ -121,7 +121,7 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
                 f"stage_id: got {request.stage_id}, expected 0..{len(self.specs) - 1}",
             )
         try:
-            w = serde.weights_from_message(request, self.specs[request.stage_id])
+            w = serde_ps.weights_from_message(request, self.specs[request.stage_id])
         except serde.MessageValidationError as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         self.metrics.transfer(
@@ -148,7 +148,7 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
                 grpc.StatusCode.NOT_FOUND,
                 f"stage {request.stage_id}: no weights at version >= {request.min_version}",
             )
-        return serde.weights_to_message(w)  # type: ignore[arg-type]
+        return serde_ps.weights_to_message(w)  # type: ignore[arg-type]
 
     # --- dp-async replicas ----------------------------------------------------------------------
     def PushGradients(  # noqa: N802

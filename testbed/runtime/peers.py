@@ -128,7 +128,7 @@ class ParameterClient:
         self._call(
             "PushWeights",
             self.stub.PushWeights,
-            serde.weights_to_message(weights),
+            serde_ps.weights_to_message(weights),
             serde.raw_nbytes(weights),
         )
 

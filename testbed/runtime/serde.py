@@ -1,4 +1,5 @@
-"""Convert protobuf messages to and from plain dataclasses; the only module touching tensors."""
+"""Convert protobuf messages to and from plain dataclasses; the only module touching tensors
+(the parameter server's messages build on it in serde_ps)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Literal, TypeVar
 import numpy as np
 from google.protobuf.message import DecodeError, Message
 
-from testbed.runtime.proto import common_pb2, parameter_pb2, stage_pb2
+from testbed.runtime.proto import common_pb2, stage_pb2
 
 DEFAULT_MAX_TENSOR_BYTES = 64 * 1024 * 1024
 _M = TypeVar("_M", bound=Message)
@@ -435,39 +436,3 @@ def control_from_message(msg: stage_pb2.ControlRequest) -> Start | Stop:
         )
     s = msg.start
     return Start(s.run_id, mode, s.max_steps, s.batch_size, s.learning_rate, s.seed, dict(s.peers))
-
-
-# --- parameter server messages -------------------------------------------------------------------
-
-
-def weights_to_message(weights: Weights) -> parameter_pb2.WeightSet:
-    """Encode a stage's weights, preserving their order."""
-    msg = parameter_pb2.WeightSet(stage_id=weights.stage_id, version=weights.version)
-    for name, arr in weights.tensors.items():
-        fill_tensor(msg.tensors.add(name=name).tensor, arr, f"WeightSet.tensors[{name}]")
-    return msg
-
-
-def weights_from_message(
-    msg: parameter_pb2.WeightSet,
-    expected: Mapping[str, TensorSpec] | None = None,
-    max_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
-) -> Weights:
-    """Decode a WeightSet; names must be unique, non-empty and, if given, expected's keys."""
-    tensors: dict[str, np.ndarray] = {}
-    for i, named in enumerate(msg.tensors):
-        field = f"WeightSet.tensors[{i}]"
-        if not named.name or named.name in tensors:
-            raise MessageValidationError(
-                f"{field}.name: got {named.name!r}, expected a unique name"
-            )
-        spec = None if expected is None else expected.get(named.name)
-        if expected is not None and spec is None:
-            raise MessageValidationError(
-                f"{field}.name: got {named.name!r}, expected one of {sorted(expected)}"
-            )
-        tensors[named.name] = from_message(named.tensor, spec, max_bytes, f"{field}.tensor")
-    if expected is not None and tensors.keys() != expected.keys():
-        missing = sorted(expected.keys() - tensors.keys())
-        raise MessageValidationError(f"WeightSet.tensors: missing {missing}, expected all of them")
-    return Weights(stage_id=msg.stage_id, version=msg.version, tensors=tensors)

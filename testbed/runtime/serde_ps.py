@@ -1,9 +1,12 @@
-"""Parameter-server messages (whole-model weights, evaluations, status) to and from dataclasses."""
+"""Parameter-server messages (one stage's weights, the whole model, evaluations, status) to and from
+dataclasses."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from testbed.runtime.proto import parameter_pb2
 from testbed.runtime.serde import (
@@ -11,9 +14,42 @@ from testbed.runtime.serde import (
     MessageValidationError,
     TensorSpec,
     Weights,
-    weights_from_message,
-    weights_to_message,
+    fill_tensor,
+    from_message,
 )
+
+
+def weights_to_message(weights: Weights) -> parameter_pb2.WeightSet:
+    """Encode a stage's weights, preserving their order."""
+    msg = parameter_pb2.WeightSet(stage_id=weights.stage_id, version=weights.version)
+    for name, arr in weights.tensors.items():
+        fill_tensor(msg.tensors.add(name=name).tensor, arr, f"WeightSet.tensors[{name}]")
+    return msg
+
+
+def weights_from_message(
+    msg: parameter_pb2.WeightSet,
+    expected: Mapping[str, TensorSpec] | None = None,
+    max_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
+) -> Weights:
+    """Decode a WeightSet; names must be unique, non-empty and, if given, expected's keys."""
+    tensors: dict[str, np.ndarray] = {}
+    for i, named in enumerate(msg.tensors):
+        field = f"WeightSet.tensors[{i}]"
+        if not named.name or named.name in tensors:
+            raise MessageValidationError(
+                f"{field}.name: got {named.name!r}, expected a unique name"
+            )
+        spec = None if expected is None else expected.get(named.name)
+        if expected is not None and spec is None:
+            raise MessageValidationError(
+                f"{field}.name: got {named.name!r}, expected one of {sorted(expected)}"
+            )
+        tensors[named.name] = from_message(named.tensor, spec, max_bytes, f"{field}.tensor")
+    if expected is not None and tensors.keys() != expected.keys():
+        missing = sorted(expected.keys() - tensors.keys())
+        raise MessageValidationError(f"WeightSet.tensors: missing {missing}, expected all of them")
+    return Weights(stage_id=msg.stage_id, version=msg.version, tensors=tensors)
 
 
 @dataclass(frozen=True, eq=False)

@@ -301,7 +301,7 @@ def _activation_head(act: Activation) -> stage_pb2.ActivationBatch:
 
 
 def activation_to_message(act: Activation) -> stage_pb2.ActivationBatch:
-    """Encode an Activation as a message."""
+    """Encode an Activation as a message (the form encode_activation's bytes parse to)."""
     msg = _activation_head(act)
     fill_tensor(msg.activations, act.h, "ActivationBatch.activations")
     return msg
@@ -358,7 +358,7 @@ def _same_batch(h: np.ndarray, other: np.ndarray, field: str) -> None:
 
 
 def gradient_to_message(grad: Gradient) -> stage_pb2.GradientBatch:
-    """Encode a Gradient as a message."""
+    """Encode a Gradient as a message (the form encode_gradient's bytes parse to)."""
     msg = stage_pb2.GradientBatch(batch_id=grad.batch_id, step=grad.step)
     fill_tensor(msg.gradient, grad.g, "GradientBatch.gradient")
     return msg
@@ -366,8 +366,8 @@ def gradient_to_message(grad: Gradient) -> stage_pb2.GradientBatch:
 
 def encode_gradient(grad: Gradient) -> bytes:
     """Serialize a Gradient for StageService.Backward (the tensor copied once)."""
-    msg = stage_pb2.GradientBatch(batch_id=grad.batch_id, step=grad.step)
-    return encode_with_tensor(msg, "gradient", grad.g, "GradientBatch.gradient")
+    head = stage_pb2.GradientBatch(batch_id=grad.batch_id, step=grad.step)
+    return encode_with_tensor(head, "gradient", grad.g, "GradientBatch.gradient")
 
 
 def gradient_from_message(

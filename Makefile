@@ -46,7 +46,7 @@ report: $(STAMP)
 
 ## make test: fast tier first, then the slow (real training), privileged and integration tiers
 test: data
-	$(BIN)/python -m testbed.runtime.protogen --check
+	$(BIN)/python -m testbed.runtime.wire.protogen --check
 	$(PYTEST) -q -m "not slow and not privileged and not integration and not docker"
 	$(PYTEST) -q -m "slow or privileged or integration or docker"
 
@@ -54,4 +54,4 @@ test-fast: data
 	$(PYTEST) -q -m "not slow and not privileged and not integration and not docker"
 
 protos: $(STAMP)
-	$(BIN)/python -m testbed.runtime.protogen
+	$(BIN)/python -m testbed.runtime.wire.protogen

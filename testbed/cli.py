@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from testbed.spec import SpecError, list_experiments, load_spec
+from testbed.spec.experiment import SpecError, list_experiments, load_spec
 
 if TYPE_CHECKING:
-    from testbed.controller.sweep import Sweep
+    from testbed.spec.sweep import Sweep
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -51,8 +51,8 @@ def run(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Run an experiment (or a suite of experiments) and write results/<experiment>/<run-id>/."""
-    from testbed.controller.suite import load_suite
-    from testbed.controller.sweep import load_sweep
+    from testbed.spec.suite import load_suite
+    from testbed.spec.sweep import load_sweep
 
     try:
         sweep = load_sweep(name)
@@ -73,8 +73,8 @@ def run(
 
 
 def _run_sweep(sweep: Sweep, scale: str | None, results: Path | None, progress: bool) -> None:
-    from testbed.controller.sweep import expand
     from testbed.controller.sweep_run import run_sweep
+    from testbed.spec.sweep import expand
 
     typer.echo(f"{sweep.name}: {len(expand(sweep, scale))} cells")  # validates every cell first
     out = run_sweep(sweep, scale, results, progress)
@@ -119,8 +119,8 @@ def compare(
 @app.command("list")
 def list_cmd() -> None:
     """List the experiments, suites and sweeps in experiments/."""
-    from testbed.controller.suite import load_suite
-    from testbed.controller.sweep import load_sweep
+    from testbed.spec.suite import load_suite
+    from testbed.spec.sweep import load_sweep
 
     for name in list_experiments():
         try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from testbed.dashboard import create_app
-from testbed.dashboard.fixtures import eval_record, make_run
+from testbed.testing.runs import eval_record, make_run
 
 TOKEN = "t0ken-for-tests"
 BP, SG, LIVE, EDGE = (
@@ -305,7 +305,7 @@ def test_module_entry_binds_localhost_and_reaps(results: Path) -> None:
 
 
 def test_bench_writes_json(tmp_path: Path) -> None:
-    from testbed.dashboard import bench
+    from testbed.bench import dashboard as bench
 
     out = bench.main(tmp_path / "dashboard.json", points=2000, with_browser=False)
     saved = json.loads((tmp_path / "dashboard.json").read_text())

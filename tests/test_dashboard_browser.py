@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from testbed.dashboard import browser, create_app
-from testbed.dashboard.fixtures import eval_record, make_run, write_lines
+from testbed.dashboard import create_app
 from testbed.dashboard.server import serving
+from testbed.testing import browser
+from testbed.testing.runs import eval_record, make_run, write_lines
 
 pytestmark = [
     pytest.mark.integration,

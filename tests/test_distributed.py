@@ -19,9 +19,9 @@ import yaml
 
 from testbed.controller.distributed import WorkerFailedError
 from testbed.controller.experiment import run_experiment
+from testbed.controller.supervisor import pid_alive
 from testbed.metrics.run_dir import read_metrics, read_summary
-from testbed.runtime.supervisor import pid_alive
-from testbed.spec import Spec, parse_spec
+from testbed.spec.experiment import Spec, parse_spec
 
 pytestmark = pytest.mark.slow
 
@@ -86,10 +86,10 @@ def test_sg_across_two_workers_reduces_the_loss_and_both_report(tmp_path: Path) 
 
 
 def test_bp_sync_over_workers_gives_the_in_process_weights(tmp_path: Path) -> None:
-    from testbed.controller.session import Session, fetch_batch
     from testbed.data import load_dataset
     from testbed.data.batches import batch_indices
     from testbed.runtime.parameter_server import load_checkpoint
+    from testbed.training.session import Session, fetch_batch
 
     steps = 3
     over = {"training": {"optimizer": "sgd", "lr": 0.05}}

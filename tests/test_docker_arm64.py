@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from testbed.emulation import docker_cleanup
 from testbed.emulation.config import ClusterSpec
-from testbed.emulation.docker_backend import (
+from testbed.emulation.docker import cleanup as docker_cleanup
+from testbed.emulation.docker.backend import (
     DockerBackend,
     DockerCluster,
     DockerUnavailable,
@@ -76,7 +76,7 @@ def _stage_worker_config(handle: DockerCluster, workdir: Path) -> Path:
     from testbed.models.stages import resolve_split
     from testbed.models.zoo import get_model
     from testbed.runtime.config import WorkerConfig, write_config
-    from testbed.spec import load_spec
+    from testbed.spec.experiment import load_spec
 
     spec = load_spec("four-layer-sg", "smoke")
     last = len(resolve_split(get_model(spec.model.name), spec.model.split_after)) - 1
@@ -101,8 +101,8 @@ def _wait_ready(proc: subprocess.Popen[Any], ready: Path) -> str:
 
 
 def _health(address: str) -> Any:
-    from testbed.runtime import grpc_util, serde
-    from testbed.runtime.proto import common_pb2, stage_pb2_grpc
+    from testbed.runtime.wire import grpc_util, serde
+    from testbed.runtime.wire.proto import common_pb2, stage_pb2_grpc
 
     channel = grpc_util.open_channel(address)
     try:

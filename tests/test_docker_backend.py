@@ -19,16 +19,16 @@ from typing import Any
 
 import pytest
 
-from testbed.emulation import docker_cleanup
 from testbed.emulation.cleanup import clean, find
 from testbed.emulation.config import ClusterSpec
-from testbed.emulation.docker_backend import (
+from testbed.emulation.docker import cleanup as docker_cleanup
+from testbed.emulation.docker.backend import (
     DockerBackend,
     DockerCluster,
     DockerUnavailable,
     connect,
 )
-from testbed.emulation.docker_devices import RUN_LABEL
+from testbed.emulation.docker.devices import RUN_LABEL
 from testbed.emulation.fidelity import FULL
 from testbed.emulation.netem import NetemUnavailable
 from testbed.emulation.probe import probe_link

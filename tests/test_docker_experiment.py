@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from testbed.emulation import docker_cleanup
-from testbed.emulation.docker_backend import connect
+from testbed.emulation.docker import cleanup as docker_cleanup
+from testbed.emulation.docker.backend import connect
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -94,7 +94,7 @@ def test_smoke_experiment_in_containers(engine: Any, tmp_path: Path) -> None:
 def standing_stack(engine: Any, tmp_path: Path) -> Any:
     """Two running device containers labelled as a compose stack would label them, made here
     (with the run's results and data directories and this tree's package mounted)."""
-    from testbed.emulation.docker_devices import container_options, data_dir, volumes
+    from testbed.emulation.docker.devices import container_options, data_dir, volumes
     from testbed.emulation.profiles import ResolvedDevice
 
     stack = f"tbtest{os.getpid()}"
@@ -122,14 +122,14 @@ def standing_stack(engine: Any, tmp_path: Path) -> Any:
 def test_experiment_on_a_standing_stack_leaves_its_containers_running(
     engine: Any, standing_stack: Any, tmp_path: Path
 ) -> None:
+    from testbed.emulation.agents.docker_tc import plans_to_json
     from testbed.emulation.config import LinkSettings
-    from testbed.emulation.docker_tc import plans_to_json
     from testbed.emulation.shaping import egress_plan
 
     stack, results, containers = standing_stack
     stale = plans_to_json(egress_plan(LinkSettings(rate="5mbit"), []), None)
     shaped = containers[1].exec_run(
-        ["python3", "-m", "testbed.emulation.docker_tc", "apply", stale], user="root"
+        ["python3", "-m", "testbed.emulation.agents.docker_tc", "apply", stale], user="root"
     )
     assert shaped.exit_code == 0, shaped.output  # as a crashed run would leave device b
     spec = {**SPEC, "name": "docker-stack-smoke"}
@@ -148,7 +148,7 @@ def test_experiment_on_a_standing_stack_leaves_its_containers_running(
         container.reload()
         assert container.status == "running"
         rates = container.exec_run(
-            ["python3", "-m", "testbed.emulation.docker_tc", "rates"], user="root"
+            ["python3", "-m", "testbed.emulation.agents.docker_tc", "rates"], user="root"
         )
         assert json.loads(rates.output.decode().splitlines()[-1]) == {"eth0": {}, "ifb0": {}}
         commands = [row[-1] for row in container.top(ps_args="-eo pid,args")["Processes"]]

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from testbed.emulation.config import ClusterSpec
-from testbed.emulation.docker_stack import (
+from testbed.emulation.docker.stack import (
     StackMismatch,
     check_caps,
     container_caps,

@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from testbed.emulation.agents import agent_argv
+from testbed.emulation.agents.docker_exec import reraise
+from testbed.emulation.agents.docker_shim import exit_status
+from testbed.emulation.agents.docker_tc import plan_from_dict, plan_to_dict
 from testbed.emulation.config import LinkSettings
-from testbed.emulation.docker_backend import docker_notes
-from testbed.emulation.docker_devices import (
+from testbed.emulation.docker.backend import docker_notes
+from testbed.emulation.docker.devices import (
     CONTAINER_PACKAGE,
     HOST_PACKAGE,
     RUN_LABEL,
@@ -26,15 +30,12 @@ from testbed.emulation.docker_devices import (
     labels,
     volumes,
 )  # fmt: skip
-from testbed.emulation.docker_exec import reraise
-from testbed.emulation.docker_images import image_for
-from testbed.emulation.docker_shim import exit_status
-from testbed.emulation.docker_tc import plan_from_dict, plan_to_dict
+from testbed.emulation.docker.images import image_for
 from testbed.emulation.profiles import ResolvedDevice
 from testbed.emulation.shaping import device_egress, egress_plan
 
 REPO = Path(__file__).resolve().parents[1]
-SHIM = str(REPO / "testbed" / "emulation" / "docker_shim.py")
+SHIM = agent_argv("docker_shim")
 GIB = 1024**3
 
 
@@ -83,9 +84,9 @@ def test_source_mount_is_read_only_over_the_image_copy() -> None:
 
 
 def test_host_argv_maps_to_the_image() -> None:
-    probe = str(HOST_PACKAGE / "emulation" / "probe_agent.py")
+    probe = str(HOST_PACKAGE / "emulation" / "agents" / "probe_agent.py")
     assert container_argv([sys.executable, "-I", probe, "sink", "10.0.0.1"]) == [
-        "python3", "-I", f"{CONTAINER_PACKAGE}/emulation/probe_agent.py", "sink", "10.0.0.1",
+        "python3", "-I", f"{CONTAINER_PACKAGE}/emulation/agents/probe_agent.py", "sink", "10.0.0.1",
     ]  # fmt: skip
     assert container_argv(["sh", "-c", sys.executable]) == ["sh", "-c", sys.executable]
 
@@ -151,7 +152,7 @@ def test_exit_status_mapping() -> None:
 
 def _shim(*argv: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-I", SHIM, "--", *argv],
+        [*SHIM, "--", *argv],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from testbed.controller.experiment import run_experiment
-from testbed.emulation import local
 from testbed.emulation.fidelity import DEGRADED_NO_ROOT
+from testbed.emulation.local import backend as local
 from testbed.metrics.run_dir import read_summary
-from testbed.spec import parse_spec
+from testbed.spec.experiment import parse_spec
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from testbed.controller.workers import WorkerFailedError
 from testbed.emulation.cleanup import find
 from testbed.emulation.fidelity import FULL
 from testbed.metrics.run_dir import read_summary
-from testbed.spec import parse_spec
+from testbed.spec.experiment import parse_spec
 
 pytestmark = [
     pytest.mark.privileged,
@@ -135,7 +135,7 @@ def test_sigint_to_the_controller_interrupts_and_leaves_nothing(tmp_path: Path) 
 
 
 def test_units_are_profiled_inside_a_capped_device() -> None:
-    from testbed.controller.device_profile import profile_on_device
+    from testbed.planner.device_profile import profile_on_device
 
     raw = _raw(1)
     raw["cluster"] = {"backend": "local", "devices": [

@@ -16,7 +16,7 @@ from testbed.emulation import cgroups
 from testbed.emulation.cleanup import find
 from testbed.emulation.config import ClusterSpec
 from testbed.emulation.handle import ClusterHandle
-from testbed.emulation.local import LocalBackend, NamespacedCluster
+from testbed.emulation.local.backend import LocalBackend, NamespacedCluster
 
 pytestmark = [
     pytest.mark.privileged,

@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from testbed.emulation.config import ClusterSpec, DeviceSpec, LinkSettings, selector_of
-from testbed.emulation.fallback import assign_cpus
 from testbed.emulation.fidelity import Fidelity, FidelityWarning, ProbeResult
+from testbed.emulation.local.fallback import assign_cpus
 from testbed.emulation.naming import RunNames, is_labelled_link, is_labelled_netns
 from testbed.emulation.netem import NetemUnavailable, netem_options, require_netem
 from testbed.emulation.profiles import ResourceUnavailable, get_profile, resolve

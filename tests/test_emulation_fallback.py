@@ -10,10 +10,10 @@ import sys
 import pytest
 
 from testbed.emulation.config import ClusterSpec, ScheduleEntry
-from testbed.emulation.fallback import UPLINK_RATE_ENV, degraded_notes
 from testbed.emulation.fidelity import DEGRADED_NO_ROOT
 from testbed.emulation.handle import ClusterHandle
-from testbed.emulation.local import LocalBackend
+from testbed.emulation.local.backend import LocalBackend
+from testbed.emulation.local.fallback import UPLINK_RATE_ENV, degraded_notes
 from testbed.emulation.probe import probe_link
 
 REPORT = (

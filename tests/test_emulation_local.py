@@ -12,11 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from testbed.emulation import topology
 from testbed.emulation.cleanup import clean, find
 from testbed.emulation.config import ClusterSpec
 from testbed.emulation.fidelity import FULL
-from testbed.emulation.local import LocalBackend, NamespacedCluster
+from testbed.emulation.local import topology
+from testbed.emulation.local.backend import LocalBackend, NamespacedCluster
 from testbed.emulation.netem import NetemUnavailable, netem_available
 from testbed.emulation.probe import probe_all, probe_link, probe_rtt
 from testbed.emulation.tc import class_rates
@@ -201,7 +201,7 @@ ECHO_ONCE = textwrap.dedent("""
 CRASHER = textwrap.dedent("""
     import subprocess, sys, time
     from testbed.emulation.config import ClusterSpec
-    from testbed.emulation.local import LocalBackend
+    from testbed.emulation.local.backend import LocalBackend
     spec = ClusterSpec.model_validate({"devices": [{"name": "a", "cpus": 0.5}, {"name": "b"}],
                                        "links": [{"device": "a", "rate": "10mbit"}]})
     handle = LocalBackend(sys.argv[1]).start(spec, host_link=True)

@@ -9,9 +9,9 @@ import grpc
 import numpy as np
 import pytest
 
-from testbed.runtime import grpc_util, serde
-from testbed.runtime.proto import common_pb2, stage_pb2, stage_pb2_grpc
-from testbed.runtime.serde import Activation, TensorSpec
+from testbed.runtime.wire import grpc_util, serde
+from testbed.runtime.wire.proto import common_pb2, stage_pb2, stage_pb2_grpc
+from testbed.runtime.wire.serde import Activation, TensorSpec
 
 H_SPEC = TensorSpec("float32", (None, 4, 4, 2))
 LABELS_SPEC = TensorSpec("int64", (None,))

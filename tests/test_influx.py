@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from victoria import Victoria, binary, free_port
 
 from testbed.metrics.influx import (
     SPOOL_NAME,
@@ -22,6 +21,7 @@ from testbed.metrics.influx import (
 )
 from testbed.metrics.sink import Point, Sink
 from testbed.metrics.spool import Spool
+from testbed.testing.victoria import Victoria, binary, free_port
 
 # Recent whole second in ns (VictoriaMetrics drops points older than its retention, and
 # keeps ms precision: test points are 1 ms apart).

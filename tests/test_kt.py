@@ -15,9 +15,9 @@ from testbed.algorithms.kt import (
     teacher_outputs,
 )
 from testbed.algorithms.kt_adapter import chain, fold_adapter, fold_student, make_adapter
-from testbed.kt_trainables import build_sections
 from testbed.models import build_stages, get_model
 from testbed.models.pairs import KT_PAIRS, compression, model_params, pair_sizes
+from testbed.training.kt_trainables import build_sections
 
 
 def _seq(shape, *layers, name="s"):

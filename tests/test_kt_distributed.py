@@ -10,9 +10,9 @@ import pytest
 
 from testbed.controller.experiment import run_experiment
 from testbed.controller.plan import WorkerPlan, device_of, peer_map, plan_workers
+from testbed.controller.supervisor import pid_alive
 from testbed.metrics.run_dir import read_metrics, read_summary
-from testbed.runtime.supervisor import pid_alive
-from testbed.spec import Spec, SpecError, parse_spec
+from testbed.spec.experiment import Spec, SpecError, parse_spec
 
 
 def _raw(mode: str = "kt-sections", **over: Any) -> dict[str, Any]:
@@ -109,8 +109,8 @@ def test_teacher_streams_to_two_student_workers_and_matches_in_process(tmp_path:
 
 
 def test_a_message_for_a_section_this_worker_does_not_hold_is_named() -> None:
-    from testbed.runtime.serde import MessageValidationError, TensorSpec
     from testbed.runtime.stage_service import StageNode
+    from testbed.runtime.wire.serde import MessageValidationError, TensorSpec
 
     h, t = TensorSpec("float32", (None, 4)), TensorSpec("float32", (None, 2))
     node = StageNode("stage", (1, 2), None, None, None,  # type: ignore[arg-type]

@@ -9,10 +9,10 @@ import pytest
 from testbed.controller import kt_run
 from testbed.controller.experiment import run_experiment
 from testbed.data import Dataset
-from testbed.kt_trainables import load_teacher, save_teacher
 from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.models import build_stages, get_model
-from testbed.spec import parse_spec
+from testbed.spec.experiment import parse_spec
+from testbed.training.kt_trainables import load_teacher, save_teacher
 
 
 def _synthetic(n=512, seed=0):

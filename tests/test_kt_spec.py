@@ -3,8 +3,8 @@
 import keras
 import pytest
 
-from testbed.controller.suite import load_suite
-from testbed.spec import SpecError, list_experiments, load_spec, parse_spec, spec_to_dict
+from testbed.spec.experiment import SpecError, list_experiments, load_spec, parse_spec, spec_to_dict
+from testbed.spec.suite import load_suite
 
 
 def _raw(**kt):

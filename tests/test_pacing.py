@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from testbed.emulation import fallback
-from testbed.runtime import grpc_util, pacing, serde
+from testbed.emulation.local import fallback
+from testbed.runtime import pacing
 from testbed.runtime.pacing import TokenBucket, default_burst_bytes, process_uplink, rate_from_env
 from testbed.runtime.peers import StagePeer
-from testbed.runtime.serde import Activation, TensorSpec
 from testbed.runtime.stage_service import StageNode, StageServicer, register_servicer
 from testbed.runtime.store import BoundedBuffer
+from testbed.runtime.wire import grpc_util, serde
+from testbed.runtime.wire.serde import Activation, TensorSpec
 from testbed.runtime.worker_metrics import WorkerMetrics, framed_nbytes
 
 MBIT = 10**6

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.runtime import protogen
+from testbed.runtime.wire import protogen
 
 PROTO_DIR = protogen.REPO_ROOT / protogen.PROTO_SUBDIR
 
@@ -37,14 +37,14 @@ def test_check_fails_naming_the_stale_file(
     proto.write_text(proto.read_text() + "\nmessage Extra { int32 x = 1; }\n")
     assert protogen.main(["--check", "--root", str(root)]) == 1
     err = capsys.readouterr().err
-    assert "stale generated file: testbed/runtime/proto/common_pb2.py" in err
+    assert "stale generated file: testbed/runtime/wire/proto/common_pb2.py" in err
     assert "stage_pb2.py" not in err
 
 
 def test_check_fails_on_a_missing_stub_and_regenerate_fixes_it(tmp_path: Path) -> None:
     root = _copy_tree(tmp_path)
     (root / protogen.PROTO_SUBDIR / "stage_pb2_grpc.py").unlink()
-    assert protogen.stale_files(root) == ["testbed/runtime/proto/stage_pb2_grpc.py"]
+    assert protogen.stale_files(root) == ["testbed/runtime/wire/proto/stage_pb2_grpc.py"]
     assert protogen.main(["--root", str(root)]) == 0
     assert protogen.stale_files(root) == []
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from report_fixture import write_results
 
 from testbed.report.notebook import CELLS, NOTEBOOK, build, execute, run
+from testbed.testing.runs import write_results
 
 
 def test_committed_notebook_has_no_outputs_and_matches_cells(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from report_fixture import RUNS, write_results
 
 from testbed.report import paper
+from testbed.testing.runs import RUNS, write_results
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from victoria import Victoria, binary, free_port
 
 from testbed.controller.sinks import influx_config, with_topology_tags
 from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.metrics.sink import Point
-from testbed.spec import SpecError, parse_spec
+from testbed.spec.experiment import SpecError, parse_spec
+from testbed.testing.victoria import Victoria, binary, free_port
 
 TINY = {
     "name": "tiny-influx",

@@ -10,7 +10,7 @@ import pytest
 
 from testbed.controller.plan import PlanError, WorkerPlan, peer_map, plan_workers, stage_groups
 from testbed.runtime.config import WorkerConfig, WorkerConfigError, load_config, write_config
-from testbed.spec import Spec, parse_spec
+from testbed.spec.experiment import Spec, parse_spec
 
 
 def _spec(mode: str = "sg", **job: object) -> Spec:
@@ -110,11 +110,11 @@ def test_micro_batches_must_divide_the_batch() -> None:
 
 
 def test_replica_weights_equal_the_in_process_session() -> None:
-    from testbed.controller.session import Session, make_optimizer
     from testbed.data import get_spec
     from testbed.data.dataset import Dataset
     from testbed.runtime.replica import build_replica
     from testbed.runtime.replica import make_optimizer as worker_optimizer
+    from testbed.training.session import Session, make_optimizer
 
     spec = _spec("inprocess")
     ds = get_spec("mnist")

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from testbed.data.dataset import Dataset
-from testbed.runtime import grpc_util, serde_ps
 from testbed.runtime.parameter_server import Evaluator, ParameterServer, grad_specs, load_checkpoint
 from testbed.runtime.peers import ParameterClient, PeerError
-from testbed.runtime.proto import parameter_pb2_grpc
 from testbed.runtime.replica import build_replica, get_named_weights, weight_specs
-from testbed.runtime.serde import Weights
-from testbed.runtime.serde_ps import ModelWeights
+from testbed.runtime.wire import grpc_util, serde_ps
+from testbed.runtime.wire.proto import parameter_pb2_grpc
+from testbed.runtime.wire.serde import Weights
+from testbed.runtime.wire.serde_ps import ModelWeights
 from testbed.runtime.worker_metrics import WorkerMetrics
-from testbed.spec import parse_spec
+from testbed.spec.experiment import parse_spec
 
 
 def _fake_data(n: int = 64) -> Dataset:

@@ -11,10 +11,7 @@ import grpc
 import numpy as np
 import pytest
 
-from testbed.runtime import grpc_util, serde
 from testbed.runtime.peers import PeerError, StagePeer
-from testbed.runtime.proto import common_pb2, stage_pb2_grpc
-from testbed.runtime.serde import Activation, Gradient, Start, Stop, TensorSpec
 from testbed.runtime.stage_service import (
     StageNode,
     StageServicer,
@@ -22,6 +19,9 @@ from testbed.runtime.stage_service import (
     register_servicer,
 )
 from testbed.runtime.store import BoundedBuffer
+from testbed.runtime.wire import grpc_util, serde
+from testbed.runtime.wire.proto import common_pb2, stage_pb2_grpc
+from testbed.runtime.wire.serde import Activation, Gradient, Start, Stop, TensorSpec
 from testbed.runtime.worker_metrics import WorkerMetrics, framed_nbytes
 
 H = TensorSpec("float32", (None, 14, 14, 32))

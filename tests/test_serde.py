@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from testbed.runtime import serde, serde_ps
-from testbed.runtime.proto import common_pb2, parameter_pb2, stage_pb2
-from testbed.runtime.serde import (
+from testbed.runtime.wire import serde, serde_ps
+from testbed.runtime.wire.proto import common_pb2, parameter_pb2, stage_pb2
+from testbed.runtime.wire.serde import (
     Activation,
     Gradient,
     Health,

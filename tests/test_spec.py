@@ -3,9 +3,9 @@
 import pytest
 import yaml
 
-from testbed.controller.suite import load_suite
-from testbed.controller.sweep import load_sweep
-from testbed.spec import SpecError, list_experiments, load_spec, parse_spec
+from testbed.spec.experiment import SpecError, list_experiments, load_spec, parse_spec
+from testbed.spec.suite import load_suite
+from testbed.spec.sweep import load_sweep
 
 SEED_SPECS = {f"{m}-{a}" for m in ("four-layer", "eight-layer", "vgg16") for a in ("bp", "sg")}
 SPECS = [n for n in list_experiments() if load_suite(n) is None and load_sweep(n) is None]

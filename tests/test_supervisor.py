@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.runtime.supervisor import (
+from testbed.controller.supervisor import (
     WorkerCommand,
     WorkerExit,
     WorkerStartError,

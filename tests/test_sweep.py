@@ -11,8 +11,8 @@ import yaml
 from typer.testing import CliRunner
 
 from testbed.cli import app
-from testbed.controller.sweep import cells, expand, load_sweep, set_path
-from testbed.spec import SpecError
+from testbed.spec.experiment import SpecError
+from testbed.spec.sweep import cells, expand, load_sweep, set_path
 
 BASE = {
     "name": "tiny-base",

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from testbed.bench import BENCHES, bench_dir  # noqa: E402
 from testbed.controller.experiment import run_experiment  # noqa: E402
 from testbed.metrics.run_dir import read_summary  # noqa: E402
-from testbed.spec import load_spec  # noqa: E402
+from testbed.spec.experiment import load_spec  # noqa: E402
 
 MODELS = ("four-layer", "eight-layer", "vgg16")
 SEED = {  # seed paper, Table 1: test accuracy after 500K iterations

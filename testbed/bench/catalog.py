@@ -17,7 +17,7 @@ from testbed.bench import transport as _transport  # noqa: F401  (registers "tra
 @BENCHES.register("dashboard")
 def dashboard(results_root: Path | None = None) -> Path:
     """Dashboard page/API latency on a synthetic run with 100k metric points."""
-    from testbed.dashboard.bench import main
+    from testbed.bench.dashboard import main
 
     out = bench_dir(results_root) / "dashboard.json"
     main(out)
@@ -27,7 +27,7 @@ def dashboard(results_root: Path | None = None) -> Path:
 @BENCHES.register("influx-write")
 def influx_write(results_root: Path | None = None) -> Path:
     """Cost of InfluxSink.write() on the calling thread against a live VictoriaMetrics."""
-    from testbed.metrics.bench_influx import main
+    from testbed.bench.influx_write import main
 
     out = bench_dir(results_root) / "influx_write.json"
     main(out)
@@ -37,7 +37,7 @@ def influx_write(results_root: Path | None = None) -> Path:
 @BENCHES.register("links")
 def links(results_root: Path | None = None) -> Path:
     """Achieved vs configured rate at 10 Mbit, 100 Mbit and 1 Gbit on the local backend."""
-    from testbed.emulation.bench_links import main
+    from testbed.bench.links import main
 
     out = bench_dir(results_root) / "links.json"
     main(out)

@@ -23,7 +23,7 @@ from testbed.bench import BENCHES, bench_dir  # noqa: E402
 from testbed.bench.pipeline import SG, run_one  # noqa: E402
 from testbed.metrics.run_dir import read_summary  # noqa: E402
 from testbed.planner.balance import bounds  # noqa: E402
-from testbed.spec import Spec, parse_spec  # noqa: E402
+from testbed.spec.experiment import Spec, parse_spec  # noqa: E402
 
 CPUS, MEMORY, DEVICES = 0.4, "1g", 4
 BATCH, STEPS = 64, 100  # optimizer steps per stage, every mode at 1 Gbit
@@ -87,7 +87,7 @@ def step_bounds(sg_row: dict[str, Any]) -> dict[str, float]:
 def balanced(model: str) -> tuple[list[str], dict[str, Any]]:
     """Split into 4 stages balanced by sg step times profiled inside one such edge device
     (0.4 CPU, 1 GB, 1 thread; `controller.device_profile`), as a worker there would step them."""
-    from testbed.controller.device_profile import profile_on_device
+    from testbed.planner.device_profile import profile_on_device
     from testbed.planner.split_profile import UnitProfile, balanced_split
 
     measured = profile_on_device(make_spec(model, "sg", None, "1gbit"), "edge0")

@@ -23,7 +23,7 @@ from testbed.bench import BENCHES, bench_dir  # noqa: E402
 from testbed.bench.kt import time_to  # noqa: E402
 from testbed.controller.experiment import run_experiment  # noqa: E402
 from testbed.metrics.run_dir import read_metrics, read_summary  # noqa: E402
-from testbed.spec import Spec, load_spec  # noqa: E402
+from testbed.spec.experiment import Spec, load_spec  # noqa: E402
 
 EXPERIMENT, SCALE = "kt-mnist-edge", "smoke"
 EDGES = ("edge0", "edge1", "edge2", "edge3")

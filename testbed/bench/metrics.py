@@ -31,9 +31,9 @@ PAIRS, ITERATIONS, TARGET = 8, 150, 0.03
 
 
 def _session(iterations: int) -> Any:
-    from testbed.controller.session import Session, configure_threads
     from testbed.data import load_dataset
-    from testbed.spec import apply_scale, parse_spec, resolve_path
+    from testbed.spec.experiment import apply_scale, parse_spec, resolve_path
+    from testbed.training.session import Session, configure_threads
 
     path = resolve_path(EXPERIMENT)
     raw = apply_scale(yaml.safe_load(path.read_text()), SCALE, str(path))
@@ -45,9 +45,9 @@ def _session(iterations: int) -> Any:
 
 def _round(session: Any, workdir: Path, url: str | None, index: int) -> dict[str, Any]:
     """One training round; with url, every point also goes through an InfluxSink."""
-    from testbed.controller.inprocess import Recorder, train
     from testbed.metrics.influx import InfluxSink
     from testbed.metrics.run_dir import RunDir
+    from testbed.training.loop import Recorder, train
 
     run = RunDir(workdir / f"round-{index}-{'on' if url else 'off'}")
     sink = InfluxSink(url, "", "testbed", "bench", run.path, {"run": run.run_id}) if url else None
@@ -112,13 +112,13 @@ def figure(result: dict[str, Any], out: Path) -> list[Path]:
 @BENCHES.register("metrics")
 def main(results_root: Path | None = None) -> Path:
     """Run the benchmark against $INFLUX_URL or a local VictoriaMetrics; write JSON + figure."""
-    from testbed.metrics.bench_influx import _local_victoria
     from testbed.metrics.influx import InfluxConfig
+    from testbed.testing.victoria import local_victoria
 
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         env = InfluxConfig.from_env()
-        url = env.url if env else stack.enter_context(_local_victoria(work))
+        url = env.url if env else stack.enter_context(local_victoria(work))
         result = measure(url, work)
     out = bench_dir(results_root) / "metrics.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

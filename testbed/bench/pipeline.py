@@ -19,7 +19,7 @@ from testbed.metrics.run_dir import read_summary  # noqa: E402
 from testbed.planner.balance import bounds  # noqa: E402
 from testbed.planner.corun import corun_stage_times  # noqa: E402
 from testbed.planner.split_profile import balanced_split, profile_units, time_stages  # noqa: E402
-from testbed.spec import Spec, parse_spec  # noqa: E402
+from testbed.spec.experiment import Spec, parse_spec  # noqa: E402
 
 BATCH = {"four-layer": 128, "eight-layer": 64}  # 1 intra-op thread per worker
 STEPS = {"four-layer": 400, "eight-layer": 160}  # optimizer steps per stage, every mode:

@@ -38,10 +38,10 @@ def serve(rank: int) -> None:
     print the port, drain inputs until stdin closes."""
     import threading
 
-    from testbed.runtime import grpc_util
-    from testbed.runtime.serde import TensorSpec
     from testbed.runtime.stage_service import StageNode, StageServicer, register_servicer
     from testbed.runtime.store import BoundedBuffer
+    from testbed.runtime.wire import grpc_util
+    from testbed.runtime.wire.serde import TensorSpec
     from testbed.runtime.worker_metrics import WorkerMetrics
 
     metrics = WorkerMetrics(Path(os.devnull), {"worker": "server"}, 0.0, warmup=1)
@@ -60,7 +60,7 @@ def serve_raw() -> None:
     """Serve a method that takes any bytes and answers empty bytes; print the port."""
     import grpc
 
-    from testbed.runtime import grpc_util
+    from testbed.runtime.wire import grpc_util
 
     handler = grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
     service, method = _RAW_METHOD.strip("/").split("/")
@@ -88,7 +88,7 @@ def client(port: int, shape: tuple[int, ...]) -> dict[str, float]:
     import numpy as np
 
     from testbed.runtime.peers import StagePeer
-    from testbed.runtime.serde import Activation
+    from testbed.runtime.wire.serde import Activation
     from testbed.runtime.worker_metrics import WorkerMetrics
 
     metrics = WorkerMetrics(Path(os.devnull), {"worker": "client"}, 0.0, warmup=1)
@@ -103,7 +103,7 @@ def client_raw(port: int, shape: tuple[int, ...]) -> dict[str, float]:
     """Send the activation's bytes as they are, with the deadline every runtime call has."""
     import numpy as np
 
-    from testbed.runtime import grpc_util
+    from testbed.runtime.wire import grpc_util
 
     payload = np.random.default_rng(0).random(shape, dtype=np.float32).tobytes()
     with grpc_util.open_channel(f"127.0.0.1:{port}") as channel:

@@ -6,8 +6,8 @@ import importlib
 from typing import Any
 
 _BACKENDS: dict[str, tuple[str, str]] = {
-    "local": ("testbed.emulation.local", "LocalBackend"),
-    "docker": ("testbed.emulation.docker_backend", "DockerBackend"),
+    "local": ("testbed.emulation.local.backend", "LocalBackend"),
+    "docker": ("testbed.emulation.docker.backend", "DockerBackend"),
 }
 
 

@@ -17,7 +17,7 @@ from testbed.controller.link_schedule import LinkSchedule
 from testbed.controller.link_traffic import HOST, bound_it_s, link_traffic
 from testbed.controller.plan import WorkerPlan
 from testbed.emulation.fidelity import DEGRADED_NO_ROOT, FidelityWarning
-from testbed.spec import Spec
+from testbed.spec.experiment import Spec
 
 Report = Callable[..., None]
 

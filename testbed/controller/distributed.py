@@ -24,15 +24,21 @@ from testbed.controller.cluster_run import (
     run_cluster,
 )
 from testbed.controller.plan import WorkerPlan, device_of, peer_map, plan_workers
-from testbed.controller.progress import TrainingProgress
 from testbed.controller.sinks import closing_influx, fan_out, influx_writer, open_influx
+from testbed.controller.supervisor import (
+    WorkerCommand,
+    WorkerExit,
+    WorkerGroup,
+    spawn_workers,
+    watch,
+)
 from testbed.controller.tail import MetricsTail
 from testbed.controller.workers import WorkerClients, WorkerFailedError
 from testbed.metrics.run_dir import RunDir
 from testbed.runtime.config import WorkerConfig, write_config
-from testbed.runtime.supervisor import WorkerCommand, WorkerExit, WorkerGroup, spawn_workers, watch
 from testbed.runtime.worker import WORKER_ENV
-from testbed.spec import Spec
+from testbed.spec.experiment import Spec
+from testbed.training.progress import TrainingProgress
 
 _POLL_S = 0.25
 _READY_POLL_S = 0.05

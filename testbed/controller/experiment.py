@@ -15,7 +15,7 @@ from testbed.controller.kt_run import run_kt_sections
 from testbed.controller.plan import DISTRIBUTED_MODES
 from testbed.metrics.run_dir import RunDir
 from testbed.report.figures import accuracy_figure
-from testbed.spec import Spec, spec_to_dict
+from testbed.spec.experiment import Spec, spec_to_dict
 
 RUNNERS = {
     "inprocess": run_inprocess,

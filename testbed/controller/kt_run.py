@@ -7,20 +7,20 @@ from typing import Any
 import keras
 
 from testbed.controller.distributed import run_distributed
-from testbed.controller.inprocess import Recorder, environment_info, train
-from testbed.controller.kt_phase import KindRecorder, accuracy, eval_split
-from testbed.controller.kt_session import KtSession, finetune_phase
-from testbed.controller.kt_teacher import Teacher, obtain_teacher
-from testbed.controller.session import configure_threads
 from testbed.controller.sinks import closing_influx, open_influx
 from testbed.data import Dataset, load_dataset
-from testbed.kt_trainables import build_student, save_teacher
 from testbed.metrics.run_dir import RunDir
 from testbed.models import get_model, resolve_split
 from testbed.models.pairs import compression
 from testbed.runtime.parameter_server import load_checkpoint
-from testbed.spec import Spec
-from testbed.spec_kt import student_split
+from testbed.spec.experiment import Spec
+from testbed.spec.kt import student_split
+from testbed.training.kt_phase import KindRecorder, accuracy, eval_split
+from testbed.training.kt_session import KtSession, finetune_phase
+from testbed.training.kt_teacher import Teacher, obtain_teacher
+from testbed.training.kt_trainables import build_student, save_teacher
+from testbed.training.loop import Recorder, environment_info, train
+from testbed.training.session import configure_threads
 
 
 def _params(models: list[keras.Model]) -> list[int]:

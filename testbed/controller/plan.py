@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from testbed.models import get_model, resolve_split
-from testbed.spec import Spec
-from testbed.spec_kt import section_count
+from testbed.spec.experiment import Spec
+from testbed.spec.kt import section_count
 
 DISTRIBUTED_MODES = ("sg", "bp-sync", "bp-pipeline", "bp-local", "dp-async", "kt-sections")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from testbed.spec import Spec
+from testbed.spec.experiment import Spec
 
 
 def _traffic(workers: dict[str, Any], to_ps: bool) -> dict[str, float]:

@@ -10,7 +10,7 @@ from typing import Any
 from testbed.metrics.influx import InfluxConfig, InfluxSink
 from testbed.metrics.run_dir import RunDir
 from testbed.metrics.sink import Point
-from testbed.spec import Spec
+from testbed.spec.experiment import Spec
 
 log = logging.getLogger(__name__)
 

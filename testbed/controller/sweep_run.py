@@ -8,14 +8,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from testbed.controller.sweep import Sweep, expand
 from testbed.metrics.run_dir import (
     default_results_root,
     new_run_id,
     read_summary,
     write_json_atomic,
 )
-from testbed.spec import Spec
+from testbed.spec.experiment import Spec
+from testbed.spec.sweep import Sweep, expand
 
 log = logging.getLogger(__name__)
 

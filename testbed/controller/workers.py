@@ -10,11 +10,11 @@ from typing import Any
 import grpc
 
 from testbed.controller.plan import WorkerPlan
-from testbed.runtime import grpc_util, serde
 from testbed.runtime.peers import ParameterClient
-from testbed.runtime.proto import common_pb2, stage_pb2_grpc
-from testbed.runtime.serde import Health, Start, Stop
-from testbed.spec import Spec
+from testbed.runtime.wire import grpc_util, serde
+from testbed.runtime.wire.proto import common_pb2, stage_pb2_grpc
+from testbed.runtime.wire.serde import Health, Start, Stop
+from testbed.spec.experiment import Spec
 
 _HEALTH_DEADLINE_S = 5.0
 _LOST_AFTER_S = 5.0

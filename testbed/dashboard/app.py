@@ -17,12 +17,12 @@ from testbed.dashboard.jobs import JobManager, JobRefused
 from testbed.dashboard.paths import BadName
 from testbed.dashboard.state import EXTENSION, DashboardState
 from testbed.dashboard.store import RunNotFound, RunStore
+from testbed.paths import experiments_dir
 
 
 def default_experiments_dir() -> Path:
-    """$TESTBED_EXPERIMENTS, else the repo's experiments/ (like testbed.spec, without TF)."""
-    env = os.environ.get("TESTBED_EXPERIMENTS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "experiments"
+    """$TESTBED_EXPERIMENTS, else the project's experiments/."""
+    return experiments_dir()
 
 
 def _error(status: int, message: str) -> Any:

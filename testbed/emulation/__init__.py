@@ -1,16 +1,6 @@
-"""Device and link emulation: specs, profiles, and backends that realise a cluster.
+"""Device and link emulation: device profiles, links, and backends that realise a cluster.
 
-Knows nothing of neural networks. Import the backend you need explicitly
-(`testbed.emulation.local.LocalBackend`); this package exports only the spec
-types and profile registry, which need neither root nor pyroute2.
+Knows nothing of neural networks. Import what you need from its module
+(`testbed.emulation.config.ClusterSpec`, `testbed.emulation.local.backend.LocalBackend`);
+this package imports nothing, so the agents under `agents/` start fast.
 """
-
-from .config import ClusterSpec, DeviceSpec, LinkSettings, LinkSpec, ScheduleEntry
-from .profiles import ResolvedDevice, get_profile, register_profile, resolve
-from .units import parse_memory, parse_percent, parse_rate, parse_time
-
-__all__ = [
-    "ClusterSpec", "DeviceSpec", "LinkSettings", "LinkSpec", "ResolvedDevice", "ScheduleEntry",
-    "get_profile", "parse_memory", "parse_percent", "parse_rate", "parse_time",
-    "register_profile", "resolve",
-]  # fmt: skip

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .naming import CGROUP_PREFIX, check_device_name, check_run_id
+from testbed.emulation.naming import CGROUP_PREFIX, check_device_name, check_run_id
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD_US = 100_000

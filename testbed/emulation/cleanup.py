@@ -9,8 +9,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cgroups, docker_cleanup
-from .naming import RunNames, is_labelled_link, is_labelled_netns
+from testbed.emulation import cgroups
+from testbed.emulation.docker import cleanup as docker_cleanup
+from testbed.emulation.naming import RunNames, is_labelled_link, is_labelled_netns
 
 NETNS_DIR = Path("/run/netns")
 

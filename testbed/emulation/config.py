@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .naming import check_device_name
-from .profiles import PROFILES, normalize_arch
-from .units import format_rate, parse_memory, parse_percent, parse_rate, parse_time
+from testbed.emulation.naming import check_device_name
+from testbed.emulation.profiles import PROFILES, normalize_arch
+from testbed.emulation.units import format_rate, parse_memory, parse_percent, parse_rate, parse_time
 
 __all__ = [
     "ClusterSpec",

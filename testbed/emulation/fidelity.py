@@ -6,7 +6,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .units import format_rate
+from testbed.emulation.units import format_rate
 
 FULL = "full"
 DEGRADED_NO_ROOT = "degraded: no root"

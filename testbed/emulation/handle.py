@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from .cgroups import CgroupEvents
-from .config import ClusterSpec, LinkSettings, ScheduleEntry, Selector, check_jitter, selector_of
-from .fidelity import Fidelity
-from .profiles import ResolvedDevice, host_arch
-from .shaping import path_rate_bps
+from testbed.emulation.agents import agent_argv
+from testbed.emulation.cgroups import CgroupEvents
+from testbed.emulation.config import (
+    ClusterSpec,
+    LinkSettings,
+    ScheduleEntry,
+    Selector,
+    check_jitter,
+    selector_of,
+)
+from testbed.emulation.fidelity import Fidelity
+from testbed.emulation.profiles import ResolvedDevice, host_arch
+from testbed.emulation.shaping import path_rate_bps
 
-NSEXEC = str(Path(__file__).with_name("nsexec.py"))
+NSEXEC = agent_argv("nsexec")
 THREAD_VARS = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -96,7 +102,7 @@ class ClusterHandle:
         resolved = self.device(device)
         if not argv:
             raise ValueError(f"spawn on {device!r} got an empty argv; expected [program, args...]")
-        command = [sys.executable, "-I", NSEXEC, *self._launch_args(device), "--", *argv]
+        command = [*NSEXEC, *self._launch_args(device), "--", *argv]
         full_env = {**os.environ, **self.device_env(resolved), **(env or {})}
         proc: subprocess.Popen[Any] = subprocess.Popen(command, env=full_env, **popen)
         self._procs.append(proc)

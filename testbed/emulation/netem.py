@@ -6,7 +6,7 @@ import functools
 import secrets
 from collections.abc import Iterable
 
-from .config import ClusterSpec, LinkSettings, link_label
+from testbed.emulation.config import ClusterSpec, LinkSettings, link_label
 
 
 class NetemUnavailable(RuntimeError):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
-from .fidelity import DEGRADED_NO_ROOT, WARN_TOLERANCE, ProbeResult
-from .handle import ClusterHandle
+from testbed.emulation.agents import agent_argv
+from testbed.emulation.fidelity import DEGRADED_NO_ROOT, WARN_TOLERANCE, ProbeResult
+from testbed.emulation.handle import ClusterHandle
 
-AGENT = str(Path(__file__).with_name("probe_agent.py"))
+AGENT = agent_argv("probe_agent")
 MIN_BYTES = 256 * 1024
 
 
@@ -98,7 +97,7 @@ def _exchange(
     timeout_s: float,
 ) -> dict[str, Any]:
     """Start the server role on its device, the client role against it; return its JSON."""
-    agent = [sys.executable, "-I", AGENT]
+    agent = list(AGENT)
     pipes: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     (server_role, server_dev), (client_role, client_dev) = server, client
     host = handle.address(server_dev)

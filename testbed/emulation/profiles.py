@@ -8,12 +8,11 @@ import platform
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from testbed.emulation.units import parse_memory
 from testbed.registry import Registry
 
-from .units import parse_memory
-
 if TYPE_CHECKING:
-    from .config import DeviceSpec
+    from testbed.emulation.config import DeviceSpec
 
 
 class ResourceUnavailable(RuntimeError):

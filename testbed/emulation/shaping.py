@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .config import LinkSettings
+from testbed.emulation.config import LinkSettings
 
 UNLIMITED_BPS = 100 * 10**9  # "no rate": far above what a veth carries here
 CONSERVATIVE_HZ = 100  # lowest common kernel HZ; see burst_bytes

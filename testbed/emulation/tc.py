@@ -8,8 +8,14 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from .netem import netem_options
-from .shaping import SMALL_PACKET_BYTES, ClassPlan, EgressPlan, burst_bytes, queue_packets
+from testbed.emulation.netem import netem_options
+from testbed.emulation.shaping import (
+    SMALL_PACKET_BYTES,
+    ClassPlan,
+    EgressPlan,
+    burst_bytes,
+    queue_packets,
+)
 
 HTB_MAJOR = 0x10000  # handle 1:
 TC_H_ROOT = 0xFFFFFFFF

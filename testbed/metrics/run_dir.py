@@ -13,6 +13,7 @@ from typing import Any, TextIO
 import yaml
 
 from testbed.metrics.sink import Point
+from testbed.paths import results_root
 
 METRICS_FILE = "metrics.jsonl"
 EVENTS_FILE = "events.jsonl"
@@ -22,9 +23,8 @@ FLUSH_EVERY_S = 1.0
 
 
 def default_results_root() -> Path:
-    """$TESTBED_RESULTS, else the repository's results/."""
-    env = os.environ.get("TESTBED_RESULTS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "results"
+    """$TESTBED_RESULTS, else the project's results/."""
+    return results_root()
 
 
 def new_run_id(scale: str) -> str:

@@ -13,7 +13,7 @@ import multiprocessing as mp
 from collections.abc import Sequence
 from typing import Any
 
-from testbed.spec import Spec, spec_to_dict
+from testbed.spec.experiment import Spec, spec_to_dict
 
 _REPS = 30
 _WAIT_S = 300.0  # a child that never arrives breaks the barrier instead of hanging the rest
@@ -23,7 +23,7 @@ def _child(raw: dict[str, Any], split: list[str] | None, index: int, reps: int,
            barrier: Any, out: Any) -> None:
     """In a fresh process: build the stages, warm stage `index` up, wait for all, time it."""
     from testbed.planner.split_profile import build, median_times, sg_step_fns
-    from testbed.tfsetup import configure_threads
+    from testbed.training.tfsetup import configure_threads
 
     spec = Spec.model_validate(raw)
     configure_threads(spec.training.threads or 1)

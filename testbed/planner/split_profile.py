@@ -17,7 +17,7 @@ from testbed.algorithms.sg_module import SGModule
 from testbed.data import get_spec
 from testbed.models import Stage, build_stages, get_model
 from testbed.planner.balance import Balanced, balance_split
-from testbed.spec import Spec
+from testbed.spec.experiment import Spec
 
 Kind = Literal["sg", "bp"]
 

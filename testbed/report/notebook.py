@@ -17,7 +17,9 @@ from typing import Any
 
 import nbformat
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "results" / "report.ipynb"
+from testbed.paths import PROJECT_ROOT
+
+NOTEBOOK = PROJECT_ROOT / "results" / "report.ipynb"
 
 CELLS: list[tuple[str, str]] = [
     ("markdown", ("# Results\n\nEvery figure below is regenerated from the run directories under "

@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from testbed.runtime.grpc_util import parse_bind
-from testbed.spec import Spec
+from testbed.runtime.wire.grpc_util import parse_bind
+from testbed.spec.experiment import Spec
 
 ROLES = ("stage", "ps", "replica", "teacher")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

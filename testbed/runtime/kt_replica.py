@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import keras
 
 from testbed.data import get_spec
-from testbed.kt_trainables import KtStudent, build_student, load_teacher, shape_of
 from testbed.models import Stage
-from testbed.runtime.serde import TensorSpec
-from testbed.spec import Spec
+from testbed.runtime.wire.serde import TensorSpec
+from testbed.spec.experiment import Spec
+from testbed.training.kt_trainables import KtStudent, build_student, load_teacher, shape_of
 
 
 @dataclass

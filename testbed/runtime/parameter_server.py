@@ -15,11 +15,11 @@ import tensorflow as tf
 
 from testbed.algorithms.bp import accuracy_count, forward
 from testbed.data import Dataset
-from testbed.runtime import serde, serde_ps
-from testbed.runtime.proto import common_pb2, parameter_pb2, parameter_pb2_grpc
 from testbed.runtime.replica import Replica, get_named_weights, set_named_weights, weight_specs
-from testbed.runtime.serde import Weights
-from testbed.runtime.serde_ps import Evaluation, ModelWeights, ParameterStatus
+from testbed.runtime.wire import serde, serde_ps
+from testbed.runtime.wire.proto import common_pb2, parameter_pb2, parameter_pb2_grpc
+from testbed.runtime.wire.serde import Weights
+from testbed.runtime.wire.serde_ps import Evaluation, ModelWeights, ParameterStatus
 from testbed.runtime.worker_metrics import WorkerMetrics
 
 _EVAL_BATCH = 1000

@@ -12,10 +12,11 @@ from typing import Any
 
 import grpc
 
-from testbed.runtime import grpc_util, pacing, serde, serde_ps
-from testbed.runtime.proto import common_pb2, parameter_pb2, parameter_pb2_grpc, stage_pb2
-from testbed.runtime.serde import Activation, Gradient, Weights
-from testbed.runtime.serde_ps import ModelWeights, ParameterStatus
+from testbed.runtime import pacing
+from testbed.runtime.wire import grpc_util, serde, serde_ps
+from testbed.runtime.wire.proto import common_pb2, parameter_pb2, parameter_pb2_grpc, stage_pb2
+from testbed.runtime.wire.serde import Activation, Gradient, Weights
+from testbed.runtime.wire.serde_ps import ModelWeights, ParameterStatus
 from testbed.runtime.worker_metrics import WorkerMetrics, framed_nbytes
 
 

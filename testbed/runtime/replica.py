@@ -13,10 +13,10 @@ from testbed.algorithms.sg_module import SGModule
 from testbed.data import get_spec
 from testbed.models import Stage
 from testbed.runtime.kt_replica import build_kt
-from testbed.runtime.serde import TensorSpec
-from testbed.spec import Spec
-from testbed.tfsetup import configure_threads, make_optimizer  # noqa: F401  (re-exported)
-from testbed.trainables import build_trainables
+from testbed.runtime.wire.serde import TensorSpec
+from testbed.spec.experiment import Spec
+from testbed.training.tfsetup import configure_threads, make_optimizer  # noqa: F401  (re-exported)
+from testbed.training.trainables import build_trainables
 
 
 @dataclass

@@ -8,15 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 from testbed.data import Dataset, load_dataset
-from testbed.runtime import grpc_util
 from testbed.runtime.config import WorkerConfig
 from testbed.runtime.kt_replica import section_specs
 from testbed.runtime.parameter_server import Evaluator, ParameterServer
-from testbed.runtime.proto import parameter_pb2_grpc
 from testbed.runtime.replica import Replica, build_replica, input_spec, output_spec
 from testbed.runtime.stage_io import StageIO
 from testbed.runtime.stage_service import StageNode, StageServicer, register_servicer
 from testbed.runtime.store import BoundedBuffer
+from testbed.runtime.wire import grpc_util
+from testbed.runtime.wire.proto import parameter_pb2_grpc
 from testbed.runtime.worker_metrics import WorkerMetrics
 
 OnReady = Callable[[str], None]
@@ -136,10 +136,10 @@ def train(
     peers: dict[str, str],
 ) -> int:
     """Run this worker's training loop for the spec's mode; returns the version reached."""
-    from testbed.runtime.bp_loop import BPStage, LocalBP
-    from testbed.runtime.dp_replica import AsyncReplica
-    from testbed.runtime.kt_loop import KtSections, TeacherStream
-    from testbed.runtime.sg_loop import SGStage
+    from testbed.runtime.loops.bp import BPStage, LocalBP
+    from testbed.runtime.loops.dp_async import AsyncReplica
+    from testbed.runtime.loops.kt import KtSections, TeacherStream
+    from testbed.runtime.loops.sg import SGStage
 
     job, total = cfg.spec.job, cfg.spec.training.iterations
     if cfg.role == "replica":

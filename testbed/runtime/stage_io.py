@@ -12,8 +12,8 @@ from testbed.runtime.config import WorkerConfig
 from testbed.runtime.outbox import Outbox
 from testbed.runtime.peers import ParameterClient, StagePeer
 from testbed.runtime.replica import Replica, get_named_weights
-from testbed.runtime.serde import Activation, Gradient, Weights
 from testbed.runtime.stage_service import StageNode
+from testbed.runtime.wire.serde import Activation, Gradient, Weights
 
 _FLUSH_S = 60.0
 

@@ -9,10 +9,10 @@ from typing import NoReturn
 import grpc
 from google.protobuf.message_factory import GetMessageClass
 
-from testbed.runtime import grpc_util, serde
-from testbed.runtime.proto import common_pb2, stage_pb2, stage_pb2_grpc
-from testbed.runtime.serde import Activation, Gradient, Health, StageStats, Start, TensorSpec
 from testbed.runtime.store import BoundedBuffer
+from testbed.runtime.wire import grpc_util, serde
+from testbed.runtime.wire.proto import common_pb2, stage_pb2, stage_pb2_grpc
+from testbed.runtime.wire.serde import Activation, Gradient, Health, StageStats, Start, TensorSpec
 from testbed.runtime.worker_metrics import WorkerMetrics
 
 _MIN_WAIT_S = 0.1

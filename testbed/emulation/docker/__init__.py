@@ -1,0 +1,1 @@
+"""The docker backend: one capped container per device, images, standing stacks, cleanup."""

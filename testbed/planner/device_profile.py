@@ -1,0 +1,75 @@
+"""Profile a model's units inside an emulated device (its cgroup and namespace), not on the host.
+
+`python -m testbed.planner.device_profile SPEC.json OUT.json` runs `profile_units` and writes
+the per-unit sg step times; `profile_on_device` brings up a one-device cluster from the spec's
+first device, runs that command inside it and reads the result back.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from testbed.controller.cluster_run import run_cluster
+from testbed.spec.experiment import Spec, spec_to_dict
+
+_TIMEOUT_S = 900.0
+
+
+def profile_on_device(spec: Spec, device: str) -> dict[str, Any]:
+    """Per-unit sg step seconds measured inside `device` of spec.cluster (root backends: capped)."""
+    if spec.cluster is None:
+        raise ValueError("profile_on_device: the spec has no cluster; expected one naming "
+                         f"device {device!r}")
+    one = spec.cluster.model_copy(update={
+        "devices": [d for d in spec.cluster.devices if d.name == device], "links": [],
+        "schedule": []})
+    if not one.devices:
+        raise ValueError(f"profile_on_device: no device {device!r}; known: "
+                         f"{', '.join(d.name for d in spec.cluster.devices)}")
+    unit_spec = spec.model_copy(update={"cluster": one})
+    run_id = f"profile-{secrets.token_hex(3)}"
+    with tempfile.TemporaryDirectory() as tmp, run_cluster(unit_spec, run_id, _quiet) as cluster:
+        assert cluster is not None
+        src, out = Path(tmp) / "spec.json", Path(tmp) / "profile.json"
+        src.write_text(json.dumps(spec_to_dict(spec)))
+        proc = cluster.handle.spawn(device, [sys.executable, "-m", __name__, str(src), str(out)])
+        try:
+            code = proc.wait(timeout=_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise RuntimeError(f"profiling on {device!r} took over {_TIMEOUT_S:.0f} s") from None
+        if code != 0:
+            raise RuntimeError(f"profiling on {device!r} exited with {code}")
+        result: dict[str, Any] = json.loads(out.read_text())
+        return {**result, "device": device, "run_id": run_id,
+                "fidelity_level": cluster.handle.fidelity_level}
+
+
+def _quiet(event: str, **fields: Any) -> None:
+    """The cluster's event reports (no run directory here)."""
+
+
+def main(argv: list[str]) -> int:
+    from testbed.planner.split_profile import profile_units
+    from testbed.training.tfsetup import configure_threads
+
+    if len(argv) != 2:
+        print("usage: python -m testbed.planner.device_profile SPEC.json OUT.json",
+              file=sys.stderr)
+        return 2
+    spec = Spec.model_validate(json.loads(Path(argv[0]).read_text()))
+    configure_threads(spec.training.threads or 1)
+    units = profile_units(spec)
+    Path(argv[1]).write_text(json.dumps(
+        {"units": list(units.units), "unit_s": list(units.unit_s), "sg_s": list(units.sg_s)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,77 @@
+"""dp-async: a full-model replica that pulls weights, computes gradients, pushes them to the PS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from testbed.algorithms.bp import accuracy_count, bp_grads
+from testbed.data import Dataset
+from testbed.data.batches import batch_indices
+from testbed.runtime.config import WorkerConfig
+from testbed.runtime.parameter_server import grad_specs
+from testbed.runtime.peers import ParameterClient
+from testbed.runtime.replica import Replica, set_named_weights, weight_specs
+from testbed.runtime.stage_service import StageNode
+from testbed.runtime.wire import serde_ps
+from testbed.runtime.wire.serde import Weights
+from testbed.runtime.wire.serde_ps import ModelWeights
+
+
+class AsyncReplica:
+    """Asynchronous SGD: steps until the parameter server has applied the run's step budget."""
+
+    def __init__(
+        self, cfg: WorkerConfig, node: StageNode, replica: Replica, data: Dataset, ps: str
+    ) -> None:
+        self.cfg, self.node, self.data = cfg, node, data
+        self.models = [s.model for s in replica.stages]
+        self.ps = ParameterClient(ps, cfg.spec.job.deadline_s, node.metrics)
+        self.specs = [weight_specs(m) for m in self.models]
+        self.names = [list(grad_specs(m)) for m in self.models]
+
+        def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, list[list[tf.Tensor]]]:
+            loss, logits, grads = bp_grads(self.models, x, y)
+            return loss, accuracy_count(logits, y), grads
+
+        self.step_fn = tf.function(step)
+        t = cfg.spec.training
+        seed = t.seed + cfg.replica_index  # replica 0 sees the in-process batch order
+        self.batches: Iterator[np.ndarray] = batch_indices(len(data.y_train), t.batch_size, seed)
+
+    def _pull(self) -> int:
+        msg = self.ps.pull_model()
+        model = serde_ps.model_from_message(msg, self.specs)
+        for m, w in zip(self.models, model.stages, strict=True):
+            set_named_weights(m, dict(w.tensors))
+        return model.version
+
+    def run(self, total: int) -> int:
+        node, t = self.node, self.cfg.spec.training
+        step = 0
+        while not node.stopped.is_set():
+            with node.metrics.timer("blocked_grad_s"):
+                version = self._pull()
+            if version >= total:
+                break
+            idx = next(self.batches)
+            with node.metrics.timer("compute_s"):
+                loss, correct, grads = self.step_fn(self.data.x_train[idx], self.data.y_train[idx])
+                stages = tuple(
+                    Weights(i, version, {n: g.numpy() for n, g in zip(names, gs, strict=True)})
+                    for i, (names, gs) in enumerate(zip(self.names, grads, strict=True))
+                )
+            with node.metrics.timer("blocked_output_s"):
+                self.ps.push_gradients(ModelWeights(version, stages))
+            step += 1
+            node.step = step
+            extra = {"loss": float(loss), "train_acc": int(correct) / len(idx)}
+            logged = node.metrics.step_done(step, t.log_every, **extra)
+            if logged:
+                node.metrics.train_point(step, {**extra, "it_s": logged["it_s"]})
+        return step
+
+    def close(self) -> None:
+        self.ps.close()

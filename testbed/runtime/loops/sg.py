@@ -1,0 +1,140 @@
+"""The decoupled (SG) stage loop: forward, update at once from the SG module, learn targets late."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from testbed.algorithms.bp import accuracy_count
+from testbed.algorithms.sg import sg_last_stage_step, sg_module_step, sg_stage_step
+from testbed.runtime.stage_io import StageIO
+from testbed.runtime.store import PendingTargets
+from testbed.runtime.wire.serde import Activation, Gradient
+
+
+class SGStage:
+    """One stage of an SG pipeline; it never waits for a backward message."""
+
+    def __init__(self, io: StageIO) -> None:
+        self.io = io
+        spec, node = io.cfg.spec, io.node
+        if len(node.stage_ids) != 1:
+            raise ValueError(
+                f"job.mode 'sg': worker {io.cfg.name!r} holds stages {list(node.stage_ids)}; "
+                "expected exactly one stage per worker"
+            )
+        self.index = node.stage_ids[0]
+        self.n_stages = len(io.replica.stages)
+        self.first, self.last = self.index == 0, self.index == self.n_stages - 1
+        self.classes = io.replica.num_classes
+        self.pending: PendingTargets[tuple[tf.Tensor, tf.Tensor]] = PendingTargets(
+            spec.job.store.target_staleness
+        )
+        self.sg_losses: list[float] = []  # SG regression losses since the last logged step
+        node.metrics.gauges["pending_targets"] = lambda: len(self.pending)
+        node.metrics.gauges["targets_expired"] = lambda: self.pending.expired
+        self._build_steps()
+        self.trace()
+        traced = self._tracing_count()
+        # 0 when every call reused its pre-traced graph (nothing traced again mid-run)
+        node.metrics.gauges["retraces"] = lambda: self._tracing_count() - traced
+
+    def _build_steps(self) -> None:
+        r, i = self.io.replica, self.index
+        model, opt = r.stages[i].model, r.optimizers[i]
+        if self.last:
+
+            def last(h: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                loss, logits, target = sg_last_stage_step(model, opt, h, y)
+                return loss, accuracy_count(logits, y), target
+
+            self.last_step = tf.function(last)
+            return
+        sg, sg_opt = r.sgs[i], r.sg_optimizers[i]
+        scale, first = self.io.cfg.spec.algorithm.sg.grad_scale, self.first
+        self.stage_step = tf.function(
+            lambda h, y1h: sg_stage_step(model, sg, opt, h, y1h, scale, input_grad=not first)
+        )
+        self.module_step = tf.function(lambda h, y1h, t: sg_module_step(sg, sg_opt, h, y1h, t))
+
+    def _tracing_count(self) -> int:
+        functions = [self.last_step] if self.last else [self.stage_step, self.module_step]
+        return sum(f.experimental_get_tracing_count() for f in functions)
+
+    def trace(self) -> None:
+        """Trace every step function before training starts: otherwise each traces at its first
+        call (the SG module's only when the first target returns, mid-run), stalling the
+        pipeline inside the measured window."""
+        stage, b = self.io.replica.stages[self.index], self.io.cfg.spec.training.batch_size
+        h_in = tf.TensorSpec((b, *stage.input_shape), tf.float32)
+        if self.last:
+            self.last_step.get_concrete_function(h_in, tf.TensorSpec((b,), tf.int64))
+            return
+        y1h, h_out = tf.TensorSpec((b, self.classes)), tf.TensorSpec((b, *stage.output_shape))
+        self.stage_step.get_concrete_function(h_in, y1h)
+        self.module_step.get_concrete_function(h_out, y1h, h_out)
+
+    def _input(self, step: int, total: int) -> Activation | None:
+        if self.first:
+            x, y = self.io.batch()
+            return Activation(step, step, x, y, final=step == total)
+        return self.io.next_input()
+
+    def _learn_targets(self, step: int) -> None:
+        """Regress the SG module onto every target that has arrived (never waits for one)."""
+        node = self.io.node
+        for grad in node.grads.drain() if node.grads is not None else []:
+            found = self.pending.match(grad.batch_id, step)
+            if found is None:
+                node.metrics.add("targets_stale")
+                continue
+            staleness, (h, y1h) = found
+            node.metrics.staleness(staleness)
+            with node.metrics.timer("compute_s"), node.metrics.timer("sg_module_s"):
+                self.sg_losses.append(float(self.module_step(h, y1h, tf.convert_to_tensor(grad.g))))
+
+    def _step(self, act: Activation, step: int) -> dict[str, float]:
+        y1h = tf.one_hot(tf.convert_to_tensor(act.labels, tf.int32), self.classes)
+        m = self.io.node.metrics
+        with m.timer("compute_s"):
+            h_out, delta = self.stage_step(tf.convert_to_tensor(act.h), y1h)
+            h_np = h_out.numpy()
+            delta_np = None if delta is None else delta.numpy()
+        self.pending.add(act.batch_id, step, (h_out, y1h))
+        self.io.send_forward(Activation(act.batch_id, step, h_np, act.labels, act.final))
+        if delta_np is not None:
+            self.io.send_backward(Gradient(act.batch_id, step, delta_np))
+        return {}
+
+    def _last(self, act: Activation, step: int) -> dict[str, float]:
+        with self.io.node.metrics.timer("compute_s"):
+            h, y = tf.convert_to_tensor(act.h), tf.convert_to_tensor(act.labels)
+            loss, correct, target = self.last_step(h, y)
+            target_np = target.numpy()
+        self.io.send_backward(Gradient(act.batch_id, step, target_np))
+        return {"loss": float(loss), "train_acc": int(correct) / len(act.labels)}
+
+    def run(self, total: int) -> int:
+        """Train until the final batch; returns the pipeline version (last batch id) reached."""
+        node, t = self.io.node, self.io.cfg.spec.training
+        step, batch_id = 0, 0
+        while not node.stopped.is_set():
+            if not self.last:
+                self._learn_targets(step)
+            act = self._input(step + 1, total)
+            if act is None:
+                break
+            step, batch_id = step + 1, act.batch_id
+            extra: dict[str, Any] = self._last(act, step) if self.last else self._step(act, step)
+            if self.sg_losses and step % t.log_every == 0:
+                extra["sg_loss"] = sum(self.sg_losses) / len(self.sg_losses)
+                self.sg_losses.clear()
+            node.step = step
+            logged = node.metrics.step_done(step, t.log_every, **extra)
+            if self.last and logged:
+                self.io.node.metrics.train_point(step, {**extra, "it_s": logged["it_s"]})
+            self.io.maybe_push(batch_id)
+            if act.final:
+                break
+        return batch_id

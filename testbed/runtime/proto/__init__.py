@@ -1,1 +1,0 @@
-"""Generated protobuf and gRPC stubs; regenerate with `python -m testbed.runtime.protogen`."""

@@ -1,0 +1,1 @@
+"""What crosses the network: gRPC stubs from .proto, the serde modules (never pickle), gRPC conventions."""

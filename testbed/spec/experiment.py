@@ -1,0 +1,272 @@
+"""Experiment specs: YAML loaded safely, scales merged, validated once into typed objects."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from testbed.algorithms import ALGORITHMS
+from testbed.data import DATASETS
+from testbed.emulation.config import ClusterSpec
+from testbed.models import MODELS
+from testbed.paths import experiments_dir
+from testbed.spec.kt import KtCfg, check_kt
+
+MODES = ("inprocess", "sg", "bp-sync", "bp-pipeline", "bp-local", "dp-async", "kt-sections")
+
+
+class SpecError(Exception):
+    """A spec that cannot be used; the message names file, field, bad value and expected form."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelCfg(_Strict):
+    name: str
+    width: float = Field(1.0, gt=0, le=8, description="width multiplier for hidden layers")
+    split_after: list[str] | None = Field(None, description="units after which stages end")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        MODELS.get(v)
+        return v
+
+
+class DataCfg(_Strict):
+    dataset: str = "mnist"
+
+    @field_validator("dataset")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset {v!r}; known datasets: {', '.join(sorted(DATASETS))}")
+        return v
+
+
+class SGCfg(_Strict):
+    conditioned: bool = True
+    width: PositiveInt = 64
+    depth: int = Field(0, ge=0, le=4, description="hidden layers; 0 = linear module")
+    kernel: PositiveInt = 3
+    lr: PositiveFloat = 3e-3
+    grad_scale: PositiveFloat = 1.0
+
+
+class AlgorithmCfg(_Strict):
+    name: str
+    sg: SGCfg = SGCfg()
+    kt: KtCfg = KtCfg()
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        ALGORITHMS.get(v)
+        return v
+
+
+class TrainingCfg(_Strict):
+    batch_size: PositiveInt = 256
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: PositiveFloat = 3e-5
+    iterations: PositiveInt
+    eval_every: PositiveInt = 1000
+    log_every: PositiveInt = 10
+    eval_samples: PositiveInt | None = None
+    seed: int = 0
+    threads: PositiveInt | None = Field(None, description="TF intra-op threads; default all cores")
+
+
+class StoreCfg(_Strict):
+    """Activation store between stages: bounded buffer, what happens when full, SG target age."""
+
+    capacity: PositiveInt = Field(2, description="activations buffered per link (bounds staleness)")
+    on_full: Literal["block", "drop"] = Field("block", description="block the sender or drop oldest")
+    target_staleness: PositiveInt = Field(16, description="SG targets older than this many steps are dropped")
+
+
+class JobCfg(_Strict):
+    mode: Literal[MODES] = "inprocess"  # type: ignore[valid-type]
+    micro_batches: PositiveInt = Field(4, description="bp-pipeline: GPipe micro-batches per batch")
+    replicas: PositiveInt = Field(2, description="dp-async: full-model replicas")
+    push_every: PositiveInt | None = Field(None, description="steps between weight pushes; default eval_every")
+    store: StoreCfg = StoreCfg()
+    host: str = Field("127.0.0.1", description="address workers bind and advertise")
+    deadline_s: PositiveFloat = Field(30.0, description="deadline of every RPC")
+    startup_timeout_s: PositiveFloat = Field(180.0, description="time allowed for workers to report ready")
+
+
+class InfluxCfg(_Strict):
+    """An InfluxDB 2.x (or VictoriaMetrics) write endpoint; overrides INFLUX_* from the environment."""
+
+    url: str = Field(pattern=r"^https?://", description="e.g. http://127.0.0.1:8086")
+    token: str = Field("", repr=False, exclude=True, description="never written to spec.yaml")
+    org: str = Field("testbed", min_length=1)
+    bucket: str = Field("testbed", min_length=1)
+
+
+class MetricsCfg(_Strict):
+    influx: InfluxCfg | None = Field(None, description="extra sink; the run directory is always written")
+
+
+class Spec(_Strict):
+    name: str
+    description: str = ""
+    model: ModelCfg
+    data: DataCfg = DataCfg()
+    algorithm: AlgorithmCfg
+    training: TrainingCfg
+    job: JobCfg = JobCfg()
+    cluster: ClusterSpec | None = Field(None, description="devices, links, schedule to emulate")
+    placement: dict[str, str] | None = Field(
+        None, description="stage index (or 'ps', 'local', 'replica<k>', 'teacher') -> device name"
+    )
+    metrics: MetricsCfg = MetricsCfg()
+    scale: str = "paper"
+
+    @model_validator(mode="after")
+    def _mode_fits_algorithm(self) -> Spec:
+        bp_modes = {"bp-sync", "bp-pipeline", "bp-local", "dp-async"}
+        if self.job.mode == "sg" and self.algorithm.name != "sg":
+            raise ValueError(f"job.mode 'sg' needs algorithm.name 'sg', got {self.algorithm.name!r}")
+        if self.job.mode == "kt-sections" and self.algorithm.name != "kt":
+            raise ValueError(f"job.mode 'kt-sections' needs algorithm.name 'kt', got {self.algorithm.name!r}")
+        if self.job.mode in bp_modes and self.algorithm.name != "bp":
+            raise ValueError(f"job.mode {self.job.mode!r} needs algorithm.name 'bp'")
+        if self.job.mode == "bp-pipeline" and self.training.batch_size % self.job.micro_batches:
+            raise ValueError(
+                f"training.batch_size {self.training.batch_size} is not divisible by "
+                f"job.micro_batches {self.job.micro_batches}; expected equal micro-batches"
+            )
+        check_kt(self.algorithm, self.model, self.job.mode)
+        check_placement(self.placement, self.cluster)
+        return self
+
+
+_WORKER_KEY = re.compile(r"^(\d+|ps|local|teacher|replica\d+)$")
+
+
+def check_placement(placement: dict[str, str] | None, cluster: ClusterSpec | None) -> None:
+    """Placement keys are stage indices or worker names; with a cluster, values are its devices."""
+    for key, device in (placement or {}).items():
+        if not _WORKER_KEY.match(key):
+            raise ValueError(
+                f"placement: key {key!r} is not understood; expected a stage index ('0', '1', ...)"
+                " or a worker name ('ps', 'local', 'teacher', 'replica0', ...)"
+            )
+        known = [d.name for d in cluster.devices] if cluster is not None else None
+        if known is not None and device not in known:
+            raise ValueError(
+                f"placement: {key!r} -> {device!r} names no device of the cluster; "
+                f"known devices: {', '.join(known)}"
+            )
+
+
+def list_experiments() -> list[str]:
+    return sorted(p.stem for p in experiments_dir().glob("*.yaml"))
+
+
+def resolve_path(name_or_path: str) -> Path:
+    """A spec file path as given, or a name from experiments/."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise SpecError(f"{p}: no such spec file")
+        return p
+    candidate = experiments_dir() / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        known = ", ".join(list_experiments())
+        raise SpecError(f"unknown experiment {name_or_path!r}; known experiments: {known}")
+    return candidate
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Recursively overlay `over` on `base` (mappings merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def apply_scale(raw: dict[str, Any], scale: str | None, source: str) -> dict[str, Any]:
+    """Merge the named scale's overrides into the spec; 'paper' (or None) is the file as written."""
+    scales = raw.pop("scales", None) or {}
+    if not isinstance(scales, dict):
+        raise SpecError(f"{source}: scales: got {scales!r}; expected a mapping of scale name -> overrides")
+    if scale in (None, "paper"):
+        return {**raw, "scale": "paper"}
+    if scale not in scales:
+        known = ", ".join(["paper", *sorted(scales)])
+        raise SpecError(f"{source}: scale {scale!r} is not defined; known scales: {known}")
+    if not isinstance(scales[scale], dict):
+        raise SpecError(f"{source}: scales.{scale}: got {scales[scale]!r}; expected a mapping")
+    return {**deep_merge(raw, scales[scale]), "scale": scale}
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    """Field names allowed at the parent of `loc` (for 'unknown field' messages)."""
+    model: Any = Spec
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        model = getattr(field, "annotation", None)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _format_error(source: str, err: ValidationError, scale: str | None) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "missing":
+            lines.append(f"{source}: {where}: missing; this field is required")
+        elif e["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_fields(e["loc"]))
+            lines.append(f"{source}: {where}: unknown field; expected one of: {allowed}")
+        elif isinstance(e.get("input"), dict):
+            lines.append(f"{source}: {where}: {msg}")
+        else:
+            lines.append(f"{source}: {where}: got {e.get('input')!r}; {msg}")
+    if scale not in (None, "paper"):
+        lines.append(f"(after applying scale {scale!r})")
+    return "\n".join(lines)
+
+
+def parse_spec(raw: Any, source: str = "<spec>", scale: str | None = None) -> Spec:
+    """Validate an already-loaded YAML document."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: got {type(raw).__name__}; expected a YAML mapping at the top level")
+    merged = apply_scale(dict(raw), scale, source)
+    try:
+        return Spec.model_validate(merged)
+    except ValidationError as err:
+        raise SpecError(_format_error(source, err, scale)) from None
+
+
+def load_spec(name_or_path: str, scale: str | None = None) -> Spec:
+    """Load a spec by experiment name or file path (safe YAML), apply a scale, validate."""
+    path = resolve_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML: {err}") from None
+    return parse_spec(raw, str(path), scale)
+
+
+def spec_to_dict(spec: Spec) -> dict[str, Any]:
+    return spec.model_dump(mode="json")

@@ -1,0 +1,85 @@
+"""What one in-process training run holds: data, stages, SG modules, optimizers, compiled steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from testbed.algorithms.bp import accuracy_count, bp_step, forward
+from testbed.algorithms.sg import sg_train_step
+from testbed.algorithms.sg_module import SGModule
+from testbed.data import Dataset
+from testbed.models import Stage
+from testbed.spec.experiment import Spec
+from testbed.training.tfsetup import configure_threads, make_optimizer  # noqa: F401  (re-exported)
+from testbed.training.trainables import build_trainables
+
+
+@dataclass
+class Session:
+    """Stages and their training state, with one compiled step and an evaluation function."""
+
+    spec: Spec
+    data: Dataset
+    stages: list[Stage]
+    optimizers: list[keras.optimizers.Optimizer]
+    sgs: list[SGModule] = field(default_factory=list)
+    sg_optimizers: list[keras.optimizers.Optimizer] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, spec: Spec, data: Dataset) -> Session:
+        t = build_trainables(spec, data.input_shape, data.num_classes)
+        return cls(spec, data, t.stages, t.optimizers, t.sgs, t.sg_optimizers)
+
+    @property
+    def models(self) -> list[keras.Model]:
+        return [s.model for s in self.stages]
+
+    def compile_step(self) -> Any:
+        """The per-batch training step as one tf.function: (x, y) -> (loss, correct, sg_loss)."""
+        models, opts = self.models, self.optimizers
+        classes = self.data.num_classes
+        if self.spec.algorithm.name == "bp":
+
+            def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                loss, logits = bp_step(models, opts, x, y)
+                return loss, accuracy_count(logits, y), tf.constant(0.0)
+
+        else:
+            sgs, sg_opts = self.sgs, self.sg_optimizers
+            scale = self.spec.algorithm.sg.grad_scale
+
+            def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                loss, logits, sg_loss = sg_train_step(
+                    models, sgs, opts, sg_opts, x, y, classes, scale
+                )
+                return loss, accuracy_count(logits, y), sg_loss
+
+        return tf.function(step)
+
+    def evaluator(self, batch: int = 1000) -> Any:
+        """A function returning test accuracy of the current weights on the (first N) test samples."""
+        models = self.models
+        n = self.spec.training.eval_samples or len(self.data.y_test)
+        x, y = self.data.x_test[:n], self.data.y_test[:n]
+        count = tf.function(lambda xb, yb: accuracy_count(forward(models, xb), yb))
+
+        def evaluate() -> float:
+            correct = sum(int(count(x[i : i + batch], y[i : i + batch])) for i in range(0, n, batch))
+            return correct / n
+
+        return evaluate
+
+    def param_counts(self) -> dict[str, Any]:
+        return {
+            "stages": [s.model.count_params() for s in self.stages],
+            "sg_modules": [m.count_params() for m in self.sgs],
+        }
+
+
+def fetch_batch(data: Dataset, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return data.x_train[idx], data.y_train[idx]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import signal
@@ -35,8 +34,8 @@ from testbed.controller.supervisor import (
 from testbed.controller.tail import MetricsTail
 from testbed.controller.workers import WorkerClients, WorkerFailedError
 from testbed.metrics.run_dir import RunDir
+from testbed.runtime import workdir as contract
 from testbed.runtime.config import WorkerConfig, write_config
-from testbed.runtime.worker import WORKER_ENV
 from testbed.spec.experiment import Spec
 from testbed.training.progress import TrainingProgress
 
@@ -115,9 +114,9 @@ def worker_configs(
 
 
 def _command(cfg: WorkerConfig, path: Path, launch: Any = None) -> WorkerCommand:
-    argv = [sys.executable, "-m", "testbed.runtime.worker", str(path)]
-    env = dict(WORKER_ENV)
-    return WorkerCommand(cfg.name, argv, env, log_path=cfg.path(".log"), launch=launch)
+    argv = [sys.executable, "-m", contract.WORKER_MODULE, str(path)]
+    env = dict(contract.WORKER_ENV)
+    return WorkerCommand(cfg.name, argv, env, log_path=cfg.path(contract.LOG), launch=launch)
 
 
 def wait_ready(
@@ -129,9 +128,9 @@ def wait_ready(
     while len(addresses) < len(configs):
         failure.check(_READY_POLL_S)
         for name, cfg in configs.items():
-            path = cfg.path(".ready.json")
-            if name not in addresses and path.exists():
-                addresses[name] = json.loads(path.read_text())["address"]
+            address = None if name in addresses else contract.read_ready(cfg.workdir, name)
+            if address is not None:
+                addresses[name] = address
         if time.monotonic() > deadline:
             missing = sorted(set(configs) - set(addresses))
             raise WorkerFailedError(
@@ -196,16 +195,17 @@ def _run_workers(
     spec: Spec, run: RunDir, plans: list[WorkerPlan], cluster: RunCluster | None, progress: bool
 ) -> dict[str, Any]:
     """Launch (on their devices), start, monitor and collect the workers; returns the summary."""
-    workdir = run.path / "workers"
+    workdir = contract.workers_dir(run.path)
     workdir.mkdir(parents=True, exist_ok=True)
     devices = {p.name: device_of(spec, p) for p in plans}
     hosts = {n: cluster.bind_host(d) for n, d in devices.items()} if cluster else {}
     configs = worker_configs(spec, plans, workdir, run.run_id, time.time(), hosts)
     commands = []
     for name, cfg in configs.items():
-        write_config(cfg, workdir / f"{name}.json")
+        path = cfg.path(contract.CONFIG)
+        write_config(cfg, path)
         launch = cluster.launcher(devices[name]) if cluster else None
-        commands.append(_command(cfg, workdir / f"{name}.json", launch))
+        commands.append(_command(cfg, path, launch))
     tags = {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode}
     failure = _Failure()
     run.event("workers_planned", workers=[p.__dict__ for p in plans], devices=devices)
@@ -282,7 +282,7 @@ def summarize(
     from testbed.controller.run_stats import run_stats
 
     workers = {
-        p.name: json.loads((workdir / f"{p.name}.summary.json").read_text())
+        p.name: contract.read_summary(workdir, p.name)
         for p in plans
         if p.role != "ps"
     }

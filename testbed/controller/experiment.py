@@ -9,19 +9,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from testbed.controller.distributed import run_distributed
-from testbed.controller.inprocess import run_inprocess
-from testbed.controller.kt_run import run_kt_sections
-from testbed.controller.plan import DISTRIBUTED_MODES
 from testbed.metrics.run_dir import RunDir
+from testbed.modes import get_mode, load
 from testbed.report.figures import accuracy_figure
 from testbed.spec.experiment import Spec, spec_to_dict
-
-RUNNERS = {
-    "inprocess": run_inprocess,
-    **{mode: run_distributed for mode in DISTRIBUTED_MODES if mode != "kt-sections"},
-    "kt-sections": run_kt_sections,  # prepares the teacher, then run_distributed
-}
 
 
 def run_experiment(spec: Spec, results_root: Path | None = None, progress: bool = True) -> RunDir:
@@ -35,12 +26,8 @@ def run_experiment(spec: Spec, results_root: Path | None = None, progress: bool 
         "model": spec.model.name, "algorithm": spec.algorithm.name, "mode": spec.job.mode,
         "started": started,
     }
-    runner = RUNNERS.get(spec.job.mode)
     try:
-        if runner is None:
-            raise NotImplementedError(
-                f"job.mode {spec.job.mode!r} has no runner yet; available: {sorted(RUNNERS)}"
-            )
+        runner = load(get_mode(spec.job.mode).runner)
         base.update(runner(spec, run, progress), status="completed")
     except KeyboardInterrupt:
         base.update(status="interrupted", reason="Ctrl-C")

@@ -12,6 +12,7 @@ from testbed.data import Dataset, load_dataset
 from testbed.metrics.run_dir import RunDir
 from testbed.models import get_model, resolve_split
 from testbed.models.pairs import compression
+from testbed.runtime import workdir
 from testbed.runtime.parameter_server import load_checkpoint
 from testbed.spec.experiment import Spec
 from testbed.spec.kt import student_split
@@ -108,13 +109,13 @@ def run_kt_sections(spec: Spec, run: RunDir, progress: bool = True) -> dict[str,
         tags = {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode}
         rec = Recorder(run, tags, [influx] if influx else None)
         teacher = obtain_teacher(spec, data, run, rec, progress)
-    path = run.path / "workers" / "teacher.keras"  # where every worker (and container) reads it
+    path = workdir.workers_dir(run.path) / workdir.TEACHER  # every worker (and container) reads it
     save_teacher(teacher.sections, path, teacher.info)
     kt = spec.algorithm.kt.model_copy(update={"teacher": str(path)})
     wspec = spec.model_copy(update={"algorithm": spec.algorithm.model_copy(update={"kt": kt})})
     body = run_distributed(wspec, run, progress)
     student = build_student(wspec, teacher.sections, tuple(data.input_shape))
-    _, arrays = load_checkpoint(run.path / "workers" / "checkpoint")
+    _, arrays = load_checkpoint(workdir.workers_dir(run.path) / workdir.CHECKPOINT)
     for unit, weights in zip(student.units(), arrays, strict=True):
         unit.set_weights(weights)
     session = KtSession(spec, data, teacher.sections, student.sections, student.optimizers,

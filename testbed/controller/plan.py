@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from testbed.models import get_model, resolve_split
+from testbed.modes import MODES, get_mode
 from testbed.spec.experiment import Spec
 from testbed.spec.kt import section_count
-
-DISTRIBUTED_MODES = ("sg", "bp-sync", "bp-pipeline", "bp-local", "dp-async", "kt-sections")
 
 
 class PlanError(ValueError):
@@ -59,40 +58,52 @@ def stage_groups(placement: dict[str, str] | None, n: int) -> list[tuple[str, tu
 
 
 def plan_workers(spec: Spec) -> list[WorkerPlan]:
-    """The parameter server plus stage workers (or replicas) for spec.job.mode."""
-    mode, n = spec.job.mode, stage_count(spec)
-    if mode not in DISTRIBUTED_MODES:
-        raise PlanError(f"job.mode: got {mode!r}; expected one of {', '.join(DISTRIBUTED_MODES)}")
-    everything = tuple(range(n))
-    if mode == "bp-local":
-        workers = [WorkerPlan("local", "stage", everything)]
-    elif mode == "dp-async":
-        workers = [
-            WorkerPlan(f"replica{r}", "replica", everything, r) for r in range(spec.job.replicas)
-        ]
-    elif mode == "kt-sections":  # one device may hold every section: the sequential baseline
-        sections = stage_groups(stage_placement(spec), n)
-        students = [WorkerPlan(d, "stage", ids) for d, ids in sections]
-        workers = [WorkerPlan("teacher", "teacher"), *students]
-    else:
-        workers = [WorkerPlan(d, "stage", ids) for d, ids in stage_groups(stage_placement(spec), n)]
-        if len(workers) < 2:
-            raise PlanError(
-                f"job.mode {mode!r}: placement puts all {n} stages on one device; "
-                "expected at least two devices (use bp-local for one)"
-            )
-    if mode == "sg":
+    """The parameter server plus the workers spec.job.mode's layout asks for."""
+    mode, n = get_mode(spec.job.mode), stage_count(spec)
+    if not mode.distributed:
+        known = ", ".join(m for m in MODES if get_mode(m).distributed)
+        raise PlanError(f"job.mode: got {mode.name!r}; expected a distributed mode: {known}")
+    workers = _LAYOUTS[mode.layout](spec, n)
+    if mode.one_stage_per_worker:
         for w in workers:
             if len(w.stage_ids) != 1:
                 raise PlanError(
-                    f"job.mode 'sg': device {w.name!r} gets stages {list(w.stage_ids)};"
-                    " expected one stage per device (each split needs its SG module)"
+                    f"job.mode {mode.name!r}: device {w.name!r} gets stages {list(w.stage_ids)};"
+                    " expected one stage per device (each split needs its own module)"
                 )
     names = [w.name for w in workers]
-    if "ps" in names or names.count("teacher") > (mode == "kt-sections"):
+    if "ps" in names or names.count("teacher") > (mode.layout == "sections"):
         raise PlanError("placement: device names 'ps' and 'teacher' are reserved for the parameter "
                         "server and the KT teacher; rename the device")
     return [WorkerPlan("ps", "ps"), *workers]
+
+
+def _pipeline(spec: Spec, n: int) -> list[WorkerPlan]:
+    workers = [WorkerPlan(d, "stage", ids) for d, ids in stage_groups(stage_placement(spec), n)]
+    if len(workers) < 2:
+        raise PlanError(
+            f"job.mode {spec.job.mode!r}: placement puts all {n} stages on one device; "
+            "expected at least two devices (use bp-local for one)"
+        )
+    return workers
+
+
+def _local(spec: Spec, n: int) -> list[WorkerPlan]:
+    return [WorkerPlan("local", "stage", tuple(range(n)))]
+
+
+def _replicas(spec: Spec, n: int) -> list[WorkerPlan]:
+    everything = tuple(range(n))
+    return [WorkerPlan(f"replica{r}", "replica", everything, r) for r in range(spec.job.replicas)]
+
+
+def _sections(spec: Spec, n: int) -> list[WorkerPlan]:
+    """The teacher, then the student sections (one device may hold them all: the baseline)."""
+    sections = stage_groups(stage_placement(spec), n)
+    return [WorkerPlan("teacher", "teacher"), *(WorkerPlan(d, "stage", ids) for d, ids in sections)]
+
+
+_LAYOUTS = {"pipeline": _pipeline, "local": _local, "replicas": _replicas, "sections": _sections}
 
 
 def stage_placement(spec: Spec) -> dict[str, str] | None:

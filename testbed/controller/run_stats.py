@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from testbed.modes import get_mode
 from testbed.spec.experiment import Spec
 
 
@@ -24,7 +25,8 @@ def run_stats(spec: Spec, workers: dict[str, Any]) -> dict[str, Any]:
     steady = {n: w.get("steady", {}) for n, w in workers.items()}
     rates = [s["it_s"] for s in steady.values() if s.get("it_s")]
     # replicas add up; pipeline stages are as fast as the slowest one
-    it_s = sum(rates) if spec.job.mode == "dp-async" else min(rates, default=0.0)
+    summed = get_mode(spec.job.mode).throughput == "sum"
+    it_s = sum(rates) if summed else min(rates, default=0.0)
     links = _traffic(workers, to_ps=False)
     ps = _traffic(workers, to_ps=True)
     n = spec.training.iterations

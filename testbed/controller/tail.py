@@ -9,8 +9,9 @@ from pathlib import Path
 from types import TracebackType
 
 from testbed.metrics.sink import Point
+from testbed.runtime.workdir import METRICS
 
-_SUFFIX = ".metrics.jsonl"
+_SUFFIX = METRICS
 
 
 def parse_line(line: str, run_tags: dict[str, str]) -> Point | None:

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from testbed.controller.plan import WorkerPlan
+from testbed.modes import get_mode
 from testbed.runtime.peers import ParameterClient
 from testbed.runtime.wire import grpc_util, serde
 from testbed.runtime.wire.proto import common_pb2, stage_pb2_grpc
@@ -40,7 +41,7 @@ class WorkerClients:
     def start_all(self, run_id: str, spec: Spec, peers: dict[str, dict[str, str]]) -> None:
         """Start trainers from the last stage to the first, so receivers run before senders."""
         t = spec.training
-        mode = "sg" if spec.job.mode == "sg" else "bp"
+        mode = "sg" if get_mode(spec.job.mode).receives == "sg" else "bp"
         for p in reversed(self.trainers):
             start = Start(run_id, mode, t.iterations, t.batch_size, t.lr, t.seed, peers[p.name])  # type: ignore[arg-type]
             grpc_util.call_with_deadline(

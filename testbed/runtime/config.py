@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from testbed.runtime.wire.grpc_util import parse_bind
+from testbed.runtime.workdir import worker_file
 from testbed.spec.experiment import Spec
 
 ROLES = ("stage", "ps", "replica", "teacher")
@@ -57,8 +58,8 @@ class WorkerConfig(BaseModel):
         return v
 
     def path(self, suffix: str) -> Path:
-        """workdir/<name><suffix>, e.g. '.ready.json', '.metrics.jsonl'."""
-        return self.workdir / f"{self.name}{suffix}"
+        """workdir/<name><suffix>, suffix one of testbed.runtime.workdir's (READY, METRICS...)."""
+        return worker_file(self.workdir, self.name, suffix)
 
 
 def write_config(cfg: WorkerConfig, path: Path) -> None:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from testbed.data import Dataset, load_dataset
+from testbed.modes import get_mode, load
+from testbed.runtime import workdir
 from testbed.runtime.config import WorkerConfig
 from testbed.runtime.kt_replica import section_specs
 from testbed.runtime.parameter_server import Evaluator, ParameterServer
@@ -42,7 +44,7 @@ def run_role(cfg: WorkerConfig, on_ready: OnReady, on_summary: OnSummary) -> Non
         tags["stage"] = "-".join(str(i) for i in cfg.stage_ids)
     warmup = warmup_steps(cfg.spec.training.iterations)
     batch = cfg.spec.training.batch_size
-    metrics = WorkerMetrics(cfg.path(".metrics.jsonl"), tags, cfg.t0, warmup, batch)
+    metrics = WorkerMetrics(cfg.path(workdir.METRICS), tags, cfg.t0, warmup, batch)
     try:
         if cfg.role == "ps":
             run_ps(cfg, replica, metrics, on_ready)
@@ -55,9 +57,10 @@ def run_role(cfg: WorkerConfig, on_ready: OnReady, on_summary: OnSummary) -> Non
 def run_ps(cfg: WorkerConfig, replica: Replica, metrics: WorkerMetrics, on_ready: OnReady) -> None:
     """Serve weights, apply dp-async gradients, evaluate complete versions; until SIGTERM."""
     data = load_dataset(cfg.spec.data.dataset)
-    eval_replica = build_replica(cfg.spec) if cfg.spec.job.mode == "dp-async" else replica
+    concurrent = get_mode(cfg.spec.job.mode).layout == "replicas"  # PS applies while it evaluates
+    eval_replica = build_replica(cfg.spec) if concurrent else replica
     evaluator = Evaluator(eval_replica, data, cfg.spec.training.eval_samples)
-    ps = ParameterServer(replica, evaluator, metrics, cfg.workdir / "checkpoint", cfg.t0)
+    ps = ParameterServer(replica, evaluator, metrics, cfg.workdir / workdir.CHECKPOINT, cfg.t0)
     register = functools.partial(parameter_pb2_grpc.add_ParameterServiceServicer_to_server, ps)
     server = grpc_util.start_server(register, bind=cfg.bind, max_workers=_SERVER_THREADS)
     try:
@@ -70,19 +73,20 @@ def run_ps(cfg: WorkerConfig, replica: Replica, metrics: WorkerMetrics, on_ready
 
 
 def build_node(cfg: WorkerConfig, replica: Replica, metrics: WorkerMetrics) -> StageNode:
-    """Buffers for what this worker receives: activations from upstream, gradients from below."""
+    """Buffers for what this worker receives (its mode's `receives`): activations from upstream,
+    gradients or SG targets from below, or the KT teacher's section stream."""
     ids, job = cfg.stage_ids, cfg.spec.job
+    mode = get_mode(job.mode)
     node = StageNode(cfg.role, ids, metrics, None, None)
-    if cfg.role != "stage" or job.mode == "bp-local":
+    if cfg.role != "stage" or mode.receives == "nothing":
         return node
-    if job.mode == "kt-sections":  # every held section reads the teacher's stream
+    if mode.receives == "kt":  # every held section reads the teacher's stream
         node.section_specs = section_specs(replica.kt.teacher, ids)
         node.in_spec = node.section_specs[ids[0]][0]
         node.inputs = BoundedBuffer(job.store.capacity * len(ids), "block")
         return node
     n, store = len(replica.stages), job.store
-    bp = job.mode != "sg"
-    m = job.micro_batches if job.mode == "bp-pipeline" else 1
+    bp, m = mode.receives == "bp", mode.micro_batches(job)
     if ids[0] > 0:
         node.in_spec = input_spec(replica.stages[ids[0]])
         cap, on_full = (max(store.capacity, m), "block") if bp else (store.capacity, store.on_full)
@@ -96,9 +100,10 @@ def build_node(cfg: WorkerConfig, replica: Replica, metrics: WorkerMetrics) -> S
 
 
 def _needs_data(cfg: WorkerConfig) -> bool:
-    if cfg.spec.job.mode == "kt-sections":
-        return cfg.role == "teacher"
-    return cfg.role == "replica" or (cfg.role == "stage" and cfg.stage_ids[0] == 0)
+    role = get_mode(cfg.spec.job.mode).data_role
+    if role == "stage0":
+        return cfg.role == "stage" and cfg.stage_ids[0] == 0
+    return cfg.role == role
 
 
 def run_trainer(
@@ -135,36 +140,17 @@ def train(
     data: Dataset | None,
     peers: dict[str, str],
 ) -> int:
-    """Run this worker's training loop for the spec's mode; returns the version reached."""
-    from testbed.runtime.loops.bp import BPStage, LocalBP
-    from testbed.runtime.loops.dp_async import AsyncReplica
-    from testbed.runtime.loops.kt import KtSections, TeacherStream
-    from testbed.runtime.loops.sg import SGStage
-
-    job, total = cfg.spec.job, cfg.spec.training.iterations
-    if cfg.role == "replica":
-        assert data is not None
-        rep = AsyncReplica(cfg, node, replica, data, peers["ps"])
-        try:
-            return rep.run(total)
-        finally:
-            rep.close()
+    """Run the loop this worker's role has in the spec's mode; returns the version reached."""
+    mode = get_mode(cfg.spec.job.mode)
+    if cfg.role not in mode.loops:
+        raise ValueError(f"job.mode {mode.name!r} has no loop for role {cfg.role!r}; "
+                         f"expected one of {sorted(mode.loops)}")
     io = StageIO(cfg, node, replica, data, peers)
     try:
-        loop: Any
-        if cfg.role == "teacher":
-            loop = TeacherStream(io)
-        elif job.mode == "kt-sections":
-            loop = KtSections(io)
-        elif job.mode == "sg":
-            loop = SGStage(io)
-        elif job.mode == "bp-local":
-            loop = LocalBP(io)
-        else:
-            loop = BPStage(io, job.micro_batches if job.mode == "bp-pipeline" else 1)
-        version = loop.run(total)
+        loop = load(mode.loops[cfg.role])(io)
+        version = int(loop.run(cfg.spec.training.iterations))
         node.metrics.training_ended()
-        io.finish(version)
+        loop.finish(version)
         return version
     finally:
         io.close()

@@ -36,12 +36,12 @@ class StageIO:
             for r in ("downstream", "upstream")
             if r in peers
         ]
-        self._ps = ParameterClient(peers["ps"], job.deadline_s, m)
+        self.ps_client = ParameterClient(peers["ps"], job.deadline_s, m)
         # one message waits while one is on the wire: the receiver's store is the buffer, so
         # a link holds at most capacity + 2 batches (bounds the staleness of SG targets)
         self.down = self._outbox("downstream", lambda p: Outbox("downstream", p.forward, 1))
         self.up = self._outbox("upstream", lambda p: Outbox("upstream", p.backward, 1))
-        self.ps: Outbox[Weights] = Outbox("ps", self._ps.push_weights, len(replica.stages) + 1)
+        self.ps: Outbox[Weights] = Outbox("ps", self.ps_client.push_weights, len(replica.stages) + 1)
         self.sections = self._section_outboxes(peers)  # kt-sections teacher: stage id -> outbox
         self._batches: Iterator[np.ndarray] | None = None
         push = job.push_every or cfg.spec.training.eval_every
@@ -127,6 +127,10 @@ class StageIO:
     def finish(self, version: int) -> None:
         """Push the final weights and deliver everything queued."""
         self.push_weights(version)
+        self.flush()
+
+    def flush(self) -> None:
+        """Deliver everything queued in the outboxes, then close them."""
         unique = {id(b): b for b in self.sections.values()}
         for box in (self.down, self.up, self.ps, *unique.values()):
             if box is not None:
@@ -135,4 +139,4 @@ class StageIO:
     def close(self) -> None:
         for p in self._peers:
             p.close()
-        self._ps.close()
+        self.ps_client.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -14,34 +13,19 @@ from types import FrameType
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-# The environment a worker is started with. glibc serves every allocation over 128 KB with a
-# fresh mmap and returns it on free, so each multi-MB tensor copy on the message path (bytes,
-# protobuf, gRPC slices) page-faults its way through new memory: a 3.2 MB Forward cost ~11 ms of
-# CPU on each side. Keeping such buffers in the heap for reuse cuts that to ~2.5 / 4 ms
-# (measured over loopback gRPC; see README, Distributed runs). glibc reads these at start-up.
-WORKER_ENV = {
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-    "PYTHONUNBUFFERED": "1",
-    "MALLOC_MMAP_THRESHOLD_": str(128 * 1024 * 1024),
-    "MALLOC_TRIM_THRESHOLD_": str(512 * 1024 * 1024),
-}
-
+from testbed.metrics.run_dir import write_json_atomic  # noqa: E402
+from testbed.runtime import workdir  # noqa: E402
 from testbed.runtime.config import WorkerConfig, load_config  # noqa: E402
 
 
 def write_ready(cfg: WorkerConfig, address: str) -> None:
     """Tell the controller where this worker listens (atomic rename: never a partial file)."""
-    path = cfg.path(".ready.json")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"address": address, "pid": os.getpid(), "role": cfg.role}))
-    os.replace(tmp, path)
+    body = {"address": address, "pid": os.getpid(), "role": cfg.role}
+    write_json_atomic(cfg.path(workdir.READY), body)
 
 
 def write_summary(cfg: WorkerConfig, body: dict[str, object]) -> None:
-    path = cfg.path(".summary.json")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    write_json_atomic(cfg.path(workdir.SUMMARY), body)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -23,10 +23,11 @@ from testbed.algorithms import ALGORITHMS
 from testbed.data import DATASETS
 from testbed.emulation.config import ClusterSpec
 from testbed.models import MODELS
+from testbed.modes import MODES, get_mode
 from testbed.paths import experiments_dir
 from testbed.spec.kt import KtCfg, check_kt
 
-MODES = ("inprocess", "sg", "bp-sync", "bp-pipeline", "bp-local", "dp-async", "kt-sections")
+MODE_NAMES = tuple(MODES)
 
 
 class SpecError(Exception):
@@ -102,7 +103,7 @@ class StoreCfg(_Strict):
 
 
 class JobCfg(_Strict):
-    mode: Literal[MODES] = "inprocess"  # type: ignore[valid-type]
+    mode: Literal[MODE_NAMES] = "inprocess"  # type: ignore[valid-type]
     micro_batches: PositiveInt = Field(4, description="bp-pipeline: GPipe micro-batches per batch")
     replicas: PositiveInt = Field(2, description="dp-async: full-model replicas")
     push_every: PositiveInt | None = Field(None, description="steps between weight pushes; default eval_every")
@@ -142,14 +143,11 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _mode_fits_algorithm(self) -> Spec:
-        bp_modes = {"bp-sync", "bp-pipeline", "bp-local", "dp-async"}
-        if self.job.mode == "sg" and self.algorithm.name != "sg":
-            raise ValueError(f"job.mode 'sg' needs algorithm.name 'sg', got {self.algorithm.name!r}")
-        if self.job.mode == "kt-sections" and self.algorithm.name != "kt":
-            raise ValueError(f"job.mode 'kt-sections' needs algorithm.name 'kt', got {self.algorithm.name!r}")
-        if self.job.mode in bp_modes and self.algorithm.name != "bp":
-            raise ValueError(f"job.mode {self.job.mode!r} needs algorithm.name 'bp'")
-        if self.job.mode == "bp-pipeline" and self.training.batch_size % self.job.micro_batches:
+        mode = get_mode(self.job.mode)
+        if mode.algorithm is not None and self.algorithm.name != mode.algorithm:
+            raise ValueError(f"job.mode {mode.name!r} needs algorithm.name {mode.algorithm!r}, "
+                             f"got {self.algorithm.name!r}")
+        if mode.micro_batched and self.training.batch_size % self.job.micro_batches:
             raise ValueError(
                 f"training.batch_size {self.training.batch_size} is not divisible by "
                 f"job.micro_batches {self.job.micro_batches}; expected equal micro-batches"

@@ -16,18 +16,22 @@ from testbed.algorithms.bp import (
     last_stage_grads,
     stage_grads,
 )
+from testbed.modes import get_mode
+from testbed.runtime.loops import StageLoop
 from testbed.runtime.stage_io import StageIO
 from testbed.runtime.wire.serde import Activation, Gradient
 
 
-class BPStage:
+class BPStage(StageLoop):
     """One (composite) stage of model-parallel backprop with M micro-batches per optimizer step.
 
     Per step: every micro-batch forward (fill), then every backward (drain), then one update
     of the summed gradients: GPipe's schedule; M = 1 is plain model-parallel BP (bp-sync).
     """
 
-    def __init__(self, io: StageIO, micro_batches: int) -> None:
+    def __init__(self, io: StageIO) -> None:
+        job = io.cfg.spec.job
+        micro_batches = get_mode(job.mode).micro_batches(job)
         self.io, self.m = io, micro_batches
         ids = io.node.stage_ids
         n = len(io.replica.stages)
@@ -113,7 +117,7 @@ class BPStage:
         return total_steps
 
 
-class LocalBP:
+class LocalBP(StageLoop):
     """The whole model on one worker, stepped with bp_step (the seed paper's baseline)."""
 
     def __init__(self, io: StageIO) -> None:

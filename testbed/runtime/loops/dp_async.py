@@ -8,13 +8,10 @@ import numpy as np
 import tensorflow as tf
 
 from testbed.algorithms.bp import accuracy_count, bp_grads
-from testbed.data import Dataset
 from testbed.data.batches import batch_indices
-from testbed.runtime.config import WorkerConfig
 from testbed.runtime.parameter_server import grad_specs
-from testbed.runtime.peers import ParameterClient
-from testbed.runtime.replica import Replica, set_named_weights, weight_specs
-from testbed.runtime.stage_service import StageNode
+from testbed.runtime.replica import set_named_weights, weight_specs
+from testbed.runtime.stage_io import StageIO
 from testbed.runtime.wire import serde_ps
 from testbed.runtime.wire.serde import Weights
 from testbed.runtime.wire.serde_ps import ModelWeights
@@ -23,12 +20,12 @@ from testbed.runtime.wire.serde_ps import ModelWeights
 class AsyncReplica:
     """Asynchronous SGD: steps until the parameter server has applied the run's step budget."""
 
-    def __init__(
-        self, cfg: WorkerConfig, node: StageNode, replica: Replica, data: Dataset, ps: str
-    ) -> None:
-        self.cfg, self.node, self.data = cfg, node, data
+    def __init__(self, io: StageIO) -> None:
+        cfg, node, replica, data = io.cfg, io.node, io.replica, io.data
+        assert data is not None, "a dp-async replica reads the dataset"
+        self.io, self.cfg, self.node, self.data = io, cfg, node, data
         self.models = [s.model for s in replica.stages]
-        self.ps = ParameterClient(ps, cfg.spec.job.deadline_s, node.metrics)
+        self.ps = io.ps_client
         self.specs = [weight_specs(m) for m in self.models]
         self.names = [list(grad_specs(m)) for m in self.models]
 
@@ -73,5 +70,7 @@ class AsyncReplica:
                 node.metrics.train_point(step, {**extra, "it_s": logged["it_s"]})
         return step
 
-    def close(self) -> None:
-        self.ps.close()
+    def finish(self, version: int) -> None:
+        """Close the outboxes without pushing weights: gradients went to the PS synchronously,
+        and a replica's copy must never overwrite the global weights."""
+        self.io.flush()

@@ -17,12 +17,13 @@ import tensorflow as tf
 
 from testbed.algorithms.bp import accuracy_count
 from testbed.algorithms.kt import final_section_step, section_step, teacher_outputs
+from testbed.runtime.loops import StageLoop
 from testbed.runtime.stage_io import StageIO
 from testbed.runtime.wire.serde import Activation
 from testbed.training.kt_trainables import kt_loss
 
 
-class TeacherStream:
+class TeacherStream(StageLoop):
     """The teacher worker: one batch of data in, one message per student section out."""
 
     def __init__(self, io: StageIO) -> None:
@@ -53,7 +54,7 @@ class TeacherStream:
 Step = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], Any]
 
 
-class KtSections:
+class KtSections(StageLoop):
     """A student worker: steps each held section on the teacher's activations as they arrive."""
 
     def __init__(self, io: StageIO) -> None:

@@ -8,12 +8,13 @@ import tensorflow as tf
 
 from testbed.algorithms.bp import accuracy_count
 from testbed.algorithms.sg import sg_last_stage_step, sg_module_step, sg_stage_step
+from testbed.runtime.loops import StageLoop
 from testbed.runtime.stage_io import StageIO
 from testbed.runtime.store import PendingTargets
 from testbed.runtime.wire.serde import Activation, Gradient
 
 
-class SGStage:
+class SGStage(StageLoop):
     """One stage of an SG pipeline; it never waits for a backward message."""
 
     def __init__(self, io: StageIO) -> None:

@@ -19,8 +19,8 @@ import yaml
 
 from testbed.controller.distributed import WorkerFailedError
 from testbed.controller.experiment import run_experiment
-from testbed.controller.supervisor import pid_alive
 from testbed.metrics.run_dir import read_metrics, read_summary
+from testbed.processes import pid_alive
 from testbed.spec.experiment import Spec, parse_spec
 
 pytestmark = pytest.mark.slow

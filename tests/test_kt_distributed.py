@@ -10,8 +10,8 @@ import pytest
 
 from testbed.controller.experiment import run_experiment
 from testbed.controller.plan import WorkerPlan, device_of, peer_map, plan_workers
-from testbed.controller.supervisor import pid_alive
 from testbed.metrics.run_dir import read_metrics, read_summary
+from testbed.processes import pid_alive
 from testbed.spec.experiment import Spec, SpecError, parse_spec
 
 

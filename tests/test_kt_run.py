@@ -6,12 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from testbed.controller import kt_run
 from testbed.controller.experiment import run_experiment
 from testbed.data import Dataset
 from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.models import build_stages, get_model
 from testbed.spec.experiment import parse_spec
+from testbed.training import loop as training_loop
 from testbed.training.kt_trainables import load_teacher, save_teacher
 
 
@@ -29,7 +29,7 @@ def _synthetic(n=512, seed=0):
 @pytest.fixture
 def synthetic(monkeypatch):
     data = _synthetic()
-    monkeypatch.setattr(kt_run, "load_dataset", lambda name: data)
+    monkeypatch.setattr(training_loop, "load_dataset", lambda name: data)
     return data
 
 

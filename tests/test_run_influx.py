@@ -13,6 +13,7 @@ from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.metrics.sink import Point
 from testbed.spec.experiment import SpecError, parse_spec
 from testbed.testing.victoria import Victoria, binary, free_port
+from testbed.training import loop as training_loop
 
 TINY = {
     "name": "tiny-influx",
@@ -122,10 +123,9 @@ def test_kt_run_points_of_every_phase_reach_victoria(
 ) -> None:
     from test_kt_run import _synthetic
 
-    from testbed.controller import kt_run
     from testbed.controller.experiment import run_experiment
 
-    monkeypatch.setattr(kt_run, "load_dataset", lambda name: _synthetic())
+    monkeypatch.setattr(training_loop, "load_dataset", lambda name: _synthetic())
     monkeypatch.setenv("INFLUX_URL", victoria.url)
     raw = {"name": "tiny-kt", "model": {"name": "four-layer", "width": 0.25},
            "algorithm": {"name": "kt", "kt": {"method": "section-kt", "teacher": "four-layer",

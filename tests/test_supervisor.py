@@ -15,10 +15,10 @@ from testbed.controller.supervisor import (
     WorkerCommand,
     WorkerExit,
     WorkerStartError,
-    pid_alive,
     spawn_workers,
     watch,
 )
+from testbed.processes import pid_alive
 
 PY = sys.executable
 SLEEPER = [PY, "-c", "import time; time.sleep(60)"]

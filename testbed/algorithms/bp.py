@@ -114,19 +114,6 @@ def apply_stage_grads(
         start += n
 
 
-def stage_backward(
-    model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
-    h_in: tf.Tensor,
-    g_out: tf.Tensor,
-) -> tf.Tensor:
-    """Recompute a stage's forward, apply the update for upstream gradient g_out, return dL/dh_in."""
-    grads, g_in = stage_grads([model], h_in, g_out)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-    assert g_in is not None
-    return g_in
-
-
 def last_stage_step(
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,

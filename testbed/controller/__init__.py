@@ -1,1 +1,2 @@
-"""Compose a run from a spec: in-process training now, distributed workers and backends later."""
+"""Compose a run from a spec: the run lifecycle, in-process and distributed runners, workers,
+the emulated cluster around them, sweeps."""

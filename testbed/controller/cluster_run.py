@@ -17,6 +17,7 @@ from testbed.controller.link_schedule import LinkSchedule
 from testbed.controller.link_traffic import HOST, bound_it_s, link_traffic
 from testbed.controller.plan import WorkerPlan
 from testbed.emulation.fidelity import DEGRADED_NO_ROOT, FidelityWarning
+from testbed.emulation.handle import ClusterHandle
 from testbed.spec.experiment import Spec
 
 Report = Callable[..., None]
@@ -25,7 +26,7 @@ Report = Callable[..., None]
 class RunCluster:
     """The controller's view of a cluster handle (local or docker) during one run."""
 
-    def __init__(self, spec: Spec, handle: Any, report: Report) -> None:
+    def __init__(self, spec: Spec, handle: ClusterHandle, report: Report) -> None:
         self.spec, self.handle, self.report = spec, handle, report
         self.probe_skipped: str | None = None
 
@@ -33,7 +34,7 @@ class RunCluster:
         """Where a worker binds: its device's address; the host side of the cluster otherwise."""
         if device is not None:
             return str(self.handle.address(device))
-        return getattr(self.handle, "host_address", None) or self.spec.job.host
+        return self.handle.host_address or self.spec.job.host
 
     def launcher(self, device: str | None) -> Callable[..., Any] | None:
         """A Popen-like callable starting argv inside the device (None: a plain host process)."""

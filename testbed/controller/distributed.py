@@ -23,7 +23,13 @@ from testbed.controller.cluster_run import (
     run_cluster,
 )
 from testbed.controller.plan import WorkerPlan, device_of, peer_map, plan_workers
-from testbed.controller.sinks import closing_influx, fan_out, influx_writer, open_influx
+from testbed.controller.sinks import (
+    closing_influx,
+    fan_out,
+    influx_writer,
+    open_influx,
+    point_tags,
+)
 from testbed.controller.supervisor import (
     WorkerCommand,
     WorkerExit,
@@ -206,7 +212,7 @@ def _run_workers(
         write_config(cfg, path)
         launch = cluster.launcher(devices[name]) if cluster else None
         commands.append(_command(cfg, path, launch))
-    tags = {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode}
+    tags = point_tags(spec, run)
     failure = _Failure()
     run.event("workers_planned", workers=[p.__dict__ for p in plans], devices=devices)
     influx = open_influx(spec, run)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from testbed.controller.kt_run import run_kt
-from testbed.controller.sinks import close_influx, open_influx
-from testbed.data import load_dataset
+from testbed.controller.sinks import recording
 from testbed.metrics.run_dir import RunDir
 from testbed.planner.profile import profile_stages
 from testbed.spec.experiment import Spec
-from testbed.training.loop import Recorder, environment_info, train
-from testbed.training.session import Session, configure_threads
+from testbed.training.loop import environment_info, setup, train
+from testbed.training.session import Session
 
 
 def sg_cost(session: Session) -> list[dict[str, Any]]:
@@ -32,16 +31,10 @@ def run_inprocess(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, A
     """Train the spec's model in this process; writes metrics and returns the summary body."""
     if spec.algorithm.name == "kt":
         return run_kt(spec, run, progress)
-    configure_threads(spec.training.threads)
-    data = load_dataset(spec.data.dataset)
-    run.event("data_loaded", source=data.source)
+    data = setup(spec, run)
     session = Session.build(spec, data)
-    tags = {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode}
-    influx = open_influx(spec, run)
-    try:
-        result = train(session, Recorder(run, tags, [influx] if influx else None), progress)
-    finally:
-        sink_counts = close_influx(influx, run)
+    with recording(spec, run) as (rec, sink_counts):
+        result = train(session, rec, progress)
     summary: dict[str, Any] = {
         **result,
         **sink_counts,

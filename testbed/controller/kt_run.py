@@ -7,8 +7,8 @@ from typing import Any
 import keras
 
 from testbed.controller.distributed import run_distributed
-from testbed.controller.sinks import closing_influx, open_influx
-from testbed.data import Dataset, load_dataset
+from testbed.controller.sinks import recording
+from testbed.data import Dataset
 from testbed.metrics.run_dir import RunDir
 from testbed.models import get_model, resolve_split
 from testbed.models.pairs import compression
@@ -20,8 +20,7 @@ from testbed.training.kt_phase import KindRecorder, accuracy, eval_split
 from testbed.training.kt_session import KtSession, finetune_phase
 from testbed.training.kt_teacher import Teacher, obtain_teacher
 from testbed.training.kt_trainables import build_student, save_teacher
-from testbed.training.loop import Recorder, environment_info, train
-from testbed.training.session import configure_threads
+from testbed.training.loop import Recorder, environment_info, setup, train
 
 
 def _params(models: list[keras.Model]) -> list[int]:
@@ -63,13 +62,8 @@ def run_kt(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, Any]:
 
     Every phase's points (teacher_*, the student's train/eval, finetune_*) also go to the
     InfluxDB sink when one is configured."""
-    configure_threads(spec.training.threads)
-    data = load_dataset(spec.data.dataset)
-    run.event("data_loaded", source=data.source)
-    influx = open_influx(spec, run)
-    with closing_influx(influx, run) as sink_counts:
-        tags = {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode}
-        rec = Recorder(run, tags, [influx] if influx else None)
+    data = setup(spec, run)
+    with recording(spec, run) as (rec, sink_counts):
         summary = _teach(spec, data, run, rec, progress)
     return {**summary, **sink_counts}
 
@@ -101,13 +95,8 @@ def run_kt_sections(spec: Spec, run: RunDir, progress: bool = True) -> dict[str,
     folds the student from the parameter server's final checkpoint and evaluates it. With
     InfluxDB configured, the teacher phase writes through its own sink (closed before the
     workers' sink opens; an undelivered spool carries over) and its counts are reported apart."""
-    configure_threads(spec.training.threads)
-    data = load_dataset(spec.data.dataset)
-    run.event("data_loaded", source=data.source)
-    influx = open_influx(spec, run)
-    with closing_influx(influx, run) as teacher_counts:  # the workers' sink opens later
-        tags = {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode}
-        rec = Recorder(run, tags, [influx] if influx else None)
+    data = setup(spec, run)
+    with recording(spec, run) as (rec, teacher_counts):  # the workers' sink opens later
         teacher = obtain_teacher(spec, data, run, rec, progress)
     path = workdir.workers_dir(run.path) / workdir.TEACHER  # every worker (and container) reads it
     save_teacher(teacher.sections, path, teacher.info)

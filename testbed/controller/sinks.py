@@ -11,6 +11,7 @@ from testbed.metrics.influx import InfluxConfig, InfluxSink
 from testbed.metrics.run_dir import RunDir
 from testbed.metrics.sink import Point
 from testbed.spec.experiment import Spec
+from testbed.training.loop import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,23 @@ def influx_config(spec: Spec) -> InfluxConfig | None:
     return InfluxConfig(cfg.url, token, cfg.org, cfg.bucket)
 
 
+def point_tags(spec: Spec, run: RunDir) -> dict[str, str]:
+    """The tags every point of this run carries in the run directory."""
+    return {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode}
+
+
 def run_tags(spec: Spec, run: RunDir) -> dict[str, str]:
     """The tags every point of this run carries in InfluxDB."""
-    return {"run": run.run_id, "experiment": spec.name, "mode": spec.job.mode, **DEFAULT_TAGS}
+    return {**point_tags(spec, run), **DEFAULT_TAGS}
+
+
+@contextlib.contextmanager
+def recording(spec: Spec, run: RunDir) -> Iterator[tuple[Recorder, dict[str, Any]]]:
+    """A recorder to the run directory (and InfluxDB when configured); the dict it yields holds
+    {"influx": counts} once the block exits (the sink is closed also on error)."""
+    influx = open_influx(spec, run)
+    with closing_influx(influx, run) as counts:
+        yield Recorder(run, point_tags(spec, run), [influx] if influx else None), counts
 
 
 def open_influx(spec: Spec, run: RunDir, **options: Any) -> InfluxSink | None:

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from testbed.processes import proc_stat
+
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE_S = 5.0
@@ -231,30 +233,6 @@ def _wait_groups_gone(groups: Sequence[int], deadline: float) -> bool:
     return True
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, process group) of pid from /proc, or None when it does not exist."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return fields[0], int(fields[2])
-
-
-def pid_alive(pid: int) -> bool:
-    """True if pid exists and is not a zombie (a zombie has ended; only its parent reaps it)."""
-    if Path("/proc").is_dir():
-        stat = _proc_stat(pid)
-        return stat is not None and stat[0] != "Z"
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -266,7 +244,7 @@ def _group_alive(pgid: int) -> bool:
         return True
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
-            stat = _proc_stat(int(entry.name))
+            stat = proc_stat(int(entry.name))
             if stat is not None and stat[1] == pgid and stat[0] != "Z":
                 return True
     return False

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from testbed import processes
 from testbed.metrics.run_dir import EVENTS_FILE, METRICS_FILE, SPEC_FILE, SUMMARY_FILE
 
 STATUSES = ("running", "completed", "failed", "interrupted")
@@ -114,17 +115,11 @@ def tail_latest(run_path: Path, max_bytes: int = 256 * 1024) -> dict[str, Any]:
     return {"last_step": step, "last_test_accuracy": acc}
 
 
-def pid_alive(pid: Any, host: Any) -> bool | None:
+def run_process_alive(pid: Any, host: Any) -> bool | None:
     """Whether the recorded process is alive on this host; None when that cannot be told."""
     if not isinstance(pid, int) or host not in (None, socket.gethostname()):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return processes.pid_alive(pid)
 
 
 def infer_status(
@@ -145,7 +140,7 @@ def infer_status(
     if end is not None and end.get("status") in STATUSES:
         return end["status"], None
     start = next((e for e in events if e.get("event") == "start"), {})
-    alive = tracked if tracked is not None else pid_alive(start.get("pid"), start.get("host"))
+    alive = tracked if tracked is not None else run_process_alive(start.get("pid"), start.get("host"))
     if alive is None and written is not None:
         alive = time.time() - written < stale_after_s
     if alive:

@@ -120,10 +120,6 @@ class DeviceCgroup:
         if memsw.exists() and limit_bytes is not None:
             _write(memsw, value)
 
-    def add_pid(self, pid: int) -> None:
-        for procs in self.procs_files:
-            _write(procs, str(pid))
-
     def pids(self) -> list[int]:
         found: set[int] = set()
         for procs in self.procs_files:

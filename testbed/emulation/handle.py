@@ -54,7 +54,8 @@ def device_notes(devices: dict[str, ResolvedDevice]) -> list[str]:
 
 
 class ClusterHandle:
-    """Base of the local backend's handles; subclasses realise addresses, launch and links."""
+    """A running cluster, whatever realises it (namespaces, plain processes, containers);
+    subclasses realise addresses, launch and links."""
 
     def __init__(
         self,
@@ -72,6 +73,7 @@ class ClusterHandle:
         }
         self.gpu_indices = assign_gpus(devices)
         self.fidelity.notes.extend(device_notes(devices))
+        self.host_address: str | None = None  # the host's address inside the cluster, if any
         self._procs: list[subprocess.Popen[Any]] = []
         self._down = False
         self._torn_down = False

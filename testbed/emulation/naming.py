@@ -90,11 +90,6 @@ class RunNames:
     def owns_link(self, ifname: str) -> bool:
         return bool(LINK_LABEL.match(ifname)) and ifname.startswith(f"tb{self.tag}")
 
-    @property
-    def cgroup_dir(self) -> str:
-        return f"{CGROUP_PREFIX}{self.run_id}"
-
-
 def is_labelled_netns(name: str) -> bool:
     return bool(NETNS_LABEL.match(name))
 

@@ -52,14 +52,6 @@ def delete_root(ipr: Any, index: int) -> None:
             raise
 
 
-def root_kind(ipr: Any, index: int) -> str | None:
-    """The kind of the root qdisc ('htb', 'noqueue', ...)."""
-    for qdisc in ipr.get_qdiscs(index=index):
-        if qdisc["parent"] == TC_H_ROOT:
-            return str(qdisc.get_attr("TCA_KIND"))
-    return None
-
-
 def class_rates(ipr: Any, index: int) -> dict[int, int]:
     """Configured cap in bit/s per HTB class minor (its ceil), read back from the kernel."""
     rates = {}

@@ -306,11 +306,6 @@ class InfluxSink:
             **options,  # type: ignore[arg-type]
         )
 
-    @property
-    def spool_path(self) -> Path:
-        """The spool file in the run directory."""
-        return self._shipper.spool.path
-
     def write(self, point: Point) -> None:
         """Enqueue one point for the background thread; O(1), no I/O."""
         with self._lock:

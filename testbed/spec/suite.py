@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -36,7 +34,3 @@ def load_suite(name_or_path: str) -> Suite | None:
     for member in suite.suite:
         resolve_path(member)  # fail early on an unknown member name
     return suite
-
-
-def suite_path(name_or_path: str) -> Path:
-    return resolve_path(name_or_path)

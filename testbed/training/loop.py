@@ -10,12 +10,22 @@ from typing import Any
 
 import tensorflow as tf
 
-from testbed.data import Dataset
+from testbed.data import Dataset, load_dataset
 from testbed.data.batches import batch_indices
 from testbed.metrics.run_dir import RunDir
 from testbed.metrics.sink import Point
+from testbed.spec.experiment import Spec
 from testbed.training.progress import TrainingProgress
 from testbed.training.session import Session, fetch_batch
+from testbed.training.tfsetup import configure_threads
+
+
+def setup(spec: Spec, run: RunDir) -> Dataset:
+    """What every in-process run does first: TensorFlow's threads, then the dataset."""
+    configure_threads(spec.training.threads)
+    data = load_dataset(spec.data.dataset)
+    run.event("data_loaded", source=data.source)
+    return data
 
 
 class Recorder:

@@ -198,7 +198,6 @@ class DockerCluster(ClusterHandle):
         self.network: Any | None = None
         self.network_name = self.names.hub_netns
         self.adopted = cluster.stack is not None  # a standing stack's containers: never removed
-        self.host_address: str | None = None
         self.removed: tuple[list[str], list[str]] | None = None
         self._plans: dict[str, tuple[EgressPlan | None, EgressPlan | None]] = {}
 

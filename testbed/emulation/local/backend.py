@@ -89,7 +89,6 @@ class NamespacedCluster(ClusterHandle):
         self.addresses: dict[str, str] = {}
         self.cgroups: dict[str, DeviceCgroup] = {}
         self.subnet: ipaddress.IPv4Network | None = None
-        self.host_address: str | None = None
         self.removed: cleanup.Leftovers | None = None
         self._plans: dict[tuple[str, str], EgressPlan | None] = {}
 

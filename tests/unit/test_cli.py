@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from testbed.paths import PROJECT_ROOT
+
+ROOT = PROJECT_ROOT
 
 
 def run_cli(*args, results: Path, timeout=600):

@@ -33,8 +33,9 @@ from testbed.emulation.docker.devices import (
 from testbed.emulation.docker.images import image_for
 from testbed.emulation.profiles import ResolvedDevice
 from testbed.emulation.shaping import device_egress, egress_plan
+from testbed.paths import PROJECT_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = PROJECT_ROOT
 SHIM = agent_argv("docker_shim")
 GIB = 1024**3
 

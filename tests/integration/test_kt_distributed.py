@@ -13,24 +13,9 @@ from testbed.controller.plan import WorkerPlan, device_of, peer_map, plan_worker
 from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.processes import pid_alive
 from testbed.spec.experiment import Spec, SpecError, parse_spec
+from testbed.testing.specs import kt_sections_raw
 
-
-def _raw(mode: str = "kt-sections", **over: Any) -> dict[str, Any]:
-    """The MNIST pair cut into 2 sections (after block2), tiny budgets."""
-    raw: dict[str, Any] = {
-        "name": f"ktd-{mode}",
-        "model": {"name": "mnist-student", "split_after": ["block2"]},
-        "algorithm": {"name": "kt", "kt": {
-            "method": "section-kt", "pair": "mnist", "teacher_split_after": ["block2"],
-            "teacher_iterations": 40, "teacher_lr": 1.0e-3}},
-        "training": {"batch_size": 32, "lr": 3.0e-3, "iterations": 40, "eval_every": 20,
-                     "log_every": 5, "eval_samples": 500, "threads": 1},
-        "job": {"mode": mode},
-    }
-    if mode == "kt-sections":
-        raw["placement"] = {"0": "edge0", "1": "edge1"}
-    raw.update(over)
-    return raw
+_raw = kt_sections_raw
 
 
 def _spec(mode: str = "kt-sections", **over: Any) -> Spec:

@@ -12,6 +12,8 @@ from testbed.controller.sinks import influx_config, with_topology_tags
 from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.metrics.sink import Point
 from testbed.spec.experiment import SpecError, parse_spec
+from testbed.testing.datasets import quadrants
+from testbed.testing.specs import kt_sections_raw
 from testbed.testing.victoria import Victoria, binary, free_port
 from testbed.training import loop as training_loop
 
@@ -121,11 +123,9 @@ def test_distributed_run_worker_points_reach_victoria(
 def test_kt_run_points_of_every_phase_reach_victoria(
     victoria: Victoria, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_kt_run import _synthetic
-
     from testbed.controller.experiment import run_experiment
 
-    monkeypatch.setattr(training_loop, "load_dataset", lambda name: _synthetic())
+    monkeypatch.setattr(training_loop, "load_dataset", lambda name: quadrants())
     monkeypatch.setenv("INFLUX_URL", victoria.url)
     raw = {"name": "tiny-kt", "model": {"name": "four-layer", "width": 0.25},
            "algorithm": {"name": "kt", "kt": {"method": "section-kt", "teacher": "four-layer",
@@ -147,12 +147,10 @@ def test_kt_run_points_of_every_phase_reach_victoria(
 def test_kt_sections_run_reaches_victoria_from_teacher_and_workers(
     victoria: Victoria, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_kt_distributed import _spec
-
     from testbed.controller.experiment import run_experiment
 
     monkeypatch.setenv("INFLUX_URL", victoria.url)
-    run = run_experiment(_spec(), tmp_path / "results", progress=False)
+    run = run_experiment(parse_spec(kt_sections_raw()), tmp_path / "results", progress=False)
     summary = read_summary(run.path)
     assert summary["status"] == "completed"
     assert summary["influx_teacher_phase"]["pending"] == 0 and summary["influx"]["pending"] == 0

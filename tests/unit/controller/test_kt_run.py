@@ -7,23 +7,14 @@ import numpy as np
 import pytest
 
 from testbed.controller.experiment import run_experiment
-from testbed.data import Dataset
 from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.models import build_stages, get_model
 from testbed.spec.experiment import parse_spec
+from testbed.testing.datasets import quadrants
 from testbed.training import loop as training_loop
 from testbed.training.kt_trainables import load_teacher, save_teacher
 
-
-def _synthetic(n=512, seed=0):
-    """8x8 images whose label is the brightest of 4 quadrants (learnable by a tiny conv net)."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0, 0.5, size=(n, 8, 8, 1)).astype("float32")
-    y = rng.integers(0, 4, n)
-    for i, q in enumerate(y):
-        r, c = divmod(int(q), 2)
-        x[i, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] += 0.5
-    return Dataset("synthetic", x[:384], y[:384], x[384:], y[384:], 10, (8, 8, 1), "test")
+_synthetic = quadrants
 
 
 @pytest.fixture

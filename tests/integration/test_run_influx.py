@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from testbed.metrics.sink import Point
 from testbed.spec.experiment import SpecError, parse_spec
 from testbed.testing.datasets import quadrants
 from testbed.testing.specs import kt_sections_raw
-from testbed.testing.victoria import Victoria, binary, free_port
+from testbed.testing.victoria import Victoria
 from testbed.training import loop as training_loop
 
 TINY = {
@@ -54,18 +53,6 @@ def test_worker_points_get_device_and_link_tags() -> None:
     assert tags["device"] == "stage0" and tags["link"] == "stage0->downstream"
     plain = Point("train", {"loss": 1.0}, {}, 1)
     assert with_topology_tags(plain) is plain
-
-
-@pytest.fixture
-def victoria(tmp_path: Path) -> Iterator[Victoria]:
-    if binary() is None:
-        pytest.skip("victoria-metrics not installed (Debian: apt-get install victoria-metrics)")
-    server = Victoria(tmp_path / "vm-data", free_port(), tmp_path / "vm.log")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.integration

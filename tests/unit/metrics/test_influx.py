@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from testbed.metrics.influx import (
 )
 from testbed.metrics.sink import Point, Sink
 from testbed.metrics.spool import Spool
-from testbed.testing.victoria import Victoria, binary, free_port
+from testbed.testing.victoria import Victoria
 
 # Recent whole second in ns (VictoriaMetrics drops points older than its retention, and
 # keeps ms precision: test points are 1 ms apart).
@@ -244,18 +243,6 @@ def test_batches_fewer_requests_than_points(tmp_path: Path) -> None:
 
 
 # --- real server -------------------------------------------------------------
-
-
-@pytest.fixture
-def victoria(tmp_path: Path) -> Iterator[Victoria]:
-    if binary() is None:
-        pytest.skip("victoria-metrics not installed (Debian: apt-get install victoria-metrics)")
-    server = Victoria(tmp_path / "vm-data", free_port(), tmp_path / "vm.log")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class RecordingWriter:

@@ -1,8 +1,9 @@
-"""Declarative model definitions: each model is an ordered list of units; split points lie between units."""
+"""Declarative model definitions: ordered blocks of layers; a split point lies between any two layers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from testbed.registry import Registry
 
@@ -19,24 +20,78 @@ class LayerSpec:
 
 
 @dataclass(frozen=True)
-class Unit:
-    """A named group of layers; a split point may follow any unit."""
+class Block:
+    """A named group of layers as the papers draw the model (block1, fc1); its name stays a split
+    point: after its last layer."""
 
     name: str
     layers: tuple[LayerSpec, ...]
 
 
 @dataclass(frozen=True)
+class Unit:
+    """The finest piece a stage starts or ends at: one layer (a flatten joins the layer after it).
+
+    Every boundary between units is a legal split point; a unit is named after its block
+    (`block1_conv2`, `block1_pool`), or is the block itself when the block is one layer (`fc2`).
+    """
+
+    name: str
+    layers: tuple[LayerSpec, ...]
+    block: str
+
+
+def block_units(block: Block) -> tuple[Unit, ...]:
+    """The block's layers as units: one per layer, a flatten joined to the layer after it."""
+    groups: list[list[LayerSpec]] = []
+    pending: list[LayerSpec] = []
+    for layer in block.layers:
+        pending.append(layer)
+        if layer.kind != "flatten":
+            groups.append(pending)
+            pending = []
+    if pending and groups:  # a trailing flatten belongs to the layer before it
+        groups[-1].extend(pending)
+    elif pending:
+        groups.append(pending)
+    if len(groups) == 1:
+        return (Unit(block.name, tuple(groups[0]), block.name),)
+    kinds = [g[-1].kind for g in groups]
+    seen: dict[str, int] = {}
+    units = []
+    for kind, group in zip(kinds, groups, strict=True):
+        seen[kind] = seen.get(kind, 0) + 1
+        numbered = kind != "pool" or kinds.count("pool") > 1
+        suffix = f"{kind}{seen[kind]}" if numbered else kind
+        units.append(Unit(f"{block.name}_{suffix}", tuple(group), block.name))
+    return tuple(units)
+
+
+@dataclass(frozen=True)
 class ModelDef:
-    """A model as ordered units plus its default split (the units after which stages end)."""
+    """A model as ordered blocks of layers plus its default split (the blocks or units after
+    which stages end). Its units (one per layer) are what stages are made of."""
 
     key: str
     description: str
-    units: tuple[Unit, ...]
+    blocks: tuple[Block | Unit, ...]
     default_split: tuple[str, ...]
+
+    @cached_property
+    def units(self) -> tuple[Unit, ...]:
+        return tuple(u for b in self.blocks for u in block_units(Block(b.name, b.layers)))
 
     def unit_names(self) -> list[str]:
         return [u.name for u in self.units]
+
+    def split_points(self) -> dict[str, int]:
+        """Every legal split point -> the index of the unit it follows: each unit but the last,
+        and each block but the last by its name (after the block's last unit)."""
+        points = {u.name: i for i, u in enumerate(self.units)}
+        for i, u in enumerate(self.units):
+            points[u.block] = i  # the block's last unit wins
+        last = len(self.units) - 1
+        return {name: i for name, i in points.items() if i < last}
 
 
 MODELS: Registry[ModelDef] = Registry("model")
@@ -62,8 +117,8 @@ def logits(classes: int = 10) -> LayerSpec:
     return LayerSpec("dense", classes, activation=None, scalable=False)
 
 
-def _block(name: str, *layers: LayerSpec) -> Unit:
-    return Unit(name, tuple(layers))
+def _block(name: str, *layers: LayerSpec) -> Block:
+    return Block(name, tuple(layers))
 
 
 def _register(model: ModelDef) -> None:
@@ -74,7 +129,7 @@ _register(
     ModelDef(
         key="four-layer",
         description="seed paper's 4-layer net: conv 32@5x5 + max-pool, FC 256, FC 256, FC 10",
-        units=(
+        blocks=(
             _block("conv1", conv(32, 5), POOL),
             _block("fc1", FLATTEN, dense(256)),
             _block("fc2", dense(256)),
@@ -88,7 +143,7 @@ _register(
     ModelDef(
         key="eight-layer",
         description="8-layer net: 5 conv (32,32 | 64,64 | 128, a pool after each block), FC 256, 256, 10",
-        units=(
+        blocks=(
             _block("block1", conv(32), conv(32), POOL),
             _block("block2", conv(64), conv(64), POOL),
             _block("block3", conv(128), POOL),
@@ -105,7 +160,7 @@ _register(
         key="vgg16",
         description="VGG16 for 28x28 inputs: 13 conv 3x3 (64->512, doubling after each pool, "
         "'same' pools 28->14->7->4->2->1), FC 512, 512, 10",
-        units=(
+        blocks=(
             _block("block1", conv(64), conv(64), POOL),
             _block("block2", conv(128), conv(128), POOL),
             _block("block3", conv(256), conv(256), conv(256), POOL),
@@ -126,7 +181,7 @@ _register(
         key="mnist-student",
         description="KT student for a half-width eight-layer: 3 conv (8@5x5 | 16@5x5 | 32@3x3, a "
         "pool after each; one 5x5 conv sees what two 3x3 see), FC 64, 10",
-        units=(
+        blocks=(
             _block("block1", conv(8, 5), POOL),
             _block("block2", conv(16, 5), POOL),
             _block("block3", conv(32), POOL),
@@ -142,7 +197,7 @@ _register(
         key="vgg16-student",
         description="KT student for vgg16: 8 conv 3x3 (64 | 128 | 256,256 | 384,384 | 384, a pool "
         "after each block), FC 256, 10",
-        units=(
+        blocks=(
             _block("block1", conv(64), POOL),
             _block("block2", conv(128), POOL),
             _block("block3", conv(256), conv(256), POOL),

@@ -205,7 +205,8 @@ def _run_workers(
     workdir.mkdir(parents=True, exist_ok=True)
     devices = {p.name: device_of(spec, p) for p in plans}
     hosts = {n: cluster.bind_host(d) for n, d in devices.items()} if cluster else {}
-    configs = worker_configs(spec, plans, workdir, run.run_id, time.time(), hosts)
+    t0 = time.time()
+    configs = worker_configs(spec, plans, workdir, run.run_id, t0, hosts)
     commands = []
     for name, cfg in configs.items():
         path = cfg.path(contract.CONFIG)
@@ -228,7 +229,7 @@ def _run_workers(
         try:
             addresses = wait_ready(configs, failure, spec.job.startup_timeout_s)
             run.event("workers_ready", addresses=addresses)
-            evals, train_time = _train(
+            evals, train_time, started = _train(
                 spec, run, plans, addresses, failure, progress, schedule.start
             )
         except WorkerFailedError as err:
@@ -236,7 +237,10 @@ def _run_workers(
             run.event("worker_failed", reason=reason)  # stamped when noticed, before cleanup
             raise WorkerFailedError(reason) from None
         _wait_trainers_exit(group, [p.name for p in plans if p.role != "ps"])
-    body = {**summarize(spec, plans, workdir, evals, train_time, addresses, group), **sink_counts}
+    body = {
+        **summarize(spec, plans, workdir, evals, train_time, addresses, group, started - t0),
+        **sink_counts,
+    }
     if cluster is not None:
         body.update(cluster_summary(spec, plans, devices, body["workers"], cluster, schedule))
     return body
@@ -250,11 +254,12 @@ def _train(
     failure: _Failure,
     progress: bool,
     on_start: Any = None,
-) -> tuple[list[Any], float]:
-    """Start the trainers, follow them to the end, wait for the final evaluation, stop them."""
+) -> tuple[list[Any], float, float]:
+    """Start the trainers, follow them to the end, wait for the final evaluation, stop them.
+    Returns the evaluations, the training time and when training started (Unix seconds)."""
     total = spec.training.iterations
     with WorkerClients(plans, addresses, spec.job.deadline_s) as clients:
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         clients.start_all(run.run_id, spec, peer_map(plans, addresses))
         run.event("training_started")
         if on_start is not None:
@@ -265,7 +270,7 @@ def _train(
         train_time = time.monotonic() - started
         evals = final_evaluation(clients, failure, total)
         clients.stop_all("run complete")
-    return evals, train_time
+    return evals, train_time, started_at
 
 
 def _wait_trainers_exit(group: WorkerGroup, names: list[str], timeout_s: float = 10.0) -> None:
@@ -283,9 +288,11 @@ def summarize(
     train_time: float,
     addresses: dict[str, str],
     group: WorkerGroup,
+    start_s: float = 0.0,
 ) -> dict[str, Any]:
-    """The run's summary: accuracy from the PS, steady rates and bytes from the worker reports."""
-    from testbed.controller.run_stats import run_stats
+    """The run's summary: accuracy from the PS, steady rates and bytes from the worker reports;
+    evaluations timed from the start of training (`start_s`, seconds since the workers' t0)."""
+    from testbed.controller.run_stats import eval_points, run_stats
 
     workers = {
         p.name: contract.read_summary(workdir, p.name)
@@ -297,6 +304,7 @@ def summarize(
         "iterations": spec.training.iterations,
         "final_test_accuracy": accs[-1],
         "best_test_accuracy": max(accs),
+        "evaluations": [p.as_dict() for p in eval_points(evals, workers, start_s)],
         "train_time_s": train_time,
         **run_stats(spec, workers),
         "workers": workers,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.metrics.run_dir import RunDir
+from testbed.metrics.time_to_accuracy import from_summary, summary_block
 from testbed.modes import get_mode, load
 from testbed.report.figures import accuracy_figure
 from testbed.spec.experiment import Spec, spec_to_dict
@@ -28,7 +29,9 @@ def run_experiment(spec: Spec, results_root: Path | None = None, progress: bool 
     }
     try:
         runner = load(get_mode(spec.job.mode).runner)
-        base.update(runner(spec, run, progress), status="completed")
+        body = runner(spec, run, progress)
+        body.update(summary_block(from_summary(body), spec.report.accuracy_levels))
+        base.update(body, status="completed")
     except KeyboardInterrupt:
         base.update(status="interrupted", reason="Ctrl-C")
         raise

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from testbed.metrics.time_to_accuracy import EvalPoint
 from testbed.modes import get_mode
+from testbed.runtime.wire.serde_ps import Evaluation
 from testbed.spec.experiment import Spec
 
 
@@ -47,3 +50,22 @@ def run_stats(spec: Spec, workers: dict[str, Any]) -> dict[str, Any]:
             else None,
         },
     }
+
+
+def version_times(workers: dict[str, Any]) -> dict[int, float]:
+    """When each weights version existed on every worker that holds weights: the latest of
+    their snapshot times (seconds since the run's t0), for versions all of them snapshotted."""
+    snaps = [w["snapshots"] for w in workers.values() if w.get("snapshots")]
+    if not snaps:
+        return {}
+    common = set.intersection(*(set(s) for s in snaps))
+    return {int(v): max(float(s[v]) for s in snaps) for v in common}
+
+
+def eval_points(evals: Sequence[Evaluation], workers: dict[str, Any],
+                start_s: float) -> list[EvalPoint]:
+    """The parameter server's evaluations timed from the start of training: at the workers'
+    snapshot of that version (stage modes), else when the server made it (dp-async)."""
+    times = version_times(workers)
+    return [EvalPoint(e.step, times.get(e.step, e.ready_s) - start_s, e.test_accuracy)
+            for e in evals]

@@ -14,29 +14,53 @@ from testbed.metrics.run_dir import (
     read_summary,
     write_json_atomic,
 )
+from testbed.metrics.time_to_accuracy import level_key, reached
 from testbed.spec.experiment import Spec
-from testbed.spec.sweep import Sweep, expand
+from testbed.spec.sweep import Sweep, expand, levels
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("status", "final_test_accuracy", "best_test_accuracy", "mean_it_s", "wall_time_s",
-           "time_to_accuracy_s")
+COLUMNS = ("status", "final_test_accuracy", "best_test_accuracy", "mean_it_s", "wall_time_s")
 
 
-def cell_row(labels: dict[str, str], spec: Spec, run: Path | None, target: float,
+def tta_columns(level: float) -> tuple[str, str]:
+    """The table's columns for one accuracy level: training seconds and steps to reach it."""
+    return f"time_to_{level_key(level)}_s", f"steps_to_{level_key(level)}"
+
+
+def cell_row(labels: dict[str, str], spec: Spec, run: Path | None, levels: list[float],
              error: str = "") -> dict[str, Any]:
-    """One table row: the cell's labels, its run's headline numbers, the run path."""
-    from testbed.report.series import time_to_accuracy
-
+    """One table row: the cell's labels, its run's headline numbers and time to each accuracy
+    level (blank when not reached), the run path."""
     row: dict[str, Any] = {"cell": spec.name, **labels}
     s = read_summary(run) if run is not None and (run / "summary.json").is_file() else {}
-    for key in COLUMNS[:-1]:
+    for key in COLUMNS:
         row[key] = s.get(key, "failed" if key == "status" else "")
-    tta = time_to_accuracy(run, target) if run is not None and s.get("status") == "completed" else None
-    row["time_to_accuracy_s"] = "" if tta is None else tta
+    for level in levels:
+        hit = reached(s, level) if s.get("status") == "completed" else None
+        time_col, steps_col = tta_columns(level)
+        row[time_col] = hit.train_s if hit is not None and hit.reached else ""
+        row[steps_col] = hit.step if hit is not None and hit.reached else ""
     row["run"] = str(run) if run is not None else ""
     row["error"] = error or s.get("reason", "")
     return row
+
+
+def pivot(rows: list[dict[str, Any]], axes: list[str], level: float) -> str:
+    """Time to `level` as a markdown table: the first grid axis down, the others across
+    (e.g. method x link rate); each cell 'seconds (steps)', '-' when not reached."""
+    time_col, steps_col = tta_columns(level)
+    down, across = axes[0], axes[1:]
+    table: dict[str, dict[str, str]] = {}
+    for r in rows:
+        col = " ".join(str(r[a]) for a in across) or "time"
+        hit = r[time_col] != ""
+        table.setdefault(r[down], {})[col] = f"{r[time_col]:.1f} s ({r[steps_col]})" if hit else "-"
+    cols = list(dict.fromkeys(c for v in table.values() for c in v))
+    lines = [f"time to test accuracy {level_key(level)}: training seconds (steps)", "",
+             f"| {down} | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    lines += [f"| {k} | " + " | ".join(v.get(c, "") for c in cols) + " |" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -79,14 +103,15 @@ def run_sweep(sweep: Sweep, scale: str | None = None, results_root: Path | None 
     cells = expand(sweep, scale)  # every cell validated before the first one starts
     out = root / sweep.name / new_run_id(cells[0][1].scale)
     out.mkdir(parents=True)
-    rows, runs = [], []
+    rows, runs, lvls = [], [], levels(cells)
     for labels, spec in cells:
         run, error = _run_cell(spec, root, progress)
-        rows.append(cell_row(labels, spec, run, sweep.sweep.target_accuracy, error))
+        rows.append(cell_row(labels, spec, run, lvls, error))
         if run is not None and not error:
             runs.append(run)
-        write_sweep_files(out, sweep, rows)  # the table grows as cells finish
-    figs = all_figures(runs, out / "figures", target_acc=sweep.sweep.target_accuracy)
+        write_sweep_files(out, sweep, rows, lvls)  # the tables grow as cells finish
+    target = sweep.sweep.target_accuracy or lvls[0]
+    figs = all_figures(runs, out / "figures", target_acc=target)
     write_json_atomic(out / "sweep.json", {
         "sweep": sweep.model_dump(mode="json"), "rows": rows,
         "figures": {k: [str(p) for p in f.paths] for k, f in figs.items()},
@@ -94,7 +119,11 @@ def run_sweep(sweep: Sweep, scale: str | None = None, results_root: Path | None 
     return out
 
 
-def write_sweep_files(out: Path, sweep: Sweep, rows: list[dict[str, Any]]) -> None:
+def write_sweep_files(out: Path, sweep: Sweep, rows: list[dict[str, Any]],
+                      lvls: list[float]) -> None:
+    """table.csv, and table.md: every cell, then time to each level per the grid's axes."""
     (out / "table.csv").write_text(to_csv(rows))
     title = f"# {sweep.name}\n\n{sweep.description}\n\n"
-    (out / "table.md").write_text(title + to_markdown(rows))
+    axes = list(sweep.sweep.grid)
+    pivots = "".join("\n" + pivot(rows, axes, lv) for lv in lvls)
+    (out / "table.md").write_text(title + to_markdown(rows) + pivots)

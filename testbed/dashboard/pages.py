@@ -32,6 +32,24 @@ def num(value: Any, digits: int = 3) -> str:
     return f"{value:,.{digits}f}" if digits == 0 else f"{value:.{digits}f}"
 
 
+@bp.app_template_filter("tta")
+def tta(entries: Any) -> str:
+    """summary.json's time_to_accuracy compactly: '0.9 12 s · 0.95 30 s · 0.98 —'."""
+    return tta_text(entries)
+
+
+def tta_text(entries: Any) -> str:
+    if not isinstance(entries, list) or not entries:
+        return "—"
+    parts = []
+    for e in entries:
+        if not isinstance(e, dict) or not isinstance(e.get("level"), (int, float)):
+            continue
+        t = e.get("train_s")
+        parts.append(f"{e['level']:g} {num(t, 0) + ' s' if isinstance(t, (int, float)) else '—'}")
+    return " · ".join(parts) or "—"
+
+
 @bp.app_template_filter("clock")
 def clock(epoch: Any) -> str:
     if not isinstance(epoch, (int, float)):

@@ -29,6 +29,7 @@ SUMMARY_KEYS = (
     "iterations",
     "started",
     "wall_time_s",
+    "time_to_accuracy",
     "reason",
 )
 

@@ -38,6 +38,20 @@ CELLS: list[tuple[str, str]] = [
      "    rows.append(f\"| {r.parent.name} | {s.get('mode')} | {s.get('status')} | \"\n"
      "                f\"{s.get('final_test_accuracy', float('nan')):.4f} | {s.get('mean_it_s', float('nan')):.1f} |\")\n"
      "display(Markdown('\\n'.join(rows)))")),
+    ("markdown", ("## Time to accuracy\n\nTraining seconds and steps until each run first "
+     "reached each of its `report.accuracy_levels` (the latest run of each experiment): the time "
+     "from the first step until the weights that reached the level existed, startup and "
+     "evaluation excluded.")),
+    ("code", ("tta = series.tta_by_run(latest)\n"
+     "levels = sorted({lv for d in tta.values() for lv in d})\n"
+     "rows = ['| run | ' + ' | '.join(f'to {lv:g}' for lv in levels) + ' |',\n"
+     "        '|---|' + '---|' * len(levels)]\n"
+     "for key, d in tta.items():\n"
+     "    cells = [f'{d[lv][1]:.1f} s ({d[lv][0]} steps)' if lv in d and d[lv][0] is not None\n"
+     "             else '-' for lv in levels]\n"
+     "    rows.append(f'| {key} | ' + ' | '.join(cells) + ' |')\n"
+     "display(Markdown('\\n'.join(rows)))\n"
+     "show(paper.time_to_accuracy_figure(latest, OUT / 'time-to-accuracy'))")),
     ("markdown", ("## Table 1: BP vs SG accuracy per model\n\nFrom `results/bench/accuracy.json` "
      "(`make bench NAME=accuracy`) when present, else the latest runs.")),
     ("code", ("bench = RESULTS / 'bench' / 'accuracy.json'\n"

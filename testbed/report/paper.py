@@ -118,6 +118,29 @@ def link_rate_figure(runs: Sequence[Path], out: Path, target_acc: float = 0.9) -
     return _finish(fig, ax, out, "it/s per link rate", data)
 
 
+def time_to_accuracy_figure(runs: Sequence[Path], out: Path) -> Figure:
+    """Training seconds to each accuracy level (summary.json's time_to_accuracy), a group of
+    bars per run; a level a run never reached has no bar and an 'x' at the axis."""
+    data = series.tta_by_run(runs)
+    levels = sorted({lv for d in data.values() for lv in d})
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(data) + 2), 3.8))
+    width = 0.8 / max(1, len(levels))
+    for k, level in enumerate(levels):
+        xs = [i + (k - (len(levels) - 1) / 2) * width for i in range(len(data))]
+        ts = [d.get(level, (None, None))[1] for d in data.values()]
+        ax.bar([x for x, t in zip(xs, ts, strict=True) if t is not None],
+               [t for t in ts if t is not None], width, label=f"to {level:g}")
+        missed = [x for x, t in zip(xs, ts, strict=True) if t is None]
+        ax.scatter(missed, [0] * len(missed), marker="x", c="k", zorder=3)
+    ax.set_xticks(range(len(data)), [k.split("/")[0] for k in data], rotation=20, ha="right",
+                  fontsize=8)
+    ax.set_ylabel("training seconds (x: not reached)")
+    if data:
+        ax.legend(fontsize=8)
+    return _finish(fig, ax, out, "time to accuracy", {k: {str(lv): v for lv, v in d.items()}
+                                                      for k, d in data.items()})
+
+
 def link_fidelity_figure(runs: Sequence[Path], out: Path) -> Figure:
     """Achieved (on the wire) vs configured link rate from the runs' fidelity probes."""
     probes = [p for run in runs for p in series.fidelity_probes(run)]
@@ -160,6 +183,7 @@ def all_figures(runs: Sequence[Path], out_dir: Path, bench_json: Path | None = N
         "fig3": fig3_accuracy(runs, out_dir / "fig3-accuracy"),
         "throughput": throughput_by_mode(runs, out_dir / "throughput-by-mode"),
         "link_rate": link_rate_figure(runs, out_dir / "link-rate", target_acc),
+        "time_to_accuracy": time_to_accuracy_figure(runs, out_dir / "time-to-accuracy"),
         "fidelity": link_fidelity_figure(runs, out_dir / "link-fidelity"),
     }
     for run in runs:

@@ -13,6 +13,7 @@ import yaml
 
 from testbed.emulation.units import parse_rate
 from testbed.metrics.run_dir import read_metrics, read_summary
+from testbed.metrics.time_to_accuracy import reached
 
 
 def summary(run: Path) -> dict[str, Any]:
@@ -34,11 +35,23 @@ def eval_points(run: Path) -> tuple[list[int], list[float], list[float]]:
 
 
 def time_to_accuracy(run: Path, target: float) -> float | None:
-    """Wall seconds of the first evaluation at or above target; None if never reached."""
-    for _, wall, acc in zip(*eval_points(run), strict=True):
-        if acc >= target:
-            return wall
-    return None
+    """Training seconds until the run first reached `target` (None: never reached); the one
+    definition of `testbed.metrics.time_to_accuracy`, read from summary.json."""
+    return reached(summary(run), target).train_s
+
+
+def tta_by_run(runs: Iterable[Path]) -> dict[str, dict[float, tuple[int | None, float | None]]]:
+    """{experiment/run: {level: (steps, training seconds)}} of completed runs, from the
+    time_to_accuracy block of their summaries; (None, None) for a level not reached."""
+    out = {}
+    for run in runs:
+        s = summary(run)
+        if s.get("status") != "completed" or not s.get("time_to_accuracy"):
+            continue
+        out[f"{run.parent.name}/{run.name}"] = {
+            float(e["level"]): (e["step"], e["train_s"]) for e in s["time_to_accuracy"]
+        }
+    return out
 
 
 def link_rate_bps(run: Path) -> int | None:

@@ -107,7 +107,9 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
         self._applied = 0
         self.crashed = threading.Event()
         self.error: BaseException | None = None
-        self._queue: queue.Queue[tuple[int, list[dict[str, np.ndarray]]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[int, list[dict[str, np.ndarray]], float] | None] = (
+            queue.Queue()
+        )
         self._thread = threading.Thread(target=self._evaluate_loop, name="evaluate", daemon=True)
         self._thread.start()
 
@@ -133,7 +135,9 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
             have[w.stage_id] = dict(w.tensors)
             if len(have) == len(self.specs) and w.version > self._complete:
                 self._complete = w.version
-                self._queue.put((w.version, [have[i] for i in range(len(self.specs))]))
+                self._queue.put(
+                    (w.version, [have[i] for i in range(len(self.specs))], self._since_t0())
+                )
                 for v in [v for v in self._versions if v <= w.version]:
                     del self._versions[v]
         return common_pb2.Ack(id=w.version)
@@ -167,7 +171,7 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
         with self._lock:
             snapshot, version = self._apply_if_fresh(grads)
         if snapshot is not None:
-            self._queue.put((version, snapshot))
+            self._queue.put((version, snapshot, self._since_t0()))
         return common_pb2.Ack(id=version)
 
     def _apply_if_fresh(
@@ -215,13 +219,17 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
             self.error = err
             self.crashed.set()
 
-    def _evaluate(self, version: int, stages: list[dict[str, np.ndarray]]) -> None:
+    def _since_t0(self) -> float:
+        return time.time() - self.t0
+
+    def _evaluate(self, version: int, stages: list[dict[str, np.ndarray]], ready: float) -> None:
         acc = self.evaluate(stages)
-        wall = time.time() - self.t0
+        wall = self._since_t0()
         save_checkpoint(self.checkpoint_dir, version, stages)
         with self._lock:
-            self._evaluations.append(Evaluation(version, acc, wall))
-        self.metrics.write("eval", {"step": version, "test_acc": acc, "wall_s": wall})
+            self._evaluations.append(Evaluation(version, acc, wall, ready))
+        self.metrics.write("eval", {"step": version, "test_acc": acc, "wall_s": wall,
+                                    "ready_s": ready})
 
     def Status(  # noqa: N802
         self, request: common_pb2.Empty, context: grpc.ServicerContext

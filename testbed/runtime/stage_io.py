@@ -114,6 +114,7 @@ class StageIO:
         if version <= self.pushed:
             return
         self.pushed = version
+        self.node.metrics.snapshot(version)
         for i in self.node.stage_ids:
             tensors = get_named_weights(self.replica.stages[i].model)
             self.ps.put(Weights(i, version, tensors))

@@ -46,6 +46,7 @@ class WorkerMetrics:
         self._warm_threads: dict[str, float] = {}
         self._end_threads: dict[str, float] | None = None
         self.gauges: dict[str, Callable[[], float]] = {}
+        self.snapshots: dict[int, float] = {}  # weights version -> wall_s when it was taken
 
     def add(self, name: str, value: float = 1.0) -> None:
         with self._lock:
@@ -67,6 +68,11 @@ class WorkerMetrics:
             c["wire_bytes"] += framed_nbytes(wire)
             c["message_bytes"] += wire
             c["raw_bytes"] += raw
+
+    def snapshot(self, version: int) -> None:
+        """Note when this worker's weights of `version` existed (the run's time to accuracy)."""
+        with self._lock:
+            self.snapshots.setdefault(version, time.time() - self.t0)
 
     def staleness(self, steps: int) -> None:
         with self._lock:
@@ -164,6 +170,7 @@ class WorkerMetrics:
             "peers": peers,
             "steady": self.steady(),
             "gauges": {k: float(g()) for k, g in self.gauges.items()},
+            "snapshots": {str(v): t for v, t in sorted(self.snapshots.items())},
         }
 
     def close(self) -> None:

@@ -126,6 +126,22 @@ class MetricsCfg(_Strict):
     influx: InfluxCfg | None = Field(None, description="extra sink; the run directory is always written")
 
 
+ACCURACY_LEVELS = (0.9, 0.95, 0.98)
+
+
+class ReportCfg(_Strict):
+    accuracy_levels: list[float] = Field(
+        default_factory=lambda: list(ACCURACY_LEVELS),
+        description="test accuracies whose training time and steps every summary records")
+
+    @field_validator("accuracy_levels")
+    @classmethod
+    def _levels(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < x <= 1 for x in v) or v != sorted(set(v)):
+            raise ValueError("expected a non-empty ascending list of distinct accuracies in (0, 1]")
+        return v
+
+
 class Spec(_Strict):
     name: str
     description: str = ""
@@ -139,6 +155,7 @@ class Spec(_Strict):
         None, description="stage index (or 'ps', 'local', 'replica<k>', 'teacher') -> device name"
     )
     metrics: MetricsCfg = MetricsCfg()
+    report: ReportCfg = ReportCfg()
     scale: str = "paper"
 
     @model_validator(mode="after")

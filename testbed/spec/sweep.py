@@ -12,7 +12,8 @@ Format (experiments/<name>.yaml)::
           bp-pipeline: {job.mode: bp-pipeline, algorithm.name: bp}
         cluster.links.*.rate: [1gbit, 10mbit]   # ... or a dotted path with a list of values
       overrides: {training.threads: 1}  # optional: applied to every cell
-      target_accuracy: 0.9              # optional: for the time-to-accuracy figure
+      target_accuracy: 0.85             # optional: one more level for every cell's time to
+                                        # accuracy (besides report.accuracy_levels)
 
 Dotted paths address the raw YAML before validation: mapping keys, list indices (`0`) or
 `*` (every list element), so they work whatever schema a section has. Overrides are applied
@@ -42,7 +43,8 @@ class SweepCfg(BaseModel):
     scale: str | None = None
     grid: dict[str, list[Any] | dict[str, dict[str, Any]]] = Field(min_length=1)
     overrides: dict[str, Any] = {}
-    target_accuracy: float = Field(0.9, gt=0, le=1)
+    target_accuracy: float | None = Field(
+        None, gt=0, le=1, description="added to every cell's report.accuracy_levels")
 
     @field_validator("grid")
     @classmethod
@@ -156,6 +158,21 @@ def expand(sweep: Sweep, scale: str | None = None) -> list[tuple[dict[str, str],
         if any(spec.name == name for _, spec in out):
             raise SpecError(f"sweep {sweep.name!r}: two cells are both named {name!r}; "
                             "expected distinct labels per axis value")
-        out.append((labels, cell_spec(base_raw, str(base_path), name, over, scale)))
+        out.append((labels, with_level(cell_spec(base_raw, str(base_path), name, over, scale),
+                                       sweep.sweep.target_accuracy)))
     return out
+
+
+def with_level(spec: Spec, level: float | None) -> Spec:
+    """The spec with `level` among its report.accuracy_levels (unchanged for None)."""
+    levels = spec.report.accuracy_levels
+    if level is None or level in levels:
+        return spec
+    report = spec.report.model_copy(update={"accuracy_levels": sorted([*levels, level])})
+    return spec.model_copy(update={"report": report})
+
+
+def levels(cells: list[tuple[dict[str, str], Spec]]) -> list[float]:
+    """Every accuracy level any cell records, ascending."""
+    return sorted({lv for _, spec in cells for lv in spec.report.accuracy_levels})
 

@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 
 from testbed.metrics.run_dir import EVENTS_FILE, METRICS_FILE, SPEC_FILE, SUMMARY_FILE
+from testbed.metrics.time_to_accuracy import EvalPoint, summary_block
+from testbed.spec.experiment import ACCURACY_LEVELS
 
 DEVICES: tuple[dict[str, Any], ...] = (
     {"name": "edge1", "profile": "edge", "cpus": 1.0, "memory": "1g"},
@@ -89,6 +91,7 @@ def metric_lines(
                     "step": step,
                     "test_acc": 0.98 - 0.88 * math.exp(-step / 300),
                     "wall_s": wall,
+                    "train_s": wall,
                 }
             )
         if per_device and step % 10 == 0:
@@ -162,6 +165,7 @@ def make_run(
             "mean_it_s": 20.0,
             "wall_time_s": steps * 0.05,
             "started": 1.7e9,
+            **_tta(evals),
         }
         if status != "completed":
             summary["reason"] = (
@@ -170,6 +174,12 @@ def make_run(
         write_lines(path / EVENTS_FILE, [{"event": "end", "t": time.time(), "status": status}])
         (path / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return path
+
+
+def _tta(evals: list[dict[str, Any]]) -> dict[str, Any]:
+    """The evaluations and time-to-accuracy block the controller writes into summary.json."""
+    points = [EvalPoint(r["step"], r["train_s"], r["test_acc"]) for r in evals]
+    return summary_block(points, ACCURACY_LEVELS)
 
 
 def points_for(target: int) -> tuple[int, int]:
@@ -203,7 +213,8 @@ def write_report_run(root: Path, i: int, r: dict[str, Any]) -> Path:
     lines = []
     for k, acc in enumerate(r["acc"], start=1):
         lines.append({"kind": "train", "t": k, "step": k * 100, "loss": 1.0 / k, "it_s": r["it_s"]})
-        lines.append({"kind": "eval", "t": k, "step": k * 100, "test_acc": acc, "wall_s": 10.0 * k})
+        lines.append({"kind": "eval", "t": k, "step": k * 100, "test_acc": acc, "wall_s": 10.0 * k,
+                      "train_s": 10.0 * k})
     if r["mode"] != "inprocess":
         for w, busy in (("stage0", 0.5), ("stage1", 0.25)):
             for k in range(4):
@@ -215,6 +226,7 @@ def write_report_run(root: Path, i: int, r: dict[str, Any]) -> Path:
         "algorithm": r["algorithm"], "mode": r["mode"], "status": "completed",
         "final_test_accuracy": r["acc"][-1], "best_test_accuracy": max(r["acc"]),
         "mean_it_s": r["it_s"], "iterations": 200, "wall_time_s": 25.0,
+        **_tta([x for x in lines if x["kind"] == "eval"]),
     }
     if "probe" in r:
         probe = {"configured_bps": r["probe"][0], "wire_bps": r["probe"][1]}

@@ -14,6 +14,7 @@ from testbed.data import Dataset, load_dataset
 from testbed.data.batches import batch_indices
 from testbed.metrics.run_dir import RunDir
 from testbed.metrics.sink import Point
+from testbed.metrics.time_to_accuracy import EvalPoint
 from testbed.spec.experiment import Spec
 from testbed.training.progress import TrainingProgress
 from testbed.training.session import Session, fetch_batch
@@ -55,7 +56,7 @@ def train(session: Session, rec: Recorder, progress: bool = True) -> dict[str, A
     t, data = session.spec.training, session.data
     step_fn, evaluate = session.compile_step(), session.evaluator()
     batches = batch_indices(len(data.y_train), t.batch_size, t.seed)
-    evals: list[tuple[int, float]] = []
+    evals: list[EvalPoint] = []
     start = time.perf_counter()
     train_time, window_t, window_steps, it_s = 0.0, time.perf_counter(), 0, 0.0
     with TrainingProgress(session.spec.name, t.iterations, progress) as bar:
@@ -76,15 +77,17 @@ def train(session: Session, rec: Recorder, progress: bool = True) -> dict[str, A
                 train_time += time.perf_counter() - t0
             if step % t.eval_every == 0 or step == t.iterations:
                 acc = evaluate()
-                evals.append((step, acc))
-                rec.point("eval", step=step, test_acc=acc, wall_s=time.perf_counter() - start)
+                evals.append(EvalPoint(step, train_time, acc))
+                rec.point("eval", step=step, test_acc=acc, wall_s=time.perf_counter() - start,
+                          train_s=train_time)
                 rec.run.flush()
                 bar.update(step, it_s, acc)
                 window_t = time.perf_counter()  # evaluation time is not training time
     return {
         "iterations": t.iterations,
-        "final_test_accuracy": evals[-1][1],
-        "best_test_accuracy": max(a for _, a in evals),
+        "final_test_accuracy": evals[-1].test_acc,
+        "best_test_accuracy": max(e.test_acc for e in evals),
+        "evaluations": [e.as_dict() for e in evals],
         "mean_it_s": t.iterations / train_time,
         "train_time_s": train_time,
         "loop_wall_s": time.perf_counter() - start,

@@ -81,6 +81,10 @@ def test_sg_across_two_workers_reduces_the_loss_and_both_report(tmp_path: Path) 
     assert {("stage0", "downstream"), ("stage1", "upstream")} <= links
     assert [r["step"] for r in read_metrics(run.path, "eval")] == [60]
     assert summary["final_test_accuracy"] > 0.5
+    # timed at the workers' snapshot of step 60, from the start of training
+    ((evaluation),) = summary["evaluations"]
+    assert evaluation["step"] == 60 and 0 < evaluation["train_s"] <= summary["train_time_s"]
+    assert summary["time_to_accuracy"][0]["level"] == 0.9
     assert 1.0 < summary["transfer"]["wire_over_raw"] <= 1.02
     _assert_no_worker_left(_worker_pids(run.path))
 

@@ -132,6 +132,13 @@
     }
   }
 
+  /* summary.json's time_to_accuracy: "0.9 12 s · 0.95 30 s · 0.98 —" (pages.tta_text) */
+  function ttaText(entries) {
+    if (!Array.isArray(entries) || !entries.length) return "—";
+    return entries.map((e) => `${e.level} ${typeof e.train_s === "number" ? num(e.train_s, 0) + " s" : "—"}`)
+      .join(" · ");
+  }
+
   /* ---- runs page: live status cells, start form ---- */
   function updateRow(row, run) {
     setStatus(row.querySelector('[data-field="status"] .status'), run.status);
@@ -140,6 +147,7 @@
     row.querySelector('[data-field="its"]').textContent = num(run.mean_it_s, 1);
     row.querySelector('[data-field="steps"]').textContent =
       num(run.status === "running" ? run.last_step : run.iterations, 0);
+    row.querySelector('[data-field="tta"]').textContent = ttaText(run.time_to_accuracy);
   }
 
   async function pollRuns() {
@@ -189,11 +197,12 @@
     tbody.replaceChildren(...runs.map((r) => {
       const tr = document.createElement("tr");
       const cells = [r.key, r.status, r.mode || "—", num(r.final_test_accuracy ?? r.last_test_accuracy, 4),
-                     num(r.best_test_accuracy, 4), num(r.mean_it_s, 1), num(r.wall_time_s, 0)];
+                     num(r.best_test_accuracy, 4), num(r.mean_it_s, 1), num(r.wall_time_s, 0),
+                     ttaText(r.time_to_accuracy)];
       cells.forEach((text, i) => {
         const td = document.createElement("td");
         td.textContent = text;
-        if (i >= 3) td.className = "num";
+        if (i >= 3 && i < 7) td.className = "num";
         tr.appendChild(td);
       });
       return tr;

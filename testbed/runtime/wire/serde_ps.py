@@ -66,7 +66,8 @@ class Evaluation:
 
     step: int
     test_accuracy: float
-    wall_s: float
+    wall_s: float  # when the evaluation ended
+    ready_s: float = 0.0  # when the version was complete on the server (seconds since t0)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,9 @@ def model_from_message(
 def status_to_message(status: ParameterStatus) -> parameter_pb2.ParameterStatus:
     """Encode the server's status."""
     evals = [
-        parameter_pb2.Evaluation(step=e.step, test_accuracy=e.test_accuracy, wall_s=e.wall_s)
+        parameter_pb2.Evaluation(
+            step=e.step, test_accuracy=e.test_accuracy, wall_s=e.wall_s, ready_s=e.ready_s
+        )
         for e in status.evaluations
     ]
     return parameter_pb2.ParameterStatus(
@@ -115,5 +118,7 @@ def status_to_message(status: ParameterStatus) -> parameter_pb2.ParameterStatus:
 
 def status_from_message(msg: parameter_pb2.ParameterStatus) -> ParameterStatus:
     """Decode the server's status."""
-    evals = tuple(Evaluation(e.step, e.test_accuracy, e.wall_s) for e in msg.evaluations)
+    evals = tuple(
+        Evaluation(e.step, e.test_accuracy, e.wall_s, e.ready_s) for e in msg.evaluations
+    )
     return ParameterStatus(msg.version, evals, msg.stale_gradients)

@@ -311,3 +311,21 @@ def test_bench_writes_json(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "dashboard.json").read_text())
     assert saved["metric_points"] == out["metric_points"] > 1900
     assert {"first_view_never_parsed_s", "first_view_as_served_s", "meets_target"} <= set(saved)
+
+
+def test_time_to_accuracy_on_the_list_run_and_compare_pages(client, results: Path) -> None:
+    """A run that reached 0.9 at step 800 after 40 training seconds (0.95 and 0.98 never)."""
+    make_run(results, "long-bp", "20260101-000400-smoke-eeee", steps=1000, eval_every=100)
+    key = "long-bp/20260101-000400-smoke-eeee"
+    runs = {r["key"]: r for r in client.get("/api/runs").get_json()["runs"]}
+    assert runs[key]["time_to_accuracy"] == [
+        {"level": 0.9, "step": 800, "train_s": pytest.approx(40.0)},
+        {"level": 0.95, "step": None, "train_s": None},
+        {"level": 0.98, "step": None, "train_s": None}]
+    assert "0.9 40 s · 0.95 — · 0.98 —" in client.get("/").get_data(as_text=True)
+    page = client.get(f"/runs/{key}").get_data(as_text=True)
+    table = page.split('id="time-to-accuracy"')[1].split("</table>")[0]
+    cells = [c.split("</td>")[0].strip() for c in table.split('<td class="num">')[1:]]
+    assert cells[:3] == ["0.9", "800", "40.0"] and cells[4] == "not reached"
+    compare = client.get(f"/api/compare?runs={key}").get_json()
+    assert compare["runs"][0]["time_to_accuracy"][0]["step"] == 800

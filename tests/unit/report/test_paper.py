@@ -51,6 +51,15 @@ def test_link_rate_and_time_to_accuracy(runs: list[Path], tmp_path: Path) -> Non
                                "tta_s": [pytest.approx(float("nan"), nan_ok=True), 20.0]}}
 
 
+def test_time_to_accuracy_bars_are_the_summaries_levels(runs: list[Path], tmp_path: Path) -> None:
+    fig = paper.time_to_accuracy_figure(runs, tmp_path / "tta")
+    _images_ok(fig)
+    bp, sg = fig.data["four-layer-bp/20260101-000000-smoke-0000"], fig.data[
+        "four-layer-sg/20260101-000001-smoke-0001"]
+    assert bp == {"0.9": (200, 20.0), "0.95": (200, 20.0), "0.98": (None, None)}
+    assert sg == {"0.9": (200, 20.0), "0.95": (None, None), "0.98": (None, None)}
+
+
 def test_link_fidelity_points(runs: list[Path], tmp_path: Path) -> None:
     fig = paper.link_fidelity_figure(runs, tmp_path / "fid")
     _images_ok(fig)
@@ -67,7 +76,8 @@ def test_utilisation_from_worker_points(runs: list[Path], tmp_path: Path) -> Non
 
 def test_all_figures_and_empty_inputs(runs: list[Path], tmp_path: Path) -> None:
     figs = paper.all_figures(runs, tmp_path / "all")
-    assert set(figs) >= {"table1", "fig3", "throughput", "link_rate", "fidelity"}
+    assert set(figs) >= {"table1", "fig3", "throughput", "link_rate", "fidelity",
+                         "time_to_accuracy"}
     assert sum(k.startswith("utilisation/") for k in figs) == 2
     empty = paper.all_figures([], tmp_path / "none")
     assert all(f.data == {} for f in empty.values())

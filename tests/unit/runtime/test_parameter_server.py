@@ -76,9 +76,13 @@ def test_complete_version_is_evaluated_and_checkpointed(ps, tmp_path: Path) -> N
     weights = [get_named_weights(s.model) for s in server.replica.stages]
     client.push_weights(Weights(0, 5, weights[0]))
     assert client.status().version == 0  # stage 1 has not pushed version 5 yet
+    before = time.time() - server.t0
     client.push_weights(Weights(1, 5, weights[1]))
+    after = time.time() - server.t0
     evals = _wait_for_eval(client, 5)
     assert 0.0 <= evals[0].test_accuracy <= 1.0
+    # ready_s: when the last stage's weights made version 5 complete, not when evaluation ended
+    assert before <= evals[0].ready_s <= after <= evals[0].wall_s
     version, stages = load_checkpoint(tmp_path / "checkpoint")
     assert version == 5
     for saved, pushed in zip(stages, weights, strict=True):

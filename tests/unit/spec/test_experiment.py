@@ -56,6 +56,8 @@ def test_scale_overrides_merge_deeply():
         ("model.colour", "red", r"model\.colour: unknown field; expected one of: name, width, split_after"),
         ("data.dataset", "imagenet", r"data\.dataset: got 'imagenet'; unknown dataset 'imagenet'; known datasets: cifar10, cifar100, mnist"),
         ("job.mode", "bp-sync", r"job\.mode 'bp-sync' needs algorithm\.name 'bp'"),
+        ("report.accuracy_levels", [0.95, 0.9], r"report\.accuracy_levels: got \[0\.95, 0\.9\]; expected a non-empty ascending list of distinct accuracies in \(0, 1\]"),
+        ("report.accuracy_levels", [0.9, 1.5], r"report\.accuracy_levels: got \[0\.9, 1\.5\]; expected"),
     ],
 )
 def test_malformed_specs_name_field_value_and_expected_form(path, value, expected):

@@ -104,7 +104,8 @@ def test_bandwidth_sweep_expands_to_nine_cells(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.slow
 def test_tiny_sweep_runs_each_cell_and_writes_table(experiments: Path, tmp_path: Path) -> None:
     write(experiments, "two-cells", {"name": "two-cells", "sweep": {
-        "base": "tiny-base", "scale": "smoke", "grid": {"algorithm.name": ["bp", "sg"]}}})
+        "base": "tiny-base", "scale": "smoke", "grid": {"algorithm.name": ["bp", "sg"]},
+        "target_accuracy": 0.05}})
     result = CliRunner().invoke(app, ["run", "two-cells", "--results", str(tmp_path / "res"), "--no-progress"])
     assert result.exit_code == 0, result.output
     (out,) = (tmp_path / "res" / "two-cells").iterdir()
@@ -114,6 +115,34 @@ def test_tiny_sweep_runs_each_cell_and_writes_table(experiments: Path, tmp_path:
     for r in rows:
         summary = yaml.safe_load((Path(r["run"]) / "summary.json").read_text())
         assert float(r["final_test_accuracy"]) == summary["final_test_accuracy"]
-    assert "| two-cells-bp | bp | completed |" in (out / "table.md").read_text()
+        # the sweep's level joins the spec's; the first evaluation (step 10) is above 0.05
+        first = summary["time_to_accuracy"][0]
+        assert first["level"] == 0.05 and first["step"] == 10
+        assert (float(r["time_to_0.05_s"]), int(r["steps_to_0.05"])) == (
+            pytest.approx(first["train_s"]), 10)
+        assert 0 < first["train_s"] < summary["train_time_s"]
+        assert {"time_to_0.9_s", "steps_to_0.98"} <= set(r)
+    md = (out / "table.md").read_text()
+    assert "| two-cells-bp | bp | completed |" in md
+    assert "time to test accuracy 0.05: training seconds (steps)" in md
     assert (out / "figures" / "fig3-accuracy.png").stat().st_size > 1000
     assert (out / "figures" / "throughput-by-mode.svg").is_file()
+
+
+def test_pivot_puts_methods_down_and_rates_across() -> None:
+    from testbed.controller.sweep_run import pivot
+
+    rows = [{"mode": m, "rate": r, "time_to_0.95_s": t, "steps_to_0.95": n}
+            for m, r, t, n in (("sg", "1gbit", 12.34, 300), ("sg", "10mbit", "", ""),
+                               ("bp", "1gbit", 8.0, 200), ("bp", "10mbit", 80.0, 200))]
+    assert pivot(rows, ["mode", "rate"], 0.95).splitlines() == [
+        "time to test accuracy 0.95: training seconds (steps)", "",
+        "| mode | 1gbit | 10mbit |", "|---|---|---|",
+        "| sg | 12.3 s (300) | - |", "| bp | 8.0 s (200) | 80.0 s (200) |"]
+
+
+def test_target_accuracy_joins_every_cells_levels(experiments: Path) -> None:
+    write(experiments, "lv", {"name": "lv", "sweep": {
+        "base": "tiny-base", "grid": {"algorithm.name": ["bp"]}, "target_accuracy": 0.85}})
+    ((_, spec),) = expand(load_sweep("lv"))
+    assert spec.report.accuracy_levels == [0.85, 0.9, 0.95, 0.98]

@@ -42,14 +42,16 @@ class ModelWeights(_message.Message):
     def __init__(self, version: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[WeightSet, _Mapping]]] = ...) -> None: ...
 
 class Evaluation(_message.Message):
-    __slots__ = ("step", "test_accuracy", "wall_s")
+    __slots__ = ("step", "test_accuracy", "wall_s", "ready_s")
     STEP_FIELD_NUMBER: _ClassVar[int]
     TEST_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     WALL_S_FIELD_NUMBER: _ClassVar[int]
+    READY_S_FIELD_NUMBER: _ClassVar[int]
     step: int
     test_accuracy: float
     wall_s: float
-    def __init__(self, step: _Optional[int] = ..., test_accuracy: _Optional[float] = ..., wall_s: _Optional[float] = ...) -> None: ...
+    ready_s: float
+    def __init__(self, step: _Optional[int] = ..., test_accuracy: _Optional[float] = ..., wall_s: _Optional[float] = ..., ready_s: _Optional[float] = ...) -> None: ...
 
 class ParameterStatus(_message.Message):
     __slots__ = ("version", "evaluations", "stale_gradients")

@@ -1,7 +1,15 @@
-"""Benchmarks: commands that write results/bench/<name>.json and a figure (never timed tests)."""
+"""Benchmarks: commands that write results/bench/<name>.json and a figure (never timed tests).
 
+Every benchmark writes its JSON through `write_result`, which adds the provenance block
+(`testbed.metrics.provenance`: commit, command, versions, host, load at start and end) and
+makes every path portable; `docs/benchmarks.md` says how to add one.
+"""
+
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from testbed.registry import Registry
 
@@ -13,4 +21,31 @@ def bench_dir(results_root: Path | None = None) -> Path:
 
     out = (results_root or default_results_root()) / "bench"
     out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def command(name: str) -> str:
+    """The canonical command that re-makes benchmark `name`'s result."""
+    return f"make bench NAME={name}"
+
+
+def write_result(out: Path, body: dict[str, Any], provenance: dict[str, Any]) -> Path:
+    """Write `out` (results/bench/<name>.json): `body` with the finished `provenance` (from
+    `provenance.start`), every machine path made portable. A body that would still name a
+    machine path is kept as `<out>.rejected` (not a result: nothing measured is lost) and
+    refused with a ValueError naming the paths."""
+    from testbed.metrics import provenance as prov
+
+    doc = prov.portable({**body, "provenance": prov.finish(provenance)})
+    text = json.dumps(doc, indent=2, default=str) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    left = prov.absolute_paths(doc)
+    if left:
+        rejected = out.with_name(out.name + ".rejected")
+        rejected.write_text(text)
+        raise ValueError(f"{out.name}: the result names machine paths {sorted(set(left))[:5]}; "
+                         f"fix the benchmark (it is kept as {rejected.name})")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, out)
     return out

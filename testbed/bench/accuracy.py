@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from testbed.bench import BENCHES, bench_dir  # noqa: E402
+from testbed.bench import BENCHES, bench_dir, command, write_result  # noqa: E402
 from testbed.controller.experiment import run_experiment  # noqa: E402
+from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_summary  # noqa: E402
 from testbed.spec.experiment import load_spec  # noqa: E402
 
@@ -72,10 +72,11 @@ def figure(rows: list[dict[str, Any]], out: Path) -> None:
 
 
 def main(results_root: Path | None = None, models: tuple[str, ...] = MODELS) -> Path:
+    made_by = provenance.start(command("accuracy"))
     cells = {m: {a: run_cell(m, a, results_root) for a in ("bp", "sg")} for m in models}
     rows = table(cells)
     out = bench_dir(results_root)
-    (out / "accuracy.json").write_text(json.dumps({"rows": rows, "cells": cells}, indent=2) + "\n")
+    write_result(out / "accuracy.json", {"rows": rows, "cells": cells}, made_by)
     figure(rows, out / "accuracy.png")
     for r in rows:
         print(f"{r['model']:12} BP {r['bp']:.4f}  SG {r['sg']:.4f}  gap {r['gap'] * 100:.2f} pt "

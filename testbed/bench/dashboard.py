@@ -14,8 +14,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from testbed.bench import command, write_result
 from testbed.dashboard.app import create_app
 from testbed.dashboard.server import serving
+from testbed.metrics import provenance
 from testbed.metrics.run_dir import default_results_root
 from testbed.testing import browser
 from testbed.testing.runs import make_run, points_for, write_lines
@@ -134,6 +136,7 @@ def main(
 ) -> dict[str, Any]:
     """Run the benchmark and write its JSON to `out_json` (default results/bench/dashboard.json)."""
     out_path = Path(out_json) if out_json else default_results_root() / "bench" / "dashboard.json"
+    made_by = provenance.start(command("dashboard"))
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as tmp:
         root = Path(tmp)
         big = build_results(root, points)
@@ -168,8 +171,7 @@ def main(
             "machine": platform.machine(),
         },
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out_path, result, made_by)
     return result
 
 

@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from testbed.bench import command, write_result
+from testbed.metrics import provenance
 from testbed.metrics.influx import InfluxConfig, InfluxSink
 from testbed.metrics.sink import Point
 from testbed.testing.victoria import free_port, local_victoria
@@ -66,6 +68,7 @@ def _point_construction_us(n: int) -> float:
 
 def main(out_json: str | Path, n: int = 20_000) -> dict[str, object]:
     """Run the benchmark against INFLUX_URL, else a local victoria-metrics; write JSON."""
+    made_by = provenance.start(command("influx-write"))
     with tempfile.TemporaryDirectory(prefix="bench-influx-") as tmp:
         work = Path(tmp)
         config = InfluxConfig.from_env()
@@ -88,9 +91,7 @@ def main(out_json: str | Path, n: int = 20_000) -> dict[str, object]:
         "live": live,
         "outage": outage,
     }
-    out = Path(out_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(Path(out_json), result, made_by)
     return result
 
 

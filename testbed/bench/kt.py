@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +11,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from testbed.bench import BENCHES, bench_dir  # noqa: E402
+from testbed.bench import BENCHES, bench_dir, command, write_result  # noqa: E402
 from testbed.controller.experiment import run_experiment  # noqa: E402
+from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_metrics, read_summary  # noqa: E402
 from testbed.models.pairs import KT_PAIRS, get_pair, pair_sizes  # noqa: E402
 from testbed.spec.experiment import Spec, load_spec  # noqa: E402
@@ -149,7 +148,7 @@ def figure(sizes: list[dict[str, Any]], cells: dict[str, dict[str, Any]], teache
 
 
 def main(results_root: Path | None = None) -> Path:
-    started, load = time.time(), os.getloadavg()
+    made_by = provenance.start(command("kt"))
     sizes = [pair_sizes(get_pair(k)) for k in KT_PAIRS]
     cells = {m: run_cell(bench_spec(m), results_root) for m in METHODS}
     ft_steps = bench_spec("section-kt").algorithm.kt.finetune_steps
@@ -167,11 +166,9 @@ def main(results_root: Path | None = None) -> Path:
             "seed": SEED, "budget": {"student_iterations": spec.training.iterations,
                                      "batch_size": spec.training.batch_size, "lr": spec.training.lr,
                                      "teacher_iterations": spec.algorithm.kt.teacher_iterations,
-                                     "finetune_steps": spec.algorithm.kt.finetune_steps},
-            "command": "testbed bench kt", "wall_s": time.time() - started,
-            "loadavg_start": load, "loadavg_end": os.getloadavg()}
+                                     "finetune_steps": spec.algorithm.kt.finetune_steps}}
     out = bench_dir(results_root)
-    (out / "kt.json").write_text(json.dumps(body, indent=2) + "\n")
+    write_result(out / "kt.json", body, made_by)
     figure(sizes, cells, teacher, out / "kt.png")
     _print(body)
     return out / "kt.json"

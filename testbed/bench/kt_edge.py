@@ -8,9 +8,6 @@ batches, same steps per section, same links; the ratio of training wall times is
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +16,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from testbed.bench import BENCHES, bench_dir  # noqa: E402
+from testbed.bench import BENCHES, bench_dir, command, write_result  # noqa: E402
 from testbed.bench.kt import time_to  # noqa: E402
 from testbed.controller.experiment import run_experiment  # noqa: E402
+from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_metrics, read_summary  # noqa: E402
 from testbed.spec.experiment import Spec, load_spec  # noqa: E402
 
@@ -74,7 +72,7 @@ def figure(cells: dict[str, dict[str, Any]], path: Path) -> None:
 
 
 def main(results_root: Path | None = None) -> Path:
-    started, load = time.time(), os.getloadavg()
+    made_by = provenance.start(command("kt-edge"))
     cells = {name: run_cell(cell_spec(p), results_root) for name, p in CELLS.items()}
     dec, seq = cells["decoupled"], cells["sequential"]
     level = 0.9
@@ -85,11 +83,9 @@ def main(results_root: Path | None = None) -> Path:
         "speedup_it_s": dec["mean_it_s"] / seq["mean_it_s"],
         "target": "decoupled trains faster in wall time than sequential (speedup_wall > 1)",
         "target_met": seq["train_time_s"] > dec["train_time_s"],
-        "command": "testbed bench kt-edge", "wall_s": time.time() - started,
-        "loadavg_start": load, "loadavg_end": os.getloadavg(),
     }
     out = bench_dir(results_root)
-    (out / "kt-edge.json").write_text(json.dumps(body, indent=2) + "\n")
+    write_result(out / "kt-edge.json", body, made_by)
     figure(cells, out / "kt-edge.png")
     for n, c in cells.items():
         print(f"{n:11} {c['train_time_s']:6.1f} s  {c['mean_it_s']:5.1f} it/s  "

@@ -6,7 +6,6 @@ Writes the JSON and a bar figure (``links.png``) next to it.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -100,11 +99,14 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 def main(out_json: str | Path, repeats: int = 3, seconds: float = 1.5) -> dict[str, Any]:
     """Measure every rate, write the JSON and a PNG next to it, return the report."""
+    from testbed.bench import command, write_result
+    from testbed.metrics import provenance
+
     out = Path(out_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    made_by = provenance.start(command("links"))
     results = [bench_rate(rate, repeats, seconds) for rate in RATES]
     report = {"host": host_info(), "target": TARGET, "results": results}
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_result(out, report, made_by)
     plot(results, out.with_suffix(".png"))
     return report
 

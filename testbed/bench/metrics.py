@@ -9,7 +9,6 @@ on/off it/s, so load that drifts over minutes (other tenants of a shared host) c
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import tempfile
@@ -24,7 +23,8 @@ import yaml
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from testbed.bench import BENCHES, bench_dir
+from testbed.bench import BENCHES, bench_dir, command, write_result
+from testbed.metrics import provenance
 
 EXPERIMENT, SCALE = "four-layer-sg", "smoke"
 PAIRS, ITERATIONS, TARGET = 8, 150, 0.03
@@ -115,13 +115,13 @@ def main(results_root: Path | None = None) -> Path:
     from testbed.metrics.influx import InfluxConfig
     from testbed.testing.victoria import local_victoria
 
+    made_by = provenance.start(command("metrics"))
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         env = InfluxConfig.from_env()
         url = env.url if env else stack.enter_context(local_victoria(work))
         result = measure(url, work)
-    out = bench_dir(results_root) / "metrics.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_result(bench_dir(results_root) / "metrics.json", result, made_by)
     figure(result, out.with_suffix(""))
     print(f"metrics sink on/off it/s ratio {result['ratio_on_off']:.4f} "
           f"(overhead {result['overhead_pct']:.2f}%, target <= {TARGET * 100:.0f}%); "

@@ -7,7 +7,12 @@ multi-MB buffers in the heap instead of mmapping (and page-faulting through) fre
 every copy. A third variant, "raw-grpc", sends the same number of bytes as a plain bytes payload
 to a handler that drops it (no protobuf, no validation, no store), with the workers'
 environment: the floor of any Python gRPC transport on this host, beside the runtime's path.
-Ratios within one run; the machine's load is recorded.
+
+CPU comes from nanosecond clocks: the client's process clock, and the server's own process
+clock (with its per-thread breakdown from `runtime.thread_cpu`) read over the timed messages
+only, at the client's signal. Each cell sends enough messages for a few seconds of work and
+runs REPEATS times, the variants interleaved; the JSON gives the median and the range.
+Ratios within one run; the provenance block records the machine's load.
 """
 
 from __future__ import annotations
@@ -15,22 +20,29 @@ from __future__ import annotations
 import functools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-N_MESSAGES, WARMUP = 100, 10
+WARMUP, REPEATS = 20, 3
 SIZES = {"0.4 MB": (128, 784), "3.2 MB": (128, 14, 14, 32), "12.8 MB": (128, 14, 14, 128)}
+MESSAGES = {"0.4 MB": 1000, "3.2 MB": 400, "12.8 MB": 200}  # timed messages per cell
 ALLOCATORS = ("default", "worker")
 VARIANTS = (*ALLOCATORS, "raw-grpc")  # raw-grpc: plain bytes, the worker allocator
 _RAW_METHOD = "/testbed.bench.Raw/Send"
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _answer_cpu_queries() -> None:
+    """For every line on stdin print this process's CPU (process clock, per-thread groups);
+    return at end of input."""
+    from testbed.runtime.thread_cpu import thread_cpu_s
+
+    for _ in sys.stdin:
+        print(json.dumps({"process_s": time.process_time(), "threads": thread_cpu_s()}),
+              flush=True)
 
 
 def serve(rank: int) -> None:
@@ -53,7 +65,7 @@ def serve(rank: int) -> None:
     threading.Thread(target=lambda: [None for _ in iter(node.inputs.get, None)],
                      daemon=True).start()
     print(server.port, flush=True)
-    sys.stdin.read()
+    _answer_cpu_queries()
 
 
 def serve_raw() -> None:
@@ -69,21 +81,24 @@ def serve_raw() -> None:
             (grpc.method_handlers_generic_handler(service, {method: handler}),)
         ), max_workers=8)
     print(server.port, flush=True)
-    sys.stdin.read()
+    _answer_cpu_queries()
 
 
-def _timed(send: Any, make: Any) -> dict[str, float]:
-    """send(make(i)) WARMUP + N_MESSAGES times; CPU and wall per message of the timed ones."""
+def _timed(send: Any, make: Any, n: int) -> dict[str, float]:
+    """send(make(i)) WARMUP times, print "warm" and wait for a line on stdin (the parent reads
+    the server's CPU meanwhile), then n timed times; CPU and wall per timed message."""
     for i in range(WARMUP):
         send(make(i))
+    print("warm", flush=True)
+    sys.stdin.readline()
     cpu, wall = time.process_time(), time.perf_counter()
-    for i in range(N_MESSAGES):
+    for i in range(n):
         send(make(i))
-    return {"client_cpu_ms": (time.process_time() - cpu) / N_MESSAGES * 1e3,
-            "wall_ms": (time.perf_counter() - wall) / N_MESSAGES * 1e3}
+    return {"client_cpu_ms": (time.process_time() - cpu) / n * 1e3,
+            "wall_ms": (time.perf_counter() - wall) / n * 1e3, "messages": n}
 
 
-def client(port: int, shape: tuple[int, ...]) -> dict[str, float]:
+def client(port: int, shape: tuple[int, ...], n: int) -> dict[str, float]:
     """Send activations through the runtime's StagePeer."""
     import numpy as np
 
@@ -95,11 +110,11 @@ def client(port: int, shape: tuple[int, ...]) -> dict[str, float]:
     peer = StagePeer("downstream", f"127.0.0.1:{port}", 60.0, metrics)
     h = np.random.default_rng(0).random(shape, dtype=np.float32)
     labels = np.zeros(shape[0], np.int64)
-    result = _timed(peer.forward, lambda i: Activation(i, i, h, labels))
+    result = _timed(peer.forward, lambda i: Activation(i, i, h, labels), n)
     return {**result, "bytes": int(h.nbytes)}
 
 
-def client_raw(port: int, shape: tuple[int, ...]) -> dict[str, float]:
+def client_raw(port: int, shape: tuple[int, ...], n: int) -> dict[str, float]:
     """Send the activation's bytes as they are, with the deadline every runtime call has."""
     import numpy as np
 
@@ -108,13 +123,21 @@ def client_raw(port: int, shape: tuple[int, ...]) -> dict[str, float]:
     payload = np.random.default_rng(0).random(shape, dtype=np.float32).tobytes()
     with grpc_util.open_channel(f"127.0.0.1:{port}") as channel:
         send = channel.unary_unary(_RAW_METHOD)
-        result = _timed(lambda p: grpc_util.call_with_deadline(send, p, 60.0), lambda i: payload)
+        result = _timed(lambda p: grpc_util.call_with_deadline(send, p, 60.0), lambda i: payload, n)
     return {**result, "bytes": len(payload)}
 
 
-def measure(shape: tuple[int, ...], variant: str) -> dict[str, float]:
-    """One server and one client process, both with the variant's allocator environment."""
-    from testbed.runtime.worker import WORKER_ENV
+def _ask_cpu(server: subprocess.Popen[str]) -> dict[str, Any]:
+    assert server.stdin is not None and server.stdout is not None
+    server.stdin.write("cpu\n")
+    server.stdin.flush()
+    return dict(json.loads(server.stdout.readline()))
+
+
+def measure(shape: tuple[int, ...], variant: str, n: int) -> dict[str, Any]:
+    """One server and one client process, both with the variant's allocator environment; the
+    server's CPU over exactly the client's timed messages."""
+    from testbed.runtime.workdir import WORKER_ENV
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
@@ -128,18 +151,53 @@ def measure(shape: tuple[int, ...], variant: str) -> dict[str, float]:
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
-        before = _cpu_s(server.pid)
-        out = subprocess.run([sys.executable, "-m", __name__, "client-raw" if raw else "client",
-                              str(port), json.dumps(shape)], env=env, check=True,
-                             capture_output=True, text=True).stdout
-        result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-        # the server's CPU over the client's whole run (warm-up included): per timed message
-        result["server_cpu_ms"] = (_cpu_s(server.pid) - before) / (N_MESSAGES + WARMUP) * 1e3
+        client = subprocess.Popen([sys.executable, "-m", __name__, "client-raw" if raw else
+                                   "client", str(port), json.dumps(shape), str(n)], env=env,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        out, before = _timed_window(client, server)
+        after = _ask_cpu(server)
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        result["server_cpu_ms"] = (after["process_s"] - before["process_s"]) / n * 1e3
+        result["server_thread_cpu_ms"] = {
+            g: (s - before["threads"].get(g, 0.0)) / n * 1e3 for g, s in after["threads"].items()
+            if s - before["threads"].get(g, 0.0) > 0}  # fmt: skip
         return result
     finally:
         assert server.stdin is not None
         server.stdin.close()
         server.wait(timeout=30)
+
+
+def _timed_window(
+    client: subprocess.Popen[str], server: subprocess.Popen[str]
+) -> tuple[str, dict[str, Any]]:
+    """Wait for the client's warm-up, read the server's CPU, let the client time its messages;
+    (the client's output, the server's CPU at the start of the timed window)."""
+    assert client.stdin is not None and client.stdout is not None
+    try:
+        if client.stdout.readline().strip() != "warm":
+            raise RuntimeError(f"transport client failed during warm-up (exit {client.wait()})")
+        before = _ask_cpu(server)
+        client.stdin.write("go\n")
+        client.stdin.close()
+        out = client.stdout.read()
+        if client.wait(timeout=600) != 0:
+            raise RuntimeError(f"transport client exited with {client.returncode}")
+        return out, before
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+
+
+def cell_stats(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of each number over the repeats, with the range (pure)."""
+    keys = ("client_cpu_ms", "server_cpu_ms", "wall_ms")
+    out: dict[str, Any] = {k: statistics.median(r[k] for r in runs) for k in keys}
+    out.update(bytes=runs[0]["bytes"], messages=runs[0]["messages"], repeats=len(runs),
+               range={k: [min(r[k] for r in runs), max(r[k] for r in runs)] for k in keys},
+               server_thread_cpu_ms=runs[len(runs) // 2]["server_thread_cpu_ms"])  # fmt: skip
+    return out
 
 
 def figure(rows: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
@@ -170,21 +228,27 @@ def figure(rows: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
 
 
 def main(results_root: Path | None = None) -> Path:
-    from testbed.bench import bench_dir
+    from testbed.bench import bench_dir, command, write_result
+    from testbed.metrics import provenance
 
-    started, load = time.time(), os.getloadavg()
-    rows = {name: {v: measure(shape, v) for v in VARIANTS} for name, shape in SIZES.items()}
+    made_by = provenance.start(command("transport"))
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {s: {v: [] for v in VARIANTS} for s in SIZES}
+    for _ in range(REPEATS):  # interleaved: drift in the host's speed hits every variant alike
+        for name, shape in SIZES.items():
+            for v in VARIANTS:
+                runs[name][v].append(measure(shape, v, MESSAGES[name]))
+    rows = {name: {v: cell_stats(r) for v, r in by_variant.items()}
+            for name, by_variant in runs.items()}
     keys = ("client_cpu_ms", "server_cpu_ms", "wall_ms")
     ratios = {name: {k: r["default"][k] / r["worker"][k] for k in keys}
               for name, r in rows.items()}
     over_raw = {name: {k: r["worker"][k] / r["raw-grpc"][k] for k in keys}
                 for name, r in rows.items()}
-    body: dict[str, Any] = {"messages": N_MESSAGES, "rows": rows, "default_over_worker": ratios,
-                            "runtime_over_raw_grpc": over_raw,
-                            "command": "testbed bench transport", "wall_s": time.time() - started,
-                            "loadavg_start": load, "loadavg_end": os.getloadavg()}
+    body: dict[str, Any] = {"messages": MESSAGES, "warmup": WARMUP, "repeats": REPEATS,
+                            "rows": rows, "default_over_worker": ratios,
+                            "runtime_over_raw_grpc": over_raw, "runs": runs}  # fmt: skip
     out = bench_dir(results_root)
-    (out / "transport.json").write_text(json.dumps(body, indent=2) + "\n")
+    write_result(out / "transport.json", body, made_by)
     figure(rows, out / "transport.png")
     for name, r in rows.items():
         for v in VARIANTS:
@@ -207,6 +271,6 @@ if __name__ == "__main__":
         serve_raw()
     elif sys.argv[1] in ("client", "client-raw"):
         send = client if sys.argv[1] == "client" else client_raw
-        print(json.dumps(send(int(sys.argv[2]), tuple(json.loads(sys.argv[3])))))
+        print(json.dumps(send(int(sys.argv[2]), tuple(json.loads(sys.argv[3])), int(sys.argv[4]))))
 else:
     _register()

@@ -9,6 +9,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from testbed.metrics import provenance
 from testbed.metrics.run_dir import RunDir
 from testbed.metrics.time_to_accuracy import from_summary, summary_block
 from testbed.modes import get_mode, load
@@ -21,7 +22,7 @@ def run_experiment(spec: Spec, results_root: Path | None = None, progress: bool 
     run = RunDir.create(spec.name, spec.scale, results_root)
     run.write_spec(spec_to_dict(spec))
     run.event("start", mode=spec.job.mode, pid=os.getpid(), host=socket.gethostname())
-    started = time.time()
+    started, made_by = time.time(), provenance.start()
     base: dict[str, Any] = {
         "experiment": spec.name, "run_id": run.run_id, "scale": spec.scale,
         "model": spec.model.name, "algorithm": spec.algorithm.name, "mode": spec.job.mode,
@@ -41,6 +42,7 @@ def run_experiment(spec: Spec, results_root: Path | None = None, progress: bool 
         raise
     finally:
         base["wall_time_s"] = time.time() - started
+        base["provenance"] = provenance.finish(made_by)
         run.event("end", status=base.get("status", "failed"))
         run.close()  # flushes every metric written so far, also on failure
         run.write_summary(base)

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from testbed.metrics import provenance
 from testbed.metrics.sink import Point
 from testbed.paths import results_root
 
@@ -76,7 +77,8 @@ class RunDir:
         self._events.write(json.dumps({"event": kind, "t": time.time(), **fields}) + "\n")
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json_atomic(self.path / SUMMARY_FILE, summary)
+        """summary.json, every machine path in it made relative to the project (or ~)."""
+        write_json_atomic(self.path / SUMMARY_FILE, provenance.portable(summary))
 
     def close(self) -> dict[str, int]:
         for f in (self._metrics, self._events):

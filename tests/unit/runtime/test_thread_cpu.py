@@ -38,3 +38,35 @@ def test_a_busy_named_thread_is_charged_its_cpu() -> None:
     assert "busy-loop" not in before
     main_delta = after.get("main", 0.0) - before.get("main", 0.0)  # it mostly slept
     assert main_delta < after["busy-loop"]
+
+
+def test_per_thread_cpu_has_sub_tick_resolution() -> None:
+    """25 ms of a thread's CPU reads as 25 ms, not as 20 or 30 (10 ms clock ticks)."""
+    spun, release = threading.Event(), threading.Event()
+    own: list[float] = []
+
+    def spin() -> None:
+        while time.thread_time() < 0.025:
+            pass
+        own.append(time.thread_time())
+        spun.set()
+        release.wait(10)
+
+    t = threading.Thread(target=spin, name="spin-resolution")
+    t.start()
+    assert spun.wait(30)
+    seen = thread_cpu_s()["spin-resolution"]
+    release.set()
+    t.join()
+    assert seen == pytest.approx(own[0], abs=2e-3)
+
+
+def test_another_process_threads_are_read_from_its_task_dir() -> None:
+    import os
+    from pathlib import Path
+
+    from testbed.runtime.thread_cpu import task_cpu_s
+
+    ours = thread_cpu_s(Path(f"/proc/{os.getpid()}/task"))
+    assert ours and all(v >= 0 for v in ours.values())
+    assert task_cpu_s(Path(f"/proc/{os.getpid()}/task/{threading.main_thread().native_id}")) > 0

@@ -14,6 +14,14 @@ from testbed.bench import pipeline as _pipeline  # noqa: F401  (registers "pipel
 from testbed.bench import transport as _transport  # noqa: F401  (registers "transport")
 
 
+@BENCHES.register("cli")
+def cli(results_root: Path | None = None) -> Path:
+    """Wall time of `testbed --help`, list, validate and --dry-run in a fresh interpreter."""
+    from testbed.bench.cli import main
+
+    return main(results_root)
+
+
 @BENCHES.register("dashboard")
 def dashboard(results_root: Path | None = None) -> Path:
     """Dashboard page/API latency on a synthetic run with 100k metric points."""

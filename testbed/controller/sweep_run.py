@@ -95,12 +95,12 @@ def _run_cell(spec: Spec, results_root: Path, progress: bool) -> tuple[Path | No
 
 
 def run_sweep(sweep: Sweep, scale: str | None = None, results_root: Path | None = None,
-              progress: bool = True) -> Path:
+              progress: bool = True, overrides: dict[str, Any] | None = None) -> Path:
     """Validate every cell, run each, write results/<sweep>/<id>/{table.csv,table.md,sweep.json,figures}."""
     from testbed.report.paper import all_figures
 
     root = results_root or default_results_root()
-    cells = expand(sweep, scale)  # every cell validated before the first one starts
+    cells = expand(sweep, scale, overrides)  # every cell validated before the first one starts
     out = root / sweep.name / new_run_id(cells[0][1].scale)
     out.mkdir(parents=True)
     rows, runs, lvls = [], [], levels(cells)

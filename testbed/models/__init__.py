@@ -1,7 +1,14 @@
-"""Model zoo: models as ordered units with split points, grouped into stages."""
+"""Model zoo: models as ordered units with split points, grouped into stages.
 
-from testbed.models.stages import Stage, build_stages, resolve_split
-from testbed.models.zoo import MODELS, LayerSpec, ModelDef, Unit, get_model
+The zoo (definitions, registry, splits) is plain data and imports no TensorFlow, so specs
+validate and the CLI answers without it; `Stage` and `build_stages` load Keras on first use.
+"""
+
+from typing import Any
+
+from testbed.models.zoo import MODELS, LayerSpec, ModelDef, Unit, get_model, resolve_split
+
+_KERAS_NAMES = ("Stage", "build_stages")
 
 __all__ = [
     "MODELS",
@@ -13,3 +20,11 @@ __all__ = [
     "get_model",
     "resolve_split",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _KERAS_NAMES:
+        from testbed.models import stages
+
+        return getattr(stages, name)
+    raise AttributeError(f"module 'testbed.models' has no attribute {name!r}")

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from testbed.models.stages import build_stages, resolve_split
-from testbed.models.zoo import get_model
+from testbed.models.zoo import get_model, resolve_split
 from testbed.registry import Registry
 
 
@@ -53,6 +52,8 @@ def check_sections(teacher: str, teacher_split: Sequence[str] | None,
 def model_params(key: str, input_shape: tuple[int, ...], split: Sequence[str] | None = None,
                  width: float = 1.0) -> list[int]:
     """Parameters per section of the built Keras model (never typed by hand)."""
+    from testbed.models.stages import build_stages
+
     stages = build_stages(get_model(key), input_shape, split, width)
     return [int(s.model.count_params()) for s in stages]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import keras
 
-from testbed.models.zoo import LayerSpec, ModelDef
+from testbed.models.zoo import LayerSpec, ModelDef, groups_of, resolve_split  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -23,35 +23,6 @@ class Stage:
     @property
     def variables(self) -> list:
         return list(self.model.trainable_variables)
-
-
-def resolve_split(model: ModelDef, split_after: Sequence[str] | None) -> list[list[str]]:
-    """Group the model's units into stages that end after each named split point, in order.
-
-    A split point is a unit (`block1_conv1`: inside a block) or a block (`block1`: after it)."""
-    names, points = model.unit_names(), model.split_points()
-    split = list(model.default_split if split_after is None else split_after)
-    unknown = [s for s in split if s not in points]
-    if unknown:
-        raise ValueError(
-            f"split point {unknown[0]!r} is not a split point of {model.key}; expected unit or "
-            f"block names in model order, from {list(points)}"
-        )
-    positions = [points[s] for s in split]
-    if positions != sorted(set(positions)):
-        raise ValueError(
-            f"split points {split} must be distinct and in model order (units {names[:-1]})"
-        )
-    return groups_of(names, positions)
-
-
-def groups_of(names: Sequence[str], ends: Sequence[int]) -> list[list[str]]:
-    """Consecutive groups of `names`, each ending at one of `ends` (indices), then the rest."""
-    groups, start = [], 0
-    for pos in [*ends, len(names) - 1]:
-        groups.append(list(names[start : pos + 1]))
-        start = pos + 1
-    return groups
 
 
 def _layer(spec: LayerSpec, width: float) -> keras.layers.Layer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -99,6 +100,35 @@ MODELS: Registry[ModelDef] = Registry("model")
 
 def get_model(key: str) -> ModelDef:
     return MODELS.get(key)
+
+
+def resolve_split(model: ModelDef, split_after: Sequence[str] | None) -> list[list[str]]:
+    """Group the model's units into stages that end after each named split point, in order.
+
+    A split point is a unit (`block1_conv1`: inside a block) or a block (`block1`: after it)."""
+    names, points = model.unit_names(), model.split_points()
+    split = list(model.default_split if split_after is None else split_after)
+    unknown = [s for s in split if s not in points]
+    if unknown:
+        raise ValueError(
+            f"split point {unknown[0]!r} is not a split point of {model.key}; expected unit or "
+            f"block names in model order, from {list(points)}"
+        )
+    positions = [points[s] for s in split]
+    if positions != sorted(set(positions)):
+        raise ValueError(
+            f"split points {split} must be distinct and in model order (units {names[:-1]})"
+        )
+    return groups_of(names, positions)
+
+
+def groups_of(names: Sequence[str], ends: Sequence[int]) -> list[list[str]]:
+    """Consecutive groups of `names`, each ending at one of `ends` (indices), then the rest."""
+    groups, start = [], 0
+    for pos in [*ends, len(names) - 1]:
+        groups.append(list(names[start : pos + 1]))
+        start = pos + 1
+    return groups
 
 
 def conv(filters: int, kernel: int = 3) -> LayerSpec:

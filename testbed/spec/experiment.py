@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -25,13 +24,12 @@ from testbed.emulation.config import ClusterSpec
 from testbed.models import MODELS
 from testbed.modes import MODES, get_mode
 from testbed.paths import experiments_dir
+from testbed.spec.errors import SpecError, read_yaml
 from testbed.spec.kt import KtCfg, check_kt
+from testbed.spec.overrides import apply_overrides, format_overrides
 
 MODE_NAMES = tuple(MODES)
-
-
-class SpecError(Exception):
-    """A spec that cannot be used; the message names file, field, bad value and expected form."""
+DEFAULT_SCALE = "smoke"  # what the CLI runs without --scale, where a spec defines it
 
 
 class _Strict(BaseModel):
@@ -243,7 +241,7 @@ def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(model, "model_fields", {}))
 
 
-def _format_error(source: str, err: ValidationError, scale: str | None) -> str:
+def _format_error(source: str, err: ValidationError, notes: list[str]) -> str:
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
@@ -257,30 +255,50 @@ def _format_error(source: str, err: ValidationError, scale: str | None) -> str:
             lines.append(f"{source}: {where}: {msg}")
         else:
             lines.append(f"{source}: {where}: got {e.get('input')!r}; {msg}")
-    if scale not in (None, "paper"):
-        lines.append(f"(after applying scale {scale!r})")
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
 
 
-def parse_spec(raw: Any, source: str = "<spec>", scale: str | None = None) -> Spec:
-    """Validate an already-loaded YAML document."""
+def parse_spec(raw: Any, source: str = "<spec>", scale: str | None = None,
+               overrides: dict[str, Any] | None = None) -> Spec:
+    """Validate an already-loaded YAML document at `scale`, with dotted-path `overrides` on top."""
     if not isinstance(raw, dict):
         raise SpecError(f"{source}: got {type(raw).__name__}; expected a YAML mapping at the top level")
     merged = apply_scale(dict(raw), scale, source)
+    notes = [f"(after applying scale {scale!r})"] if scale not in (None, "paper") else []
+    if overrides:
+        merged = apply_overrides(merged, overrides)
+        notes.append(f"(after applying overrides {format_overrides(overrides)})")
     try:
         return Spec.model_validate(merged)
     except ValidationError as err:
-        raise SpecError(_format_error(source, err, scale)) from None
+        raise SpecError(_format_error(source, err, notes)) from None
 
 
-def load_spec(name_or_path: str, scale: str | None = None) -> Spec:
-    """Load a spec by experiment name or file path (safe YAML), apply a scale, validate."""
+def scale_names(raw: Any) -> list[str]:
+    """'paper' and every scale the document defines, in file order."""
+    scales = raw.get("scales") if isinstance(raw, dict) else None
+    return ["paper", *(str(k) for k in scales)] if isinstance(scales, dict) else ["paper"]
+
+
+def default_scale(raw: Any) -> str:
+    """The scale a run without --scale uses: smoke where the spec defines it, else the file as written."""
+    return DEFAULT_SCALE if DEFAULT_SCALE in scale_names(raw) else "paper"
+
+
+def check_every_scale(raw: Any, source: str) -> None:
+    """Validate the base and every scale the file defines, so no bad value hides behind a scale."""
+    for name in scale_names(raw):
+        parse_spec(raw, source, name)
+
+
+def load_spec(name_or_path: str, scale: str | None = None,
+              overrides: dict[str, Any] | None = None) -> Spec:
+    """Load a spec by name or path (safe YAML), check the whole file, return it at `scale`."""
     path = resolve_path(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SpecError(f"{path}: not valid YAML: {err}") from None
-    return parse_spec(raw, str(path), scale)
+    raw = read_yaml(path)
+    spec = parse_spec(raw, str(path), scale, overrides)
+    check_every_scale(raw, str(path))
+    return spec
 
 
 def spec_to_dict(spec: Spec) -> dict[str, Any]:

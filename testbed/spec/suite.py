@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from testbed.spec.experiment import SpecError, resolve_path
+from testbed.spec.experiment import SpecError, read_yaml, resolve_path
 
 
 class Suite(BaseModel):
@@ -22,7 +21,7 @@ class Suite(BaseModel):
 def load_suite(name_or_path: str) -> Suite | None:
     """The suite in that file, or None when the file is an ordinary experiment spec."""
     path = resolve_path(name_or_path)
-    raw = yaml.safe_load(path.read_text())
+    raw = read_yaml(path)
     if not isinstance(raw, dict) or "suite" not in raw:
         return None
     try:

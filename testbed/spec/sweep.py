@@ -27,10 +27,18 @@ import itertools
 import re
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from testbed.spec.experiment import Spec, SpecError, apply_scale, parse_spec, resolve_path
+from testbed.spec.experiment import (
+    Spec,
+    SpecError,
+    apply_scale,
+    check_every_scale,
+    parse_spec,
+    read_yaml,
+    resolve_path,
+)
+from testbed.spec.overrides import set_path
 
 _LABEL = re.compile(r"[^A-Za-z0-9.\-]+")
 
@@ -62,43 +70,6 @@ class Sweep(BaseModel):
     name: str
     description: str = ""
     sweep: SweepCfg
-
-
-def set_path(doc: dict[str, Any], path: str, value: Any) -> None:
-    """Set a dotted path in raw YAML in place; `*` sets every element of a list."""
-    parts = path.split(".")
-    targets: list[Any] = [doc]
-    for depth, part in enumerate(parts[:-1]):
-        targets = [child for t in targets for child in _step(t, part, parts[: depth + 1], create=True)]
-    last = parts[-1]
-    for t in targets:
-        if isinstance(t, list):
-            for i in _indices(t, last, path):
-                t[i] = copy.deepcopy(value)
-        elif isinstance(t, dict):
-            t[last] = copy.deepcopy(value)
-        else:
-            raise SpecError(f"override {path!r}: {'.'.join(parts[:-1])} is {t!r}; expected a mapping or list")
-
-
-def _step(node: Any, part: str, where: list[str], create: bool) -> list[Any]:
-    if isinstance(node, dict):
-        if node.get(part) is None and create:
-            node[part] = {}
-        return [node[part]]
-    if isinstance(node, list):
-        return [node[i] for i in _indices(node, part, ".".join(where))]
-    raise SpecError(f"override path {'.'.join(where)!r}: got {node!r}; expected a mapping or list")
-
-
-def _indices(node: list[Any], part: str, path: str) -> list[int]:
-    if part == "*":
-        if not node:
-            raise SpecError(f"override {path!r}: '*' over an empty list; the base declares none")
-        return list(range(len(node)))
-    if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
-        raise SpecError(f"override {path!r}: index {part!r} for a list of {len(node)}; expected 0..{len(node) - 1} or '*'")
-    return [int(part)]
 
 
 def axis_choices(axis: str, values: list[Any] | dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -135,7 +106,7 @@ def cell_spec(base_raw: dict[str, Any], source: str, name: str, over: dict[str, 
 def load_sweep(name_or_path: str) -> Sweep | None:
     """The sweep in that file, or None when the file is not a sweep."""
     path = resolve_path(name_or_path)
-    raw = yaml.safe_load(path.read_text())
+    raw = read_yaml(path)
     if not isinstance(raw, dict) or "sweep" not in raw:
         return None
     try:
@@ -145,20 +116,31 @@ def load_sweep(name_or_path: str) -> Sweep | None:
         raise SpecError("\n".join(lines)) from None
 
 
-def expand(sweep: Sweep, scale: str | None = None) -> list[tuple[dict[str, str], Spec]]:
-    """Every cell as ({axis: label}, validated Spec); raises SpecError naming the bad cell."""
+def base_document(sweep: Sweep) -> tuple[str, dict[str, Any]]:
+    """The base experiment's file and raw YAML, checked as a whole (base and every scale)."""
     base_path = resolve_path(sweep.sweep.base)
-    base_raw = yaml.safe_load(base_path.read_text())
+    base_raw = read_yaml(base_path)
     if not isinstance(base_raw, dict) or "sweep" in base_raw or "suite" in base_raw:
         raise SpecError(f"sweep.base {sweep.sweep.base!r}: expected an experiment spec, not a suite or sweep")
+    check_every_scale(base_raw, str(base_path))
+    return str(base_path), base_raw
+
+
+def expand(sweep: Sweep, scale: str | None = None,
+           overrides: dict[str, Any] | None = None) -> list[tuple[dict[str, str], Spec]]:
+    """Every cell as ({axis: label}, validated Spec); raises SpecError naming the bad cell.
+
+    `overrides` (a command line's) are applied to every cell after the cell's own."""
+    base_path, base_raw = base_document(sweep)
     scale = scale or sweep.sweep.scale
     out: list[tuple[dict[str, str], Spec]] = []
     for labels, over in cells(sweep.sweep):
+        over = {**over, **(overrides or {})}
         name = "-".join([sweep.name, *labels.values()])
         if any(spec.name == name for _, spec in out):
             raise SpecError(f"sweep {sweep.name!r}: two cells are both named {name!r}; "
                             "expected distinct labels per axis value")
-        out.append((labels, with_level(cell_spec(base_raw, str(base_path), name, over, scale),
+        out.append((labels, with_level(cell_spec(base_raw, base_path, name, over, scale),
                                        sweep.sweep.target_accuracy)))
     return out
 

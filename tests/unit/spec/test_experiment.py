@@ -91,9 +91,11 @@ def test_not_a_mapping(tmp_path):
 
 def test_yaml_tags_are_not_executed(tmp_path):
     p = tmp_path / "evil.yaml"
-    p.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
-    with pytest.raises(SpecError, match="not valid YAML"):
+    marker = tmp_path / "pwned"
+    p.write_text(f"name: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(SpecError, match=r"evil\.yaml:1:7: tag '.*python/object/apply:os\.system' is not allowed"):
         load_spec(str(p))
+    assert not marker.exists()
 
 
 def test_unknown_experiment_lists_known():

@@ -1,4 +1,5 @@
-"""The CLI end to end: invalid specs exit 2 before anything starts; real smoke runs through `testbed run`."""
+"""The CLI end to end: invalid specs exit 2 before anything starts; real smoke runs through `testbed run`
+(four-layer-bp without --scale: a bare run must be the smoke scale, never the paper's 500K steps)."""
 
 import json
 import os
@@ -52,7 +53,8 @@ def _only_run(results: Path, experiment: str) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "threshold"), [("four-layer-bp", 0.97), ("four-layer-sg", 0.90)])
 def test_smoke_experiment_end_to_end(tmp_path, name, threshold):
-    res = run_cli("run", name, "--scale", "smoke", "--no-progress", results=tmp_path)
+    scale = ("--scale", "smoke") if name.endswith("-sg") else ()  # bp: smoke is the default
+    res = run_cli("run", name, *scale, "--no-progress", results=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     run = _only_run(tmp_path, name)
     for f in ("spec.yaml", "metrics.jsonl", "events.jsonl", "summary.json", "accuracy.png", "accuracy.svg"):

@@ -1,0 +1,116 @@
+"""Commands on what runs leave: `runs` lists run directories, `clean` removes a crashed run's leftovers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from testbed.cli.common import ResultsOpt, fail, table
+
+
+def _num(value: Any, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) else "-"
+
+
+def _started(run_id: str) -> str:
+    """'2026-11-30 15:41' from a run id '20261130-154145-...'."""
+    day, _, rest = run_id.partition("-")
+    if len(day) == 8 and day.isdigit() and rest[:4].isdigit():
+        return f"{day[:4]}-{day[4:6]}-{day[6:]} {rest[:2]}:{rest[2:4]}"
+    return "-"
+
+
+def runs(
+    experiment: Annotated[Optional[str], typer.Argument(help="only this experiment's runs")] = None,
+    status: Annotated[Optional[str], typer.Option(help="only runs with this status: running, completed, failed, interrupted")] = None,
+    limit: Annotated[int, typer.Option(help="newest N runs (0: all)")] = 20,
+    results: ResultsOpt = None,
+) -> None:
+    """List runs, newest first: when, experiment, run id, status, scale, mode, accuracy, speed."""
+    from testbed.dashboard.runs import STATUSES
+    from testbed.dashboard.store import RunStore
+    from testbed.metrics.run_dir import default_results_root
+
+    if status is not None and status not in STATUSES:
+        fail(f"--status {status!r}: expected one of {', '.join(STATUSES)}")
+    root = results or default_results_root()
+    store = RunStore(root)
+    refs = [r for r in store.refs() if experiment is None or r[0] == experiment]
+    rows = []
+    for exp, run_id, path in refs:
+        info = store.info(exp, run_id, path)
+        if status is not None and info["status"] != status:
+            continue
+        acc = info.get("final_test_accuracy", info.get("last_test_accuracy"))
+        rows.append((_started(run_id), exp, run_id, info["status"], info.get("scale") or "-",
+                     info.get("mode") or "-", _num(acc, ".4f"), _num(info.get("mean_it_s"), ".1f"),
+                     _num(info.get("wall_time_s"), ".0f")))
+        if limit and len(rows) >= limit:
+            break
+    if not rows:
+        typer.echo(f"no runs under {root}" + (f" for {experiment!r}" if experiment else ""))
+        return
+    typer.echo(table(rows, ("started", "experiment", "run", "status", "scale", "mode",
+                            "test acc", "it/s", "wall s")))
+
+
+def _live_run(run_id: str, root: Path) -> int | None:
+    """The pid of a still-running run with this id under `root`, if any."""
+    from testbed.dashboard.runs import infer_status, parse_events, run_process_alive
+    from testbed.metrics.run_dir import EVENTS_FILE, SUMMARY_FILE
+
+    for path in root.glob(f"*/{run_id}"):
+        if (path / SUMMARY_FILE).is_file() or not (path / EVENTS_FILE).is_file():
+            continue
+        events = parse_events((path / EVENTS_FILE).read_bytes())
+        start = next((e for e in events if e.get("event") == "start"), {})
+        if infer_status(None, events, None, None, 0)[0] == "running" and run_process_alive(
+                start.get("pid"), start.get("host")):
+            return int(start["pid"])
+    return None
+
+
+def clean(
+    run_ids: Annotated[Optional[list[str]], typer.Argument(help="run ids (as in `testbed runs`) whose leftovers to remove")] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="every labelled leftover of every run, live ones too")] = False,
+    list_only: Annotated[bool, typer.Option("--list", help="show what is left, remove nothing")] = False,
+    force: Annotated[bool, typer.Option(help="also clean runs whose process still lives")] = False,
+    results: ResultsOpt = None,
+) -> None:
+    """Remove what crashed runs left: namespaces, links, cgroups, containers, networks.
+
+    Only resources labelled with a run id are touched (and the processes inside them), never
+    images or unlabelled containers."""
+    from testbed.emulation import cleanup
+    from testbed.emulation.naming import check_run_id
+    from testbed.metrics.run_dir import default_results_root
+
+    if bool(run_ids) == all_runs and not list_only:
+        fail("testbed clean: give run ids, or --all for every run's leftovers (--list shows them)")
+    targets: list[str | None] = [None] if all_runs or not run_ids else list(run_ids)
+    for run_id in targets:
+        if run_id is not None:
+            try:
+                check_run_id(run_id)
+            except ValueError as err:
+                fail(str(err))
+        label = run_id or "every run"
+        if list_only:
+            typer.echo(f"{label}: {_describe(cleanup.find(run_id)) or 'nothing left'}")
+            continue
+        pid = _live_run(run_id, results or default_results_root()) if run_id else None
+        if pid is not None and not force:
+            fail(f"run {run_id} is still running (pid {pid}); stop it first, or --force")
+        typer.echo(f"{label}: removed {_describe(cleanup.clean(run_id)) or 'nothing (none left)'}")
+
+
+def _describe(found: Any) -> str:
+    parts = [f"{len(v)} {k} ({', '.join(map(str, v))})" for k, v in vars(found).items() if v]
+    return "; ".join(parts)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(runs)
+    app.command()(clean)

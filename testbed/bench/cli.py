@@ -7,9 +7,7 @@ cost the CLI avoids; ratios within one run, the host load recorded.
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -63,31 +61,18 @@ def figure(rows: dict[str, dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
-def _commit() -> str:
-    from testbed.paths import PROJECT_ROOT
-
-    out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
 def main(results_root: Path | None = None) -> Path:
-    from importlib.metadata import version
+    from testbed.bench import bench_dir, command, write_result
+    from testbed.metrics import provenance
 
-    from testbed.bench import bench_dir
-
-    load = os.getloadavg()
+    made_by = provenance.start(command("cli"))
     rows = measure()
     help_s = rows["testbed --help"]["median_s"]
-    body: dict[str, Any] = {
-        "command": "testbed bench cli", "commit": _commit(), "repeats": REPEATS, "rows": rows,
-        "target_s": TARGET_S, "help_met": help_s < TARGET_S,
-        "versions": {"python": platform.python_version(), "typer": version("typer")},
-        "loadavg_start": load, "loadavg_end": os.getloadavg(),
-    }
+    body: dict[str, Any] = {"repeats": REPEATS, "rows": rows, "target_s": TARGET_S,
+                            "help_met": help_s < TARGET_S}
     out = bench_dir(results_root)
-    (out / "cli.json").write_text(json.dumps(body, indent=2) + "\n")
     figure(rows, out / "cli.png")
+    write_result(out / "cli.json", body, made_by)
     for name, r in rows.items():
         print(f"{name:45} median {r['median_s']:.2f} s  max {r['max_s']:.2f} s")
     return out / "cli.json"
-

@@ -10,16 +10,27 @@ NAMES ?= four-layer-bp four-layer-sg
 SCALE_OPT := $(if $(SCALE),--scale $(SCALE),)
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: venv data experiment compare bench dashboard report test test-fast protos
+LOCK := requirements/dev.lock
+COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --no-header --quiet
+
+.PHONY: venv lock data experiment compare bench dashboard report test test-fast protos
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# every package pinned with its hashes (requirements/dev.lock), then this tree, editable
+$(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
 	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $@
+
+## make lock: re-resolve requirements/*.lock from pyproject.toml (uv, hashes, Linux x86_64 + aarch64)
+lock: $(STAMP)
+	$(COMPILE) --extra runtime --extra report --extra notebook --extra docker --extra dev -o requirements/dev.lock
+	$(COMPILE) --extra runtime -c requirements/dev.lock -o requirements/worker.lock
+	$(COMPILE) --extra runtime --extra report --extra docker -c requirements/dev.lock -o requirements/controller.lock
+	$(COMPILE) --extra gpu -c requirements/dev.lock -o requirements/worker-gpu.lock
 
 data: $(STAMP)
 	$(BIN)/python -m testbed.data fetch mnist

@@ -1,10 +1,11 @@
-"""Print requirements.txt resolved for a target architecture: markers evaluated there, not here.
+"""Print a lock file resolved for a target architecture: markers evaluated there, not here.
 
 `pip download --platform` evaluates environment markers against the host, so
-`tensorflow-cpu ; platform_machine == "x86_64"` would be chosen for an arm64
-image too. This script evaluates each line's marker for linux/<arch> and
-prints the requirement without it. With ``--gpu`` the TensorFlow pin becomes the CUDA
-build (``tensorflow[and-cuda]``, amd64 only). Usage: target-requirements.py ARCH [FILE] [--gpu].
+`tensorflow-cpu ; platform_machine == "x86_64"` would be chosen for an arm64 image too. This
+script reads a `requirements/*.lock` (pins with `--hash` options, continuation lines), keeps
+the requirements whose marker holds on linux/<arch>, and prints each as
+`name==version --hash=...` without the marker, so `pip download --require-hashes` fetches
+exactly the locked files. Usage: target-requirements.py ARCH LOCK_FILE.
 """
 
 from __future__ import annotations
@@ -35,28 +36,37 @@ def target_environment(arch: str) -> dict[str, str]:
     }
 
 
-def resolve(lines: list[str], arch: str, gpu: bool = False) -> list[str]:
-    env = target_environment(arch)
-    if gpu and arch != "amd64":
-        raise SystemExit(f"--gpu is for amd64 (tensorflow[and-cuda]); got arch {arch!r}")
-    out = []
-    for raw in lines:
-        line = raw.split("#", 1)[0].strip()
-        if not line:
+def entries(text: str) -> list[str]:
+    """The lock's requirement entries, continuation lines joined, comments dropped."""
+    out, current = [], ""
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].rstrip() if not raw.lstrip().startswith("--hash") else raw.rstrip()
+        if not line.strip():
             continue
-        if line.startswith("-"):
-            raise SystemExit(f"option line {line!r} is not supported; expected plain pins")
-        req = Requirement(line)
+        current += " " + line.strip().removesuffix("\\").strip()
+        if not line.endswith("\\"):
+            out.append(current.strip())
+            current = ""
+    if current.strip():
+        out.append(current.strip())
+    return out
+
+
+def resolve(text: str, arch: str) -> list[str]:
+    env = target_environment(arch)
+    out = []
+    for entry in entries(text):
+        if entry.startswith("-") and not entry.startswith("--hash"):
+            raise SystemExit(f"option line {entry!r} is not supported; expected pins with hashes")
+        spec, *hashes = entry.split(" --hash=")
+        req = Requirement(spec)
         if req.marker is None or req.marker.evaluate(env):
             req.marker = None
-            if gpu and req.name in ("tensorflow-cpu", "tensorflow"):
-                req.name, req.extras = "tensorflow", {"and-cuda"}
-            out.append(str(req))
+            out.append(" ".join([str(req), *(f"--hash={h.strip()}" for h in hashes)]))
     return out
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--gpu"]
-    arch = args[0] if args else "amd64"
-    path = Path(args[1] if len(args) > 1 else "requirements.txt")
-    print("\n".join(resolve(path.read_text().splitlines(), arch, "--gpu" in sys.argv)))
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: target-requirements.py ARCH LOCK_FILE")
+    print("\n".join(resolve(Path(sys.argv[2]).read_text(), sys.argv[1])))

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from testbed.cli.common import NameArg, OverridesArg, ResultsOpt, ScaleOpt, fail, load, table
+from testbed.cli.common import (
+    NameArg,
+    OverridesArg,
+    ResultsOpt,
+    ScaleOpt,
+    fail,
+    load,
+    require_modules,
+    table,
+)
 
 if TYPE_CHECKING:
     from testbed.spec.document import Document
@@ -32,6 +41,8 @@ def run(
         from testbed.cli.dryrun import show
 
         raise typer.Exit(show(doc))
+    require_modules("runtime", "tensorflow", "grpc")
+    require_modules("report", "matplotlib")
     say_scale(doc)
     if doc.kind == "sweep":
         _run_sweep(doc, results, progress, overrides)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 from typer.core import TyperCommand
 
@@ -56,7 +55,7 @@ def _benches() -> Any:
 class BenchHelp(TyperCommand):
     """`testbed bench --help` lists the benchmarks (the catalog is imported only then)."""
 
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:  # click's, as typer vendors it
         benches = _benches()
         with formatter.section("Benchmarks"):
             formatter.write_dl([(k, _first_line(benches.get(k).__doc__)) for k in benches.keys()])

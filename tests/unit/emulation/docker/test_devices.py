@@ -138,9 +138,11 @@ def test_shaping_plans_survive_json() -> None:
 def test_target_requirements_pick_the_tensorflow_wheel_per_arch() -> None:
     def pins(arch: str) -> list[str]:
         script = REPO / "docker" / "target-requirements.py"
-        out = subprocess.run([sys.executable, str(script), arch, str(REPO / "requirements.txt")],
+        lock = REPO / "requirements" / "worker.lock"
+        out = subprocess.run([sys.executable, str(script), arch, str(lock)],
                              check=True, capture_output=True, text=True).stdout  # fmt: skip
-        return [line for line in out.splitlines() if line.startswith("tensorflow")]
+        assert all(" --hash=sha256:" in line for line in out.splitlines())  # pip --require-hashes
+        return [line.split(" ")[0] for line in out.splitlines() if line.startswith("tensorflow")]
 
     assert pins("amd64") == ["tensorflow-cpu==2.21.0"]
     assert pins("arm64") == ["tensorflow==2.21.0"]

@@ -116,3 +116,14 @@ def test_bench_help_and_bare_bench_list_the_benchmarks() -> None:
         for name in BENCHES.keys():
             assert name in res.output, (args, name)
     assert cli("bench", "nope").exit_code == 2
+
+
+def test_cluster_commands_refuse_clearly_without_a_cluster(tmp_path: Path) -> None:
+    results = ("--results", str(tmp_path))
+    res = cli("cluster", "up", "four-layer-sg", *results)
+    assert res.exit_code == 2 and "expected an experiment spec with a cluster: section" in res.output
+    res = cli("cluster", "exec", *results, "a", "--", "true")
+    assert res.exit_code == 2 and "no cluster is up" in res.output
+    res = cli("cluster", "shape", *results, "a", "speed=1")
+    assert res.exit_code == 2 and "settings among rate=, delay=, jitter=, loss=" in res.output
+    assert "no cluster is up" in cli("cluster", "status", *results).output

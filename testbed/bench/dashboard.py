@@ -126,7 +126,7 @@ def browser_trial(root: Path) -> dict[str, Any]:
             cold = timed_navigation(driver, urls(base)["run_page"])
             warm = timed_navigation(driver, urls(base)["run_page"])
             charts = driver.execute_script(
-                "return document.querySelectorAll('figure.chart svg').length"
+                "return document.querySelectorAll('figure.chart canvas').length"
             )
     return {"cold": cold, "warm": warm, "charts": charts}
 

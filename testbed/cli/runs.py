@@ -14,14 +14,6 @@ def _num(value: Any, fmt: str) -> str:
     return format(value, fmt) if isinstance(value, (int, float)) else "-"
 
 
-def _started(run_id: str) -> str:
-    """'2026-11-30 15:41' from a run id '20261130-154145-...'."""
-    day, _, rest = run_id.partition("-")
-    if len(day) == 8 and day.isdigit() and rest[:4].isdigit():
-        return f"{day[:4]}-{day[4:6]}-{day[6:]} {rest[:2]}:{rest[2:4]}"
-    return "-"
-
-
 def runs(
     experiment: Annotated[Optional[str], typer.Argument(help="only this experiment's runs")] = None,
     status: Annotated[Optional[str], typer.Option(help="only runs with this status: running, completed, failed, interrupted")] = None,
@@ -31,7 +23,7 @@ def runs(
     """List runs, newest first: when, experiment, run id, status, scale, mode, accuracy, speed."""
     from testbed.dashboard.runs import STATUSES
     from testbed.dashboard.store import RunStore
-    from testbed.metrics.run_dir import default_results_root
+    from testbed.metrics.run_dir import default_results_root, run_started
 
     if status is not None and status not in STATUSES:
         fail(f"--status {status!r}: expected one of {', '.join(STATUSES)}")
@@ -44,7 +36,7 @@ def runs(
         if status is not None and info["status"] != status:
             continue
         acc = info.get("final_test_accuracy", info.get("last_test_accuracy"))
-        rows.append((_started(run_id), exp, run_id, info["status"], info.get("scale") or "-",
+        rows.append((run_started(run_id) or "-", exp, run_id, info["status"], info.get("scale") or "-",
                      info.get("mode") or "-", _num(acc, ".4f"), _num(info.get("mean_it_s"), ".1f"),
                      _num(info.get("wall_time_s"), ".0f")))
         if limit and len(rows) >= limit:

@@ -11,6 +11,7 @@ from testbed.dashboard.auth import require_token
 from testbed.dashboard.charts import compare_charts, run_charts
 from testbed.dashboard.jobs import Job, JobRefused
 from testbed.dashboard.paths import BadName, check_name
+from testbed.dashboard.specdiff import spec_diff
 from testbed.dashboard.state import state
 from testbed.dashboard.store import RunNotFound, metrics_overview
 
@@ -106,7 +107,8 @@ def _compare_keys(raw: str) -> list[tuple[str, str | None]]:
 
 @bp.get("/compare")
 def compare() -> Any:
-    """Several runs side by side: list rows, accuracy and throughput charts, a line per run."""
+    """Several runs side by side: list rows, accuracy, throughput and loss charts (a line per
+    run), and the spec fields that differ."""
     store = state().store
     points = int_arg("points", 600, 10, 5000)
     refs = store.refs()
@@ -119,7 +121,8 @@ def compare() -> Any:
         chosen.append((exp, run, store.run_path(exp, run)))
     infos = [store.info(e, r, p) for e, r, p in chosen]
     series = [(f"{e}/{r}", store.run_metrics(p)) for e, r, p in chosen]
-    return {"runs": infos, "charts": compare_charts(series, points)}
+    diff = spec_diff([store.spec(p) for _, _, p in chosen])
+    return {"runs": infos, "charts": compare_charts(series, points), "spec_diff": diff}
 
 
 @bp.get("/experiments")

@@ -60,7 +60,11 @@ RUN_CHARTS = (
         (SeriesDef("train", "loss", "loss"), SeriesDef("train", "sg_loss", "SG loss")),
     ),
 )
-COMPARE_CHARTS = RUN_CHARTS[:3]
+COMPARE_CHARTS = (
+    *RUN_CHARTS[:3],
+    ChartDef("loss", "Training loss", "step", "loss", (SeriesDef("train", "loss", "loss"),)),
+)
+LOG_Y = ("loss",)  # charts drawn on a log scale first: an SG loss of ~15 at the start flattens them
 
 
 def table_xy(
@@ -96,6 +100,7 @@ def chart_json(cdef: ChartDef, series: list[dict[str, Any]]) -> Chart:
         "y_label": cdef.y_label,
         "series": series,
         "points": sum(len(s["x"]) for s in series),
+        "log_y": cdef.id in LOG_Y,
     }
 
 
@@ -165,7 +170,7 @@ def run_charts(metrics: RunMetrics, max_points: int) -> list[Chart]:
 
 
 def compare_charts(runs: list[tuple[str, RunMetrics]], max_points: int) -> list[Chart]:
-    """Accuracy and throughput charts with one line per run."""
+    """Accuracy, throughput and loss charts with one line per run."""
     charts = []
     for cdef in COMPARE_CHARTS:
         series = []

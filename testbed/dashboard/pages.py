@@ -50,6 +50,14 @@ def tta_text(entries: Any) -> str:
     return " · ".join(parts) or "—"
 
 
+@bp.app_template_filter("started")
+def started(run_id: Any) -> str:
+    """When a run began, from its id ('2026-11-30 15:41')."""
+    from testbed.metrics.run_dir import run_started
+
+    return run_started(str(run_id)) or "—"
+
+
 @bp.app_template_filter("clock")
 def clock(epoch: Any) -> str:
     if not isinstance(epoch, (int, float)):

@@ -32,6 +32,14 @@ def new_run_id(scale: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{scale}-{secrets.token_hex(2)}"
 
 
+def run_started(run_id: str) -> str:
+    """'2026-11-30 15:41' from a run id made by `new_run_id` ('20261130-154145-...'); '' otherwise."""
+    day, _, rest = run_id.partition("-")
+    if len(day) == 8 and day.isdigit() and rest[:4].isdigit():
+        return f"{day[:4]}-{day[4:6]}-{day[6:]} {rest[:2]}:{rest[2:4]}"
+    return ""
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")

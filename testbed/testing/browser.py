@@ -82,3 +82,29 @@ def chart_points(driver: Any, chart_id: str) -> int:
         "return f ? Number(f.dataset.points) : -1;"
     )
     return int(value)
+
+
+_PIXELS_JS = """
+const fig = document.getElementById('chart-' + arguments[0]);
+const canvas = fig && fig.querySelector('canvas');
+if (!canvas) return -1;
+const [r, g, b] = [1, 3, 5].map((i) => parseInt(arguments[1].slice(i, i + 2), 16));
+const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+let n = 0;
+for (let i = 0; i < data.length; i += 4) {
+  if (data[i + 3] > 128 && Math.abs(data[i] - r) < 40 && Math.abs(data[i + 1] - g) < 40 && Math.abs(data[i + 2] - b) < 40) n++;
+}
+return n;
+"""
+
+
+def canvas_pixels(driver: Any, chart_id: str, color: str) -> int:
+    """Pixels of the chart's canvas drawn in about `color` ('#rrggbb'): what the chart really shows."""
+    return int(driver.execute_script(_PIXELS_JS, chart_id, color))
+
+
+def uplot(driver: Any, chart_id: str, expression: str) -> Any:
+    """Evaluate `expression` with `u` bound to the chart's uPlot instance."""
+    return driver.execute_script(
+        f"const u = document.getElementById('chart-{chart_id}')._uplot; return ({expression});"
+    )

@@ -185,9 +185,56 @@
     });
   }
 
+  /* sort by a header click (again: reverse); filter by text and status */
+  function cellKey(row, col, numeric) {
+    const cell = row.cells[col];
+    const raw = cell.dataset.sort ?? cell.textContent.trim();
+    if (!numeric) return raw.toLowerCase();
+    const v = parseFloat(raw.replace(/,/g, ""));
+    return isFinite(v) ? v : -Infinity;
+  }
+
+  function sortRuns(table, th) {
+    const col = th.cellIndex, numeric = th.dataset.type === "num";
+    const desc = !th.classList.contains("sorted-desc");
+    table.querySelectorAll("th").forEach((h) => h.classList.remove("sorted-asc", "sorted-desc"));
+    th.classList.add(desc ? "sorted-desc" : "sorted-asc");
+    const rows = [...table.tBodies[0].querySelectorAll("tr[data-key]")];
+    rows.sort((a, b) => {
+      const x = cellKey(a, col, numeric), y = cellKey(b, col, numeric);
+      return (x < y ? -1 : x > y ? 1 : 0) * (desc ? -1 : 1);
+    });
+    table.tBodies[0].append(...rows);
+  }
+
+  function filterRuns(table) {
+    const text = document.getElementById("runs-search").value.trim().toLowerCase();
+    const status = document.getElementById("runs-status").value;
+    let shown = 0;
+    const rows = table.tBodies[0].querySelectorAll("tr[data-key]");
+    rows.forEach((row) => {
+      const st = row.querySelector('[data-field="status"]').textContent.trim();
+      const ok = (!status || st === status) && (!text || row.textContent.toLowerCase().includes(text));
+      row.hidden = !ok;
+      shown += ok ? 1 : 0;
+    });
+    document.getElementById("runs-shown").textContent = `${shown} of ${rows.length} shown`;
+  }
+
+  function initRunsTable() {
+    const table = document.getElementById("runs-table");
+    if (!table) return;
+    table.querySelectorAll("th.sortable").forEach((th) => th.addEventListener("click", () => sortRuns(table, th)));
+    for (const id of ["runs-search", "runs-status"]) {
+      document.getElementById(id).addEventListener("input", () => filterRuns(table));
+    }
+    filterRuns(table);
+  }
+
   function initRuns() {
     const form = document.getElementById("start-form");
     if (form) initStartForm(form);
+    initRunsTable();
     setTimeout(pollRuns, POLL_MS);
   }
 
@@ -209,6 +256,30 @@
     }));
   }
 
+  function fillSpecDiff(runs, diff) {
+    const table = document.getElementById("spec-diff");
+    if (!table) return;
+    const head = document.createElement("tr");
+    for (const text of ["spec field", ...runs.map((r) => r.key)]) {
+      const th = document.createElement("th");
+      th.textContent = text;
+      head.appendChild(th);
+    }
+    table.tHead.replaceChildren(head);
+    table.tBodies[0].replaceChildren(...diff.map((d) => {
+      const tr = document.createElement("tr");
+      for (const [i, text] of [d.path, ...d.values.map((v) => (v === null ? "—" : JSON.stringify(v)))].entries()) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        if (i) td.className = "value";
+        tr.appendChild(td);
+      }
+      return tr;
+    }));
+    document.getElementById("spec-diff-note").textContent = diff.length
+      ? `${diff.length} spec fields differ` : "the specs are the same";
+  }
+
   async function pollCompare(container) {
     let live = false;
     try {
@@ -217,6 +288,7 @@
       const data = await res.json();
       if (!res.ok) throw new Error(data.error || `HTTP ${res.status}`);
       fillCompareTable(data.runs);
+      fillSpecDiff(data.runs, data.spec_diff || []);
       for (const chart of data.charts) C.draw(C.figure(container, chart.id, chart.title), chart);
       live = data.runs.some((r) => r.status === "running");
     } catch (err) {

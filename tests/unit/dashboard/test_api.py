@@ -141,6 +141,10 @@ def test_compare_two_runs_and_latest_by_experiment(client) -> None:
     assert [r["key"] for r in data["runs"]] == ["/".join(BP), "/".join(SG)]
     acc = next(c for c in data["charts"] if c["id"] == "accuracy-step")
     assert [s["name"] for s in acc["series"]] == ["/".join(BP), "/".join(SG)]
+    loss = next(c for c in data["charts"] if c["id"] == "loss")
+    assert [s["name"] for s in loss["series"]] == ["/".join(BP), "/".join(SG)] and loss["log_y"]
+    assert {"path": "name", "values": [BP[0], SG[0]]} not in data["spec_diff"]  # names always differ
+    assert {"path": "job.mode", "values": ["inprocess", "sg"]} in data["spec_diff"]
     assert client.get("/api/compare?runs=nope").status_code == 404
     assert client.get("/api/compare?runs=").status_code == 400
 

@@ -184,3 +184,38 @@ def test_cluster_tables_accept_lists_and_mappings() -> None:
     assert tables["schedule"] == []
     empty = {"devices": [], "links": [], "schedule": []}
     assert cluster_tables({"cluster": None}) == empty and cluster_tables(None) == empty
+
+
+def test_spec_diff_lists_only_what_differs() -> None:
+    from testbed.dashboard.specdiff import spec_diff
+
+    bp = {"name": "a", "model": {"name": "four-layer", "split_after": ["conv1"]}, "algorithm": {"name": "bp"},
+          "training": {"lr": 0.001}}
+    sg = {"name": "b", "model": {"name": "four-layer", "split_after": ["fc1"]},
+          "algorithm": {"name": "sg", "sg": {"width": 64}}, "training": {"lr": 0.001}}
+    rows = spec_diff([bp, sg])
+    assert rows == [{"path": "model.split_after", "values": [["conv1"], ["fc1"]]},
+                    {"path": "algorithm.name", "values": ["bp", "sg"]},
+                    {"path": "algorithm.sg.width", "values": [None, 64]}]
+    assert spec_diff([bp, bp]) == [] and spec_diff([bp, None])[0]["values"][1] is None
+
+
+def test_compare_charts_include_loss_on_a_log_scale() -> None:
+    from testbed.dashboard.charts import COMPARE_CHARTS, LOG_Y
+
+    assert [c.id for c in COMPARE_CHARTS] == ["accuracy-step", "accuracy-time", "throughput", "loss"]
+    assert "loss" in LOG_Y
+
+
+def test_vendored_uplot_is_the_pinned_release() -> None:
+    import hashlib
+    import json
+
+    from testbed.paths import PROJECT_ROOT
+
+    folder = PROJECT_ROOT / "testbed" / "dashboard" / "static" / "vendor" / "uplot"
+    pin = json.loads((folder / "VENDORED.json").read_text())
+    assert (pin["package"], pin["version"], pin["license"]) == ("uplot", "1.6.32", "MIT")
+    for name, digest in pin["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+    assert (folder / "uPlot.iife.min.js").stat().st_size < 60_000

@@ -113,3 +113,19 @@ def test_dockerignore_is_an_allowlist() -> None:
     lines = (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in lines and "!testbed/" in lines and not any(line.startswith("!.venv") for line in lines)
     assert not any(line in ("!results/", "!results") for line in lines)
+
+
+def test_stack_file_drops_profiles_and_build_for_docker_stack_deploy() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stack_file", PROJECT_ROOT / "docker" / "stack-file.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    plain = module.stack_doc(COMPOSE, set())
+    assert set(plain["services"]) == {"influxdb", "ps", "edge1", "edge2", "edge3", "edge4", "controller"}
+    assert not any({"profiles", "build"} & set(s) for s in plain["services"].values())
+    assert plain["version"] == "3.9" and not any(k.startswith("x-") for k in plain)
+    assert plain["services"]["edge1"]["labels"]["testbed.device"] == "edge1"  # anchors resolved
+    with_jetson = module.stack_doc(COMPOSE, {"jetson"})
+    assert "jetson" in with_jetson["services"] and "gpu" not in with_jetson["services"]

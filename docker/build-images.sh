@@ -82,14 +82,18 @@ host_install() {
 }
 
 stage() {
-  # docker/wheels/ holds this arch's wheelhouse (hard links); docker/site/ another arch's install
-  find docker/wheels -mindepth 1 ! -name .gitkeep -delete
-  find docker/site -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +
+  # docker/wheels/ keeps the wheelhouses (hard links; wheel names carry their platform, so arches
+  # share it, and `docker compose up --build` installs from it offline); docker/site/ARCH holds a
+  # foreign arch's host install for this build only (unstage removes it: it is 1.3 GB of context)
   if [ "$(install_mode)" = host ]; then
     host_install
   else
-    cp -al "$WHEELS"/*.whl docker/wheels/
+    cp -alf "$WHEELS"/*.whl docker/wheels/
   fi
+}
+
+unstage() {
+  rm -rf "docker/site/$TAG"
 }
 
 deps_hash() {
@@ -120,6 +124,7 @@ build_role() {
 timed "base image" docker/make-base-image.sh "$ARCH"
 timed "wheelhouse" docker/build-wheelhouse.sh "$ARCH" $VARIANT
 timed "stage wheels" stage
+trap unstage EXIT
 for role in $ROLES; do
   timed "image $role" build_role "$role"
 done

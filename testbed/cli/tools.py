@@ -55,14 +55,23 @@ def _benches() -> Any:
 class BenchHelp(TyperCommand):
     """`testbed bench --help` lists the benchmarks (the catalog is imported only then)."""
 
-    def format_epilog(self, ctx: Any, formatter: Any) -> None:  # click's, as typer vendors it
+    def format_help(self, ctx: Any, formatter: Any) -> None:  # click's, as typer vendors it
+        super().format_help(ctx, formatter)
         benches = _benches()
-        with formatter.section("Benchmarks"):
-            formatter.write_dl([(k, _first_line(benches.get(k).__doc__)) for k in benches.keys()])
+        rows = [(k, _first_line(benches.get(k))) for k in benches.keys()]
+        if formatter.getvalue():  # plain help: written into the formatter
+            with formatter.section("Benchmarks"):
+                formatter.write_dl(rows)
+        else:  # rich help was printed already
+            typer.echo("\nBenchmarks:\n" + table(rows, ("  name", "what it measures")))
 
 
-def _first_line(doc: str | None) -> str:
-    return (doc or "").strip().splitlines()[0] if doc else ""
+def _first_line(fn: Any) -> str:
+    """The first line of a benchmark's docstring, else of its module's."""
+    import sys
+
+    doc = fn.__doc__ or getattr(sys.modules.get(fn.__module__), "__doc__", None) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
 def bench(
@@ -74,7 +83,7 @@ def bench(
 
     benches = _benches()
     if name is None:
-        typer.echo(table([(k, _first_line(benches.get(k).__doc__)) for k in benches.keys()],
+        typer.echo(table([(k, _first_line(benches.get(k))) for k in benches.keys()],
                          ("benchmark", "what it measures")))
         return
     try:

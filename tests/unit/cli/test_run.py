@@ -64,7 +64,7 @@ def test_smoke_experiment_end_to_end(tmp_path, name, threshold):
     assert summary["final_test_accuracy"] >= threshold
     assert summary["iterations"] == 1000 and summary["scale"] == "smoke"
     assert "mnist" in summary["data_source"]
-    assert summary["provenance"]["argv"][1:] == ["run", name, "--scale", "smoke", "--no-progress"]
+    assert summary["provenance"]["argv"][1:] == ["run", name, *scale, "--no-progress"]
     assert summary["provenance"]["argv"][0] == "testbed/__main__.py"  # relative to the project
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if r["kind"] == "eval"]

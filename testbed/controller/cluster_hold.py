@@ -159,9 +159,12 @@ class Holder:
         if len(fds) != 3:
             raise ValueError(f"exec needs the client's stdin, stdout and stderr; got {len(fds)} descriptors")
         argv, device = [str(a) for a in message["argv"]], str(message["device"])
+        # the client's folder where the device shares the host's filesystem; a container's own
+        # working directory otherwise
+        cwd = message.get("cwd") if self.handle.cluster.backend == "local" else None
         try:
             proc = self.handle.spawn(device, argv, dict(message.get("env") or {}), stdin=fds[0],
-                                     stdout=fds[1], stderr=fds[2], cwd=message.get("cwd"))
+                                     stdout=fds[1], stderr=fds[2], cwd=cwd)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -219,12 +222,12 @@ def main(state_dir: str) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, stop)
-    handle = BACKENDS.get(cluster.backend)(run_id_of(spec["name"])).start(cluster, host_link=True)
+    backend = BACKENDS.get(cluster.backend)(run_id_of(spec["name"]))
     try:
-        holder = Holder(folder, handle, spec["name"])
-        holder.serve()
+        with backend.up(cluster, host_link=True) as handle:  # down() always runs on the way out
+            holder = Holder(folder, handle, spec["name"])
+            holder.serve()
     finally:
-        handle.down()
         if holder is not None:
             holder.sock_path.unlink(missing_ok=True)
             holder.sock_dir.rmdir()

@@ -50,7 +50,8 @@ def bp_step(
     """One end-to-end backprop step; each stage keeps its own optimizer. Returns (loss, logits)."""
     loss, logits, grads = bp_grads(models, x, labels)
     for m, opt, g in zip(models, optimizers, grads, strict=True):
-        opt.apply_gradients(zip(g, m.trainable_variables, strict=True))
+        if g:  # a parameter-free stage (a pool alone) has nothing to update
+            opt.apply_gradients(zip(g, m.trainable_variables, strict=True))
     return loss, logits
 
 
@@ -110,7 +111,8 @@ def apply_stage_grads(
     start = 0
     for m, opt in zip(models, optimizers, strict=True):
         n = len(m.trainable_variables)
-        opt.apply_gradients(zip(grads[start : start + n], m.trainable_variables, strict=True))
+        if n:  # a stage of parameter-free layers (a pool) has nothing to update
+            opt.apply_gradients(zip(grads[start : start + n], m.trainable_variables, strict=True))
         start += n
 
 

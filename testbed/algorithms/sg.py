@@ -45,9 +45,10 @@ def sg_stage_step(
     grads = tape.gradient(h_out, targets, output_gradients=g_hat)
     delta_in = grads.pop() if input_grad else None
     scale = grad_scale / _batch(h_in)
-    optimizer.apply_gradients(
-        zip([g * scale for g in grads], model.trainable_variables, strict=True)
-    )
+    if grads:  # a stage of parameter-free layers (a pool) has nothing to update
+        optimizer.apply_gradients(
+            zip([g * scale for g in grads], model.trainable_variables, strict=True)
+        )
     return h_out, delta_in
 
 

@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 import typer  # noqa: E402
 
-from testbed.cli import cluster, experiments, runs, tools  # noqa: E402
+from testbed.cli import cluster, experiments, plan, runs, tools  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0],
                   pretty_exceptions_enable=False)
@@ -21,6 +21,7 @@ experiments.register(app)
 runs.register(app)
 tools.register(app)
 cluster.register(app)
+plan.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry

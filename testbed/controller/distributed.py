@@ -22,6 +22,7 @@ from testbed.controller.cluster_run import (
     link_schedule,
     run_cluster,
 )
+from testbed.controller.partition_plan import auto_split, with_measured
 from testbed.controller.plan import WorkerPlan, device_of, peer_map, plan_workers
 from testbed.controller.sinks import (
     closing_influx,
@@ -190,11 +191,15 @@ def run_distributed(spec: Spec, run: RunDir, progress: bool = True) -> dict[str,
 
     Always stops the workers and takes the cluster down, also on failure and Ctrl-C.
     """
+    spec, partition = auto_split(spec, run.event)
     plans = plan_workers(spec)
     with sigterm_raises(), run_cluster(spec, run.run_id, run.event) as cluster:
         if cluster is not None:
             cluster.probe()  # before any worker loads the links
-        return _run_workers(spec, run, plans, cluster, progress)
+        body = _run_workers(spec, run, plans, cluster, progress)
+    if partition is not None:
+        body["partition"] = with_measured(partition, body["per_worker"])
+    return body
 
 
 def _run_workers(

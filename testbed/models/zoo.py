@@ -106,6 +106,9 @@ def resolve_split(model: ModelDef, split_after: Sequence[str] | None) -> list[li
     """Group the model's units into stages that end after each named split point, in order.
 
     A split point is a unit (`block1_conv1`: inside a block) or a block (`block1`: after it)."""
+    if split_after == "auto":
+        raise ValueError(f"split_after 'auto' for {model.key} is planned before stages are "
+                         "built (testbed plan, or a distributed run over a cluster)")
     names, points = model.unit_names(), model.split_points()
     split = list(model.default_split if split_after is None else split_after)
     unknown = [s for s in split if s not in points]

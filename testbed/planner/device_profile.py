@@ -1,13 +1,16 @@
 """Profile a model's units inside an emulated device (its cgroup and namespace), not on the host.
 
-`python -m testbed.planner.device_profile SPEC.json OUT.json` runs `profile_units` and writes
-the per-unit sg step times; `profile_on_device` brings up a one-device cluster from the spec's
-first device, runs that command inside it and reads the result back.
+`python -m testbed.planner.device_profile SPEC.json OUT.json` runs `chain_profile.profile_chain`
+and writes the unit, SG-module, per-stage and transport times (`ChainTimes`);
+`profile_on_device` brings up a one-device cluster from the spec's device, runs that command
+inside it (with the workers' environment) and reads the result back; `profile_on_host` runs it
+in a plain subprocess.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.controller.cluster_run import run_cluster
+from testbed.runtime.workdir import WORKER_ENV
 from testbed.spec.experiment import Spec, spec_to_dict
 
 _TIMEOUT_S = 900.0
@@ -38,7 +42,8 @@ def profile_on_device(spec: Spec, device: str) -> dict[str, Any]:
         assert cluster is not None
         src, out = Path(tmp) / "spec.json", Path(tmp) / "profile.json"
         src.write_text(json.dumps(spec_to_dict(spec)))
-        proc = cluster.handle.spawn(device, [sys.executable, "-m", __name__, str(src), str(out)])
+        proc = cluster.handle.spawn(device, [sys.executable, "-m", __name__, str(src), str(out)],
+                                    env=dict(WORKER_ENV))
         try:
             code = proc.wait(timeout=_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -51,12 +56,23 @@ def profile_on_device(spec: Spec, device: str) -> dict[str, Any]:
                 "fidelity_level": cluster.handle.fidelity_level}
 
 
+def profile_on_host(spec: Spec) -> dict[str, Any]:
+    """The same profile in a subprocess on the host (uncapped; the spec's threads)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "spec.json", Path(tmp) / "profile.json"
+        src.write_text(json.dumps(spec_to_dict(spec)))
+        subprocess.run([sys.executable, "-m", __name__, str(src), str(out)], check=True,
+                       env={**os.environ, **WORKER_ENV}, timeout=_TIMEOUT_S)
+        result: dict[str, Any] = json.loads(out.read_text())
+        return {**result, "device": None}
+
+
 def _quiet(event: str, **fields: Any) -> None:
     """The cluster's event reports (no run directory here)."""
 
 
 def main(argv: list[str]) -> int:
-    from testbed.planner.split_profile import profile_units
+    from testbed.planner.chain_profile import profile_chain
     from testbed.training.tfsetup import configure_threads
 
     if len(argv) != 2:
@@ -65,9 +81,7 @@ def main(argv: list[str]) -> int:
         return 2
     spec = Spec.model_validate(json.loads(Path(argv[0]).read_text()))
     configure_threads(spec.training.threads or 1)
-    units = profile_units(spec)
-    Path(argv[1]).write_text(json.dumps(
-        {"units": list(units.units), "unit_s": list(units.unit_s), "sg_s": list(units.sg_s)}))
+    Path(argv[1]).write_text(json.dumps(profile_chain(spec).as_dict()))
     return 0
 
 

@@ -39,7 +39,9 @@ class _Strict(BaseModel):
 class ModelCfg(_Strict):
     name: str
     width: float = Field(1.0, gt=0, le=8, description="width multiplier for hidden layers")
-    split_after: list[str] | None = Field(None, description="units after which stages end")
+    split_after: list[str] | Literal["auto"] | None = Field(
+        None, description="units (or blocks) after which stages end; auto: the partitioner's"
+    )
 
     @field_validator("name")
     @classmethod
@@ -168,8 +170,24 @@ class Spec(_Strict):
                 f"job.micro_batches {self.job.micro_batches}; expected equal micro-batches"
             )
         check_kt(self.algorithm, self.model, self.job.mode)
+        check_auto_split(self)
         check_placement(self.placement, self.cluster)
         return self
+
+
+def check_auto_split(spec: Spec) -> None:
+    """split_after: auto needs devices to partition over and a pipeline of stage workers."""
+    if spec.model.split_after != "auto":
+        return
+    if get_mode(spec.job.mode).layout != "pipeline" or spec.cluster is None:
+        raise ValueError(
+            f"model.split_after: auto plans stages over the cluster's devices; expected a "
+            f"cluster and a pipeline mode (sg, bp-sync, bp-pipeline), got job.mode "
+            f"{spec.job.mode!r}{'' if spec.cluster else ' and no cluster'}"
+        )
+    if any(k.isdigit() for k in spec.placement or {}):
+        raise ValueError("placement: stage keys with model.split_after: auto; expected the "
+                         "partitioner to place the stages (keep only 'ps')")
 
 
 _WORKER_KEY = re.compile(r"^(\d+|ps|local|teacher|replica\d+)$")

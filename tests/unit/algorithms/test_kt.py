@@ -188,3 +188,88 @@ def test_registered_pair_steps_and_folds_to_the_zoo_student(key):
     assert [m.count_params() for m in deployed] == [s.model.count_params() for s in zoo]
     np.testing.assert_allclose(forward(deployed, x), forward(chain(sections, adapters), x),
                                rtol=1e-3, atol=1e-4)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# Student logits s, teacher logits t, labels y: KL(p_t || p_s) != KL(p_s || p_t) here.
+_S = np.array([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]], np.float32)
+_T = np.array([[0.0, 2.0, 0.0], [3.0, -1.0, 1.0]], np.float32)
+_Y = np.array([0, 1])
+
+
+def _kd_by_hand(temperature, weight, reverse=False, factor=None):
+    p_t, p_s = _softmax(_T / temperature), _softmax(_S / temperature)
+    if reverse:
+        p_t, p_s = p_s, p_t
+    kl = np.mean(np.sum(p_t * (np.log(p_t) - np.log(p_s)), axis=1))  # KL(teacher || student)
+    ce = np.mean(-np.log(_softmax(_S)[np.arange(2), _Y]))
+    return (1 - weight) * ce + weight * (temperature**2 if factor is None else factor) * kl
+
+
+@pytest.mark.parametrize(("temperature", "weight"), [(4.0, 0.5), (2.0, 1.0), (3.0, 0.3)])
+def test_kd_loss_equals_hinton_by_hand(temperature, weight):
+    """(1 - w) CE + w T^2 KL(softmax(t/T) || softmax(s/T)), by hand in numpy; a dropped T^2 or
+    a reversed KL gives a value this example tells apart (its KL is asymmetric)."""
+    got = float(kd_loss(tf.constant(_S), tf.constant(_T), tf.constant(_Y), temperature, weight))
+    assert got == pytest.approx(_kd_by_hand(temperature, weight), rel=1e-5)
+    for wrong in (_kd_by_hand(temperature, weight, reverse=True),
+                  _kd_by_hand(temperature, weight, factor=1.0)):
+        assert got != pytest.approx(wrong, rel=1e-3)
+
+
+def test_kd_soft_gradient_is_t_times_the_probability_gap():
+    """d/ds of T^2 KL(p_t || p_s) is T (p_s - p_t) per sample (divided by the batch size): the
+    T^2 factor keeps soft-target gradients on the hard-label scale."""
+    s = tf.constant(_S)
+    for temperature in (1.0, 4.0):
+        with tf.GradientTape() as tape:
+            tape.watch(s)
+            value = kd_loss(s, tf.constant(_T), tf.constant(_Y), temperature, 1.0)
+        want = temperature * (_softmax(_S / temperature) - _softmax(_T / temperature)) / 2
+        np.testing.assert_allclose(tape.gradient(value, s).numpy(), want, rtol=1e-4, atol=1e-6)
+
+
+def test_representation_loss_by_hand_is_positive_and_training_lowers_it():
+    pred = tf.constant([[1.0, -2.0], [0.0, 3.0]])
+    target = tf.constant([[0.0, 0.0], [1.0, 1.0]])  # errors 1, -2, -1, 2
+    assert float(representation_loss(pred, target, "mse")) == pytest.approx(2.5)
+    assert float(representation_loss(pred, target, "l1")) == pytest.approx(1.5)
+    # one SGD step of a linear section (identity adapter) moves its output toward the target
+    keras.utils.set_random_seed(2)
+    section = _seq((3,), keras.layers.Dense(2))
+    adapter = _seq((2,), keras.layers.Identity())
+    h, t = tf.random.normal((4, 3)), tf.random.normal((4, 2))
+    w, b = section.get_weights()
+    before = float(np.mean((h.numpy() @ w + b - t.numpy()) ** 2))
+    value, _ = section_step(section, adapter, keras.optimizers.SGD(0.1), h, t, KtLoss())
+    assert float(value) == pytest.approx(before, rel=1e-5) and before > 0
+    # dL/dW = 2/(N*2) h^T (hW + b - t): the step is exactly that, downhill
+    err = h.numpy() @ w + b - t.numpy()
+    np.testing.assert_allclose(section.get_weights()[0], w - 0.1 * h.numpy().T @ err / 4,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_section_kt_with_teacher_inputs_feeds_each_section_the_teachers_activation():
+    """Every section's loss of the step is the one on the teacher's input of that section (not
+    on the previous student section's output), and the last section reads the teacher's too."""
+    teacher, sections, adapters = _tiny_pair()
+    x, y = tf.random.uniform((6, 8, 8, 1)), tf.constant([0, 1, 2, 3, 4, 5])
+    outs = teacher_outputs(teacher, x)
+    loss = KtLoss()
+    want = [float(representation_loss(a(s(outs[i])), outs[i + 1]))
+            for i, (s, a) in enumerate(zip(sections[:-1], adapters, strict=True))]
+    chained = [float(v) for v in representation_loss(
+        adapters[1](sections[1](adapters[0](sections[0](x)))), outs[2])[None]]
+    want_last = float(kd_loss(sections[-1](outs[-2]), outs[-1], y, loss.temperature,
+                              loss.kd_weight))
+    opts = [keras.optimizers.SGD(0.0) for _ in sections]  # lr 0: values only
+    value, _, rep = section_kt_step(sections, adapters, opts, outs, y, loss, "teacher")
+    np.testing.assert_allclose(rep.numpy(), want, rtol=1e-5)
+    assert float(value) == pytest.approx(want_last, rel=1e-5)
+    assert abs(chained[0] - want[1]) > 1e-3 * want[1]  # the two inputs give different losses
+    _, _, rep_student = section_kt_step(sections, adapters, opts, outs, y, loss, "student")
+    assert float(rep_student[1]) == pytest.approx(chained[0], rel=1e-4)

@@ -6,7 +6,12 @@ import pytest
 import tensorflow as tf
 
 from testbed.algorithms.bp import bp_step, cross_entropy, forward
-from testbed.algorithms.sg import sg_train_step, synthetic_gradient
+from testbed.algorithms.sg import (
+    sg_last_stage_step,
+    sg_stage_step,
+    sg_train_step,
+    synthetic_gradient,
+)
 from testbed.algorithms.sg_module import SGModule
 from testbed.models import build_stages, get_model
 
@@ -62,22 +67,49 @@ def _toy_stages():
     return [a, b, c]
 
 
-def test_sg_training_lowers_loss_and_learns_the_true_gradient():
+def _stage_moves(models, init):
+    """Each stage's distance from its initial weights (L2 over all its variables)."""
+    def distance(m, w):
+        pairs = zip(m.trainable_variables, w, strict=True)
+        return np.sqrt(sum(float(np.sum((v.numpy() - a) ** 2)) for v, a in pairs))
+
+    return np.array([distance(m, w) for m, w in zip(models, init, strict=True)])
+
+
+def _train_toy(algo, steps=300):
+    """The toy problem trained with plain SGD (no Adam to normalise away a scale error)."""
     x, y = _toy_problem()
     models = _toy_stages()
+    init = [[v.numpy().copy() for v in m.trainable_variables] for m in models]
+    opts = [keras.optimizers.SGD(0.1) for _ in models]
     sgs = [SGModule((32,), 4, conditioned=True, depth=0) for _ in models[:-1]]
-    opts = [keras.optimizers.Adam(3e-3) for _ in models]
     sg_opts = [keras.optimizers.Adam(3e-3) for _ in sgs]
-    step = tf.function(lambda xb, yb: sg_train_step(models, sgs, opts, sg_opts, xb, yb, 4))
+    if algo == "sg":
+        step = tf.function(lambda xb, yb: sg_train_step(models, sgs, opts, sg_opts, xb, yb, 4))
+    else:
+        step = tf.function(lambda xb, yb: bp_step(models, opts, xb, yb))
     initial = float(cross_entropy(forward(models, x), y))
     rng = np.random.default_rng(0)
-    for _ in range(400):
+    for _ in range(steps):
         idx = rng.integers(0, len(y), 64)
         step(x[idx], y[idx])
     final = float(cross_entropy(forward(models, x), y))
-    assert final < 0.7 * initial
+    return models, sgs, initial, final, _stage_moves(models, init)
 
-    # The SG module after stage 1 vs the true per-sample gradient of the loss at h1.
+
+def test_sg_with_plain_sgd_learns_the_true_gradient_in_direction_and_size():
+    """SG and BP from the same weights on the same batches, both with SGD: every stage moves as
+    far under SG as under BP (within 2x), and the SG module after stage 1 predicts the true
+    per-sample gradient in direction and norm. A target or update off by the batch size (64x),
+    a flipped sign or a frozen stage cannot pass."""
+    x, y = _toy_problem()
+    _, _, bp_initial, bp_final, bp_moves = _train_toy("bp")
+    models, sgs, initial, final, moves = _train_toy("sg")
+    assert initial == pytest.approx(bp_initial)
+    assert final < 0.7 * initial and bp_final < 0.7 * bp_initial
+    ratio = moves / bp_moves
+    assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
+
     h1 = models[0](x)
     with tf.GradientTape() as tape:
         tape.watch(h1)
@@ -86,6 +118,59 @@ def test_sg_training_lowers_loss_and_learns_the_true_gradient():
     pred = synthetic_gradient(sgs[0], h1, tf.one_hot(y, 4))
     cos = tf.reduce_sum(true * pred, 1) / (tf.norm(true, axis=1) * tf.norm(pred, axis=1) + 1e-12)
     assert float(tf.reduce_mean(cos)) > 0.5
+    norm_ratio = float(tf.norm(pred) / tf.norm(true))
+    assert 0.5 < norm_ratio < 2.0, norm_ratio
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_last_stage_target_is_the_per_sample_gradient_by_hand():
+    """Linear last stage logits = h W + b: d(sum of per-sample CE)/dh = (softmax - onehot) W^T,
+    i.e. batch_size * dL/dh of the mean loss (the SG modules' per-sample convention)."""
+    rng = np.random.default_rng(4)
+    w, b = rng.normal(size=(5, 3)).astype("float32"), rng.normal(size=3).astype("float32")
+    h, y = rng.normal(size=(8, 5)).astype("float32"), np.array([0, 1, 2, 0, 1, 2, 2, 1])
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
+    model.set_weights([w, b])
+    loss, _, target = sg_last_stage_step(
+        model, keras.optimizers.SGD(0.0), tf.constant(h), tf.constant(y)
+    )
+    p = _softmax(h @ w + b)
+    want = (p - np.eye(3)[y]) @ w.T
+    np.testing.assert_allclose(target.numpy(), want, rtol=1e-5, atol=1e-6)
+    assert float(loss) == pytest.approx(float(np.mean(-np.log(p[np.arange(8), y]))), rel=1e-5)
+
+
+class _Oracle:
+    """Stands in for an SG module: returns a fixed per-sample gradient, whatever it is asked."""
+
+    def __init__(self, g):
+        self.g = tf.constant(g)
+
+    def __call__(self, inputs, training=False):
+        return self.g
+
+
+@pytest.mark.parametrize("grad_scale", [1.0, 0.5])
+def test_sg_stage_update_from_a_perfect_prediction_is_the_bp_update_by_hand(grad_scale):
+    """h = x W + b updated from a predicted per-sample gradient G with SGD(lr): the step is
+    lr * grad_scale * (x^T G, sum G) / batch, and the input target is G W^T per sample."""
+    rng = np.random.default_rng(5)
+    w, b = rng.normal(size=(6, 4)).astype("float32"), rng.normal(size=4).astype("float32")
+    x, g = rng.normal(size=(8, 6)).astype("float32"), rng.normal(size=(8, 4)).astype("float32")
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4)])
+    model.set_weights([w, b])
+    lr = 0.1
+    h, delta = sg_stage_step(model, _Oracle(g), keras.optimizers.SGD(lr), tf.constant(x),
+                             tf.one_hot([0] * 8, 3), grad_scale)
+    np.testing.assert_allclose(h.numpy(), x @ w + b, rtol=1e-5, atol=1e-5)
+    new_w, new_b = model.get_weights()
+    np.testing.assert_allclose(new_w, w - lr * grad_scale * x.T @ g / 8, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new_b, b - lr * grad_scale * g.sum(0) / 8, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(delta.numpy(), g @ w.T, rtol=1e-5, atol=1e-5)
 
 
 def test_bp_and_sg_agree_on_the_forward_pass():

@@ -17,3 +17,13 @@ def quadrants(n: int = 512, seed: int = 0) -> Dataset:
         r, c = divmod(int(q), 2)
         x[i, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] += 0.5
     return Dataset("synthetic", x[:384], y[:384], x[384:], y[384:], 10, (8, 8, 1), "test")
+
+
+def random_images(n: int = 64, shape: tuple[int, ...] = (28, 28, 1), classes: int = 10,
+                  seed: int = 0) -> Dataset:
+    """Uniform noise images with random labels in MNIST's shape (train and test the same), for
+    tests that need a dataset's shape and order but not its content; labelled fake."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, *shape), np.float32)
+    y = rng.integers(0, classes, n).astype(np.int64)
+    return Dataset("mnist", x, y, x, y, classes, shape, "fake")

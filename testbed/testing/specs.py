@@ -22,3 +22,21 @@ def kt_sections_raw(mode: str = "kt-sections", **over: Any) -> dict[str, Any]:
         raw["placement"] = {"0": "edge0", "1": "edge1"}
     raw.update(over)
     return raw
+
+
+def stage_spec(mode: str, iterations: int = 4, split: tuple[str, ...] = ("conv1",),
+               **over: Any) -> dict[str, Any]:
+    """Four-layer at quarter width on MNIST-shaped input, split after `split`, batch 8, SGD:
+    small enough that a worker loop runs a few steps in about a second."""
+    algo = "sg" if mode == "sg" else "bp"
+    raw: dict[str, Any] = {
+        "name": f"loop-{mode}",
+        "model": {"name": "four-layer", "split_after": list(split), "width": 0.25},
+        "algorithm": {"name": algo, "sg": {"lr": 1.0e-2, "depth": 0}},
+        "training": {"batch_size": 8, "optimizer": "sgd", "lr": 0.05, "iterations": iterations,
+                     "eval_every": iterations, "log_every": 1},
+        "job": {"mode": mode},
+    }
+    for key, value in over.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return raw

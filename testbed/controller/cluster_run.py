@@ -18,6 +18,10 @@ from testbed.controller.link_traffic import HOST, bound_it_s, link_traffic
 from testbed.controller.plan import WorkerPlan
 from testbed.emulation.fidelity import DEGRADED_NO_ROOT, FidelityWarning
 from testbed.emulation.handle import ClusterHandle
+from testbed.emulation.meter import KIND as POWER_KIND
+from testbed.emulation.meter import PowerMeter
+from testbed.emulation.rapl import Rapl
+from testbed.metrics.sink import Point
 from testbed.spec.experiment import Spec
 
 Report = Callable[..., None]
@@ -61,6 +65,21 @@ class RunCluster:
         for w in caught:
             print(f"warning: {w.message}", flush=True)
         self.report("fidelity_probe", probes=[r.to_dict() for r in results])
+
+    def power_meter(self, write: Callable[[Point], None], tags: dict[str, str]) -> PowerMeter:
+        """The emulated power meter over every device whose counters can be read; its points
+        (kind 'power', tags device and meter=model) go to `write`."""
+        rapl = Rapl.find()
+
+        def emit(device: str, fields: dict[str, float]) -> None:
+            write(Point.now(POWER_KIND, fields, {**tags, "device": device, "meter": "model"}))
+
+        targets = self.handle.meter_targets(rapl=rapl is not None)
+        skipped = sorted(set(self.handle.devices) - set(targets))
+        if skipped:
+            self.report("power_meter_skipped", devices=skipped,
+                        reason="the device's counters are not readable from this host")  # fmt: skip
+        return PowerMeter(targets, emit, rapl=rapl)
 
     def rate_of(self, src: str, dst: str) -> int | None:
         """Configured rate (bit/s) of the path src -> dst; HOST is reached through the hub."""
@@ -109,7 +128,10 @@ class RunCluster:
 
 def _device(device: Any) -> dict[str, Any]:
     fields = ("profile", "cpus", "memory_bytes", "arch", "gpus", "threads")
-    return {f: getattr(device, f, None) for f in fields}
+    out = {f: getattr(device, f, None) for f in fields}
+    power = getattr(device, "power", None)
+    out["power"] = power.as_dict() if power is not None else None
+    return out
 
 
 @contextmanager

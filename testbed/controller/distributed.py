@@ -223,11 +223,15 @@ def _run_workers(
     run.event("workers_planned", workers=[p.__dict__ for p in plans], devices=devices)
     influx = open_influx(spec, run)
     schedule = link_schedule(spec, cluster, run.event)
+    write = fan_out(run.write, influx_writer(influx))
+    meter = cluster.power_meter(write, tags) if cluster is not None else None
+    marks = _Marks(meter, schedule.start)
     with (
         closing_influx(influx, run) as sink_counts,
+        meter or contextlib.nullcontext(),
         spawn_workers(commands) as group,
         watch(group, failure.record, interval=_POLL_S),
-        MetricsTail(workdir, tags, fan_out(run.write, influx_writer(influx))),
+        MetricsTail(workdir, tags, write),
         schedule,
     ):
         run.event("workers_started", pids=group.pids)
@@ -235,7 +239,7 @@ def _run_workers(
             addresses = wait_ready(configs, failure, spec.job.startup_timeout_s)
             run.event("workers_ready", addresses=addresses)
             evals, train_time, started = _train(
-                spec, run, plans, addresses, failure, progress, schedule.start
+                spec, run, plans, addresses, failure, progress, marks
             )
         except WorkerFailedError as err:
             reason = explain_failure(str(err), cluster, run.event)
@@ -248,7 +252,34 @@ def _run_workers(
     }
     if cluster is not None:
         body.update(cluster_summary(spec, plans, devices, body["workers"], cluster, schedule))
+    if meter is not None:
+        body["power"] = marks.summary()
     return body
+
+
+class _Marks:
+    """The run's instants for the power meter: launch, start and end of training."""
+
+    def __init__(self, meter: Any, on_start: Any) -> None:
+        self.meter, self.on_start = meter, on_start
+        if meter is not None:
+            meter.mark("launch")
+
+    def started(self) -> None:
+        if self.meter is not None:
+            self.meter.mark("train_start")
+        self.on_start()  # the link schedule's clock starts with training
+
+    def ended(self) -> None:
+        if self.meter is not None:
+            self.meter.mark("train_end")
+
+    def summary(self) -> dict[str, Any]:
+        """Energy over training (and, apart, over startup: launch to the start of training)."""
+        body: dict[str, Any] = self.meter.summary("train_start", "train_end")
+        startup = self.meter.summary("launch", "train_start")
+        body["startup"] = {k: startup[k] for k in ("energy_j", "seconds") if k in startup}
+        return body
 
 
 def _train(
@@ -258,7 +289,7 @@ def _train(
     addresses: dict[str, str],
     failure: _Failure,
     progress: bool,
-    on_start: Any = None,
+    marks: _Marks | None = None,
 ) -> tuple[list[Any], float, float]:
     """Start the trainers, follow them to the end, wait for the final evaluation, stop them.
     Returns the evaluations, the training time and when training started (Unix seconds)."""
@@ -267,12 +298,14 @@ def _train(
         started, started_at = time.monotonic(), time.time()
         clients.start_all(run.run_id, spec, peer_map(plans, addresses))
         run.event("training_started")
-        if on_start is not None:
-            on_start()  # the link schedule's clock starts with training
+        if marks is not None:
+            marks.started()
         stall_s = max(120.0, 3 * spec.job.deadline_s)
         with TrainingProgress(spec.name, total, progress) as bar:
             monitor(clients, failure, total, stall_s, bar)
         train_time = time.monotonic() - started
+        if marks is not None:
+            marks.ended()
         evals = final_evaluation(clients, failure, total)
         clients.stop_all("run complete")
     return evals, train_time, started_at

@@ -186,6 +186,30 @@ def cluster_tables(spec: dict[str, Any] | None) -> dict[str, list[dict[str, Any]
     return {part: _rows(cluster.get(part)) for part in ("devices", "links", "schedule")}
 
 
+def power_rows(summary: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Per device and in total: the emulated power meter's training-window numbers, if any."""
+    power = (summary or {}).get("power")
+    if not isinstance(power, dict) or not isinstance(power.get("devices"), dict):
+        return []
+    rows = []
+    for name, dev in power["devices"].items():
+        if isinstance(dev, dict):
+            model = dev.get("model") or {}
+            rows.append({"name": name, **{k: _round(dev.get(k)) for k in POWER_COLUMNS},
+                         "idle_w": model.get("idle_w"), "busy_w": model.get("busy_w")})  # fmt: skip
+    if "energy_j" in power:
+        rows.append({"name": "all (model)", **{k: _round(power.get(k)) for k in POWER_COLUMNS},
+                     "edp_js": _round(power.get("edp_js"))})  # fmt: skip
+    return rows
+
+
+POWER_COLUMNS = ("power_w", "energy_j", "utilisation", "seconds")
+
+
+def _round(value: Any) -> Any:
+    return round(value, 3) if isinstance(value, float) else value
+
+
 def summary_fields(summary: dict[str, Any] | None, spec: dict[str, Any] | None) -> dict[str, Any]:
     """The list-page columns from summary.json, falling back to the spec for a running run."""
     spec = spec or {}

@@ -19,6 +19,7 @@ from testbed.dashboard.runs import (
     parse_events,
     parse_json_object,
     parse_yaml_object,
+    power_rows,
     summary_fields,
     tail_latest,
 )
@@ -117,6 +118,7 @@ class RunStore:
             "spec": spec,
             "summary": self.summary(path),
             **cluster_tables(spec),
+            "power": power_rows(self.summary(path)),
             "events": self.events(path)[-20:],
         }
 

@@ -7,12 +7,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from testbed.emulation.naming import check_device_name
+from testbed.emulation.power import RADIOS
 from testbed.emulation.profiles import PROFILES, normalize_arch
 from testbed.emulation.units import format_rate, parse_memory, parse_percent, parse_rate, parse_time
 
 __all__ = [
     "ClusterSpec",
     "DeviceSpec",
+    "PowerSpec",
     "LinkSettings",
     "LinkSpec",
     "ScheduleEntry",
@@ -33,6 +35,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PowerSpec(_Strict):
+    """Overrides of a device's power model (`emulation.power`); unset fields keep the profile's."""
+
+    idle_w: float | None = Field(default=None, ge=0, description="watts when idle")
+    busy_w: float | None = Field(default=None, ge=0, description="watts at full CPU quota")
+    radio: Literal[tuple(RADIOS)] | None = Field(  # type: ignore[valid-type]
+        default=None, description="link kind, sets the energy per bit: wired, wifi or lte"
+    )
+    tx_nj_per_bit: float | None = Field(default=None, ge=0, description="nJ per bit sent")
+    rx_nj_per_bit: float | None = Field(default=None, ge=0, description="nJ per bit received")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PowerSpec:
+        if self.idle_w is not None and self.busy_w is not None and self.idle_w > self.busy_w:
+            raise ValueError(
+                f"idle_w {self.idle_w} is above busy_w {self.busy_w}; expected idle_w <= busy_w"
+            )
+        return self
+
+
 class DeviceSpec(_Strict):
     """One emulated device; unset fields come from its profile."""
 
@@ -47,6 +69,7 @@ class DeviceSpec(_Strict):
     arch: str | None = Field(default=None, description="amd64 or arm64")
     gpus: int | None = Field(default=None, ge=0)
     on_missing_gpu: Literal["refuse", "fallback"] = "refuse"
+    power: PowerSpec | None = Field(default=None, description="power model overrides")
 
     @field_validator("name")
     @classmethod
@@ -70,6 +93,13 @@ class DeviceSpec(_Strict):
     @classmethod
     def _arch(cls, value: str | None) -> str | None:
         return None if value is None else normalize_arch(value)
+
+    @model_validator(mode="after")
+    def _power_resolves(self) -> DeviceSpec:
+        from testbed.emulation.profiles import resolve_power
+
+        resolve_power(PROFILES.get(self.profile).power, self.power)  # raises with the reason
+        return self
 
 
 class LinkSettings(_Strict):

@@ -18,8 +18,10 @@ from testbed.emulation.config import (
     selector_of,
 )
 from testbed.emulation.fidelity import Fidelity
+from testbed.emulation.meter import MeterTarget
 from testbed.emulation.profiles import ResolvedDevice, host_arch
 from testbed.emulation.shaping import path_rate_bps
+from testbed.emulation.usage import CounterReader
 
 NSEXEC = agent_argv("nsexec")
 THREAD_VARS = (
@@ -75,6 +77,7 @@ class ClusterHandle:
         self.fidelity.notes.extend(device_notes(devices))
         self.host_address: str | None = None  # the host's address inside the cluster, if any
         self._procs: list[subprocess.Popen[Any]] = []
+        self._device_pids: dict[str, list[int]] = {name: [] for name in devices}
         self._down = False
         self._torn_down = False
 
@@ -108,6 +111,7 @@ class ClusterHandle:
         full_env = {**os.environ, **self.device_env(resolved), **(env or {})}
         proc: subprocess.Popen[Any] = subprocess.Popen(command, env=full_env, **popen)
         self._procs.append(proc)
+        self._device_pids[resolved.name].append(proc.pid)
         return proc
 
     def device_env(self, device: ResolvedDevice) -> dict[str, str]:
@@ -182,6 +186,28 @@ class ClusterHandle:
         """OOM kills and memory-limit hits of the device (None where nothing enforces limits)."""
         self.device(device)
         return None
+
+    # -- power meter -----------------------------------------------------------------------
+    def counter_reader(self, device: str) -> CounterReader | None:
+        """The device's CPU and link counters for the power meter (None: not observable)."""
+        self.device(device)
+        return None
+
+    def quota_cpus(self, device: str) -> float:
+        """The CPUs the device may use: its cap, else every CPU of the host."""
+        cpus = self.device(device).cpus
+        return float(cpus) if cpus is not None else float(len(os.sched_getaffinity(0)))
+
+    def meter_targets(self, rapl: bool = False) -> dict[str, MeterTarget]:
+        """What the power meter samples, per device whose counters can be read."""
+        targets = {}
+        for name, device in self.devices.items():
+            read = self.counter_reader(name)
+            if read is not None:
+                targets[name] = MeterTarget(
+                    read, device.power, self.quota_cpus(name), rapl and device.cpus is None
+                )
+        return targets
 
     # -- lifecycle -------------------------------------------------------------------------
     def device(self, name: str) -> ResolvedDevice:

@@ -1,4 +1,10 @@
-"""Device profiles (edge, cloud, gpu, jetson) and their resolution against a device spec."""
+"""Device profiles and their resolution against a device spec.
+
+Generic profiles (edge, cloud, gpu, jetson) cap resources only. Device classes stand for real
+boards: a `speed` relative to the reference class (the desktop), realised on this host as a CPU
+quota of `speed` x `REFERENCE_CPUS` with one intra-op thread, a memory cap, and a power model
+(`emulation.power`). Every number's source is in `docs/devices.md` and next to the number below.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,12 @@ import platform
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from testbed.emulation.power import PowerModel
 from testbed.emulation.units import parse_memory
 from testbed.registry import Registry
 
 if TYPE_CHECKING:
-    from testbed.emulation.config import DeviceSpec
+    from testbed.emulation.config import DeviceSpec, PowerSpec
 
 
 class ResourceUnavailable(RuntimeError):
@@ -28,6 +35,9 @@ class Profile:
     arch: str = "amd64"
     gpus: int = 0
     description: str = ""
+    speed: float | None = None  # training speed relative to the reference class (desktop = 1)
+    power: PowerModel | None = None
+    speed_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class ResolvedDevice:
     arch: str
     gpus: int
     notes: tuple[str, ...] = field(default=())
+    power: PowerModel | None = None
 
     @property
     def threads(self) -> int | None:
@@ -49,12 +60,69 @@ class ResolvedDevice:
 
 
 PROFILES: Registry[Profile] = Registry("device profile")
+
+REFERENCE_CPUS = 1.0
+"""CPU quota of the reference class (speed 1.0). The three seed classes at their speeds add up
+to 1.63 CPUs, which leaves room on a 2-core host for the controller and the transport."""
 PROFILES.register("edge")(Profile(cpus=1.0, memory="1g", description="1 CPU, 1 GiB"))
 PROFILES.register("cloud")(Profile(description="uncapped CPU and memory"))
 PROFILES.register("gpu")(Profile(gpus=1, description="uncapped, one GPU"))
 PROFILES.register("jetson")(
     Profile(cpus=4.0, memory="4g", arch="arm64", description="4 CPUs, 4 GiB, arm64")
 )
+
+# The seed's platforms (Gu, Kong, Munir, Kim, ICPADS 2019). Speed: peak FP32 throughput of each
+# GPU (CUDA cores x 2 FLOP x clock), from NVIDIA's specifications: GTX 1050 640 cores at
+# 1455 MHz boost = 1862 GFLOPS; Jetson TX2 256 Pascal cores at 1300 MHz = 666 GFLOPS; Jetson TX1
+# 256 Maxwell cores at 998 MHz = 511 GFLOPS. They run amd64 here: an arm64 image under QEMU
+# would add an unrelated ~10x slowdown (set arch: arm64 on the device to have it anyway).
+_GFLOPS = {"desktop": 2 * 640 * 1.455, "jetson-tx2": 2 * 256 * 1.300, "jetson-tx1": 2 * 256 * 0.998}
+SPEED_SOURCE = (
+    "peak FP32 GFLOPS from NVIDIA's specifications: GTX 1050 1862, Jetson TX2 666, Jetson TX1 511"
+)
+
+
+def _speed(key: str) -> float:
+    return round(_GFLOPS[key] / _GFLOPS["desktop"], 4)
+
+
+def _device_class(key: str, memory: str, power: PowerModel, description: str) -> None:
+    speed = _speed(key)
+    PROFILES.register(key)(Profile(
+        cpus=round(speed * REFERENCE_CPUS, 4), memory=memory, description=description,
+        speed=speed, power=power, speed_source=SPEED_SOURCE,
+    ))  # fmt: skip
+
+
+_device_class(
+    "desktop", "8g",
+    PowerModel(
+        idle_w=45.0, busy_w=170.0,
+        source="busy: Intel Core i7-2600 TDP 95 W (Intel ARK) + GeForce GTX 1050 board power "
+        "75 W (NVIDIA); idle: assumption (no datasheet gives it), 45 W for such a desktop at "
+        "the wall",
+    ),
+    "the seed's desktop (i7-2600 + GTX 1050), speed 1.0; memory 8 GB (assumption: the seed "
+    "does not state it)",
+)  # fmt: skip
+_device_class(
+    "jetson-tx2", "8g",
+    PowerModel(
+        idle_w=2.0, busy_w=15.0,
+        source="busy: Jetson TX2 Max-P/MAXN module power 15 W (NVIDIA TX2 datasheet; Max-Q is "
+        "7.5 W); idle: assumption, 2 W (the eLinux Jetson TK1 page measures 1.6 W board idle)",
+    ),
+    "NVIDIA Jetson TX2 (8 GB LPDDR4, NVIDIA datasheet), speed 0.357 of the desktop",
+)  # fmt: skip
+_device_class(
+    "jetson-tx1", "4g",
+    PowerModel(
+        idle_w=2.0, busy_w=10.0,
+        source="busy: Jetson TX1 typical 10 W under load (NVIDIA launch figures; the datasheet "
+        "range is 6-15 W); idle: assumption, 2 W as for the TX2",
+    ),
+    "NVIDIA Jetson TX1 (4 GB LPDDR4, NVIDIA datasheet), speed 0.274 of the desktop",
+)  # fmt: skip
 
 ARCH_ALIASES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -92,10 +160,31 @@ def resolve(spec: DeviceSpec, gpus_available: int | None = None) -> ResolvedDevi
         memory_bytes=parse_memory(memory) if memory is not None else None,
         arch=normalize_arch(spec.arch or profile.arch),
         gpus=spec.gpus if spec.gpus is not None else profile.gpus,
+        power=resolve_power(profile.power, spec.power),
     )
     if gpus_available is None or device.gpus <= gpus_available:
         return device
     return _missing_gpu(device, gpus_available, spec.on_missing_gpu)
+
+
+def resolve_power(base: PowerModel | None, override: PowerSpec | None) -> PowerModel | None:
+    """The profile's power model with the spec's fields over it (None: no model at all)."""
+    if override is None:
+        return base
+    fields = override.model_dump(exclude_none=True)
+    if base is None and not {"idle_w", "busy_w"} <= set(fields):
+        raise ValueError(
+            f"power: got {fields}; this device's profile has no power model, so both idle_w "
+            "and busy_w are needed"
+        )
+    radio = fields.pop("radio", None)
+    model = base or PowerModel(idle_w=fields["idle_w"], busy_w=fields["busy_w"])
+    if radio is not None:
+        model = model.with_radio(radio)
+    nano = {k: fields.pop(k) * 1e-9 for k in ("tx_nj_per_bit", "rx_nj_per_bit") if k in fields}
+    changed = {**fields, **{k.replace("_nj_", "_j_"): v for k, v in nano.items()}}
+    source = f"{model.source}; overridden in the spec: {override.model_dump(exclude_none=True)}"
+    return replace(model, **changed, source=source.lstrip("; "))
 
 
 def _missing_gpu(device: ResolvedDevice, available: int, policy: str) -> ResolvedDevice:

@@ -27,7 +27,8 @@ def test_without_root_the_run_completes_degraded_and_says_so(
         "training": {"batch_size": 32, "iterations": 20, "eval_every": 20, "log_every": 5,
                      "eval_samples": 500, "threads": 1},
         "job": {"mode": "sg"},
-        "cluster": {"devices": [{"name": "a", "cpus": 0.5}, {"name": "b", "cpus": 0.5}],
+        "cluster": {"devices": [{"name": "a", "cpus": 0.5, "power": {"idle_w": 1, "busy_w": 3}},
+                                {"name": "b", "cpus": 0.5}],
                     "links": [{"device": "a", "rate": "100mbit"}]},
     }  # fmt: skip
     run = run_experiment(parse_spec(raw), tmp_path, progress=False)
@@ -40,3 +41,9 @@ def test_without_root_the_run_completes_degraded_and_says_so(
     events = [json.loads(x) for x in (run.path / "events.jsonl").read_text().splitlines()]
     ready = next(e for e in events if e["event"] == "workers_ready")["addresses"]
     assert all(a.startswith("127.0.0.1:") for a in ready.values())
+    # the power meter reads the device's processes from /proc (no cgroup, no link counters)
+    a = s["power"]["devices"]["a"]
+    assert a["cpu_s"] > 0 and a["tx_bytes"] == 0
+    util = min(1.0, a["utilisation"])
+    assert a["energy_j"] == pytest.approx((1 + 2 * util) * a["seconds"], rel=0.1)
+    assert any("power meter" in note for note in s["cluster"]["fidelity"]["notes"])

@@ -48,7 +48,8 @@ def _raw(iterations: int) -> dict[str, Any]:
         "job": {"mode": "sg"},
         "cluster": {
             "devices": [
-                {"name": "dev0", "cpus": 0.9, "memory": "2g"},
+                {"name": "dev0", "cpus": 0.9, "memory": "2g",
+                 "power": {"idle_w": 1.0, "busy_w": 5.0, "radio": "wifi"}},
                 {"name": "dev1", "cpus": 0.9, "memory": "2g"},
             ],
             "links": [{"device": "dev0", "rate": "20mbit"}],
@@ -79,6 +80,30 @@ def test_sg_run_in_namespaces_records_fidelity_links_and_leaves_nothing(tmp_path
     addresses = next(e for e in _events(run.path) if e["event"] == "workers_ready")["addresses"]
     assert addresses["dev0"].startswith("10.") and addresses["dev1"].startswith("10.")
     assert not find(run.run_id), "the run left labelled resources behind"
+    _check_power(run.path, s)
+
+
+def _check_power(run_path: Path, s: dict[str, Any]) -> None:
+    """dev0's energy is its model over its measured utilisation and link bytes (WiFi J/bit)."""
+    from testbed.emulation.power import RADIOS
+
+    power = s["power"]
+    dev0, dev1 = power["devices"]["dev0"], power["devices"]["dev1"]
+    assert "model" in power["kind"] and "energy_j" not in dev1  # dev1 has no power model
+    assert dev0["tx_bytes"] > 30 * 32 * 14 * 14 * 16 * 4  # 30 activations of 32x14x14x16 float32
+    tx, rx = RADIOS["wifi"]
+    radio_j = 8 * (tx * dev0["tx_bytes"] + rx * dev0["rx_bytes"])
+    util = min(1.0, dev0["utilisation"])
+    expected = (1.0 + 4.0 * util) * dev0["seconds"] + radio_j
+    assert dev0["energy_j"] == pytest.approx(expected, rel=0.05)
+    assert power["energy_j"] == dev0["energy_j"]
+    assert power["edp_js"] == pytest.approx(power["energy_j"] * power["seconds"])
+    points = [json.loads(line) for line in (run_path / "metrics.jsonl").read_text().splitlines()]
+    dev0_power = [p for p in points if p["kind"] == "power" and p["device"] == "dev0"]
+    assert dev0_power and all(p["meter"] == "model" for p in dev0_power)
+    for p in dev0_power:  # each point: the model at the interval's mean utilisation and bit rates
+        model_w = 1.0 + 4.0 * p["utilisation"] + tx * p["tx_bps"] + rx * p["rx_bps"]
+        assert p["power_w"] == pytest.approx(model_w, rel=0.05)
 
 
 def test_killed_worker_fails_the_run_and_leaves_nothing(tmp_path: Path) -> None:

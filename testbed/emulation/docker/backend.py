@@ -62,6 +62,7 @@ from testbed.emulation.naming import RunNames, check_run_id
 from testbed.emulation.netem import check_settings, require_netem
 from testbed.emulation.profiles import ResolvedDevice, gpu_count, resolve_devices
 from testbed.emulation.shaping import EgressPlan, device_egress, hub_egress
+from testbed.emulation.usage import CounterReader, pid_reader
 
 RELAY = agent_argv("docker_exec")
 ENGINE_TIMEOUT_S = 120
@@ -359,6 +360,17 @@ class DockerCluster(ClusterHandle):
         """Configured HTB rates (bit/s by class minor) on the device's eth0 and ifb0."""
         raw = self.exec_json(device, [*TC_MODULE, "rates"])
         return {ifname: {int(k): v for k, v in rates.items()} for ifname, rates in raw.items()}
+
+    def counter_reader(self, device: str) -> CounterReader | None:
+        """The container's cgroup CPU and eth0 bytes, read on this host through its init's pid
+        (None when the engine runs elsewhere: the power meter then skips the device)."""
+        container = self.container(device)
+        container.reload()
+        return pid_reader(int(container.attrs.get("State", {}).get("Pid") or 0))
+
+    def quota_cpus(self, device: str) -> float:
+        cpus = self.device(device).cpus
+        return float(cpus) if cpus is not None else float(self.client.info().get("NCPU") or 1)
 
     def resource_events(self, device: str) -> CgroupEvents:
         """OOM kills, limit hits and peak memory of the device's container (cgroup v1 or v2)."""

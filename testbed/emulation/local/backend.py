@@ -35,6 +35,7 @@ from testbed.emulation.netem import check_settings, netem_available, require_net
 from testbed.emulation.profiles import ResolvedDevice, gpu_count, resolve_devices
 from testbed.emulation.shaping import EgressPlan, device_egress, hub_egress
 from testbed.emulation.tc import apply_plan
+from testbed.emulation.usage import CounterReader, cgroup_reader
 
 
 class LocalBackend:
@@ -153,6 +154,10 @@ class NamespacedCluster(ClusterHandle):
         (index,) = ipr.link_lookup(ifname=where[1])  # type: ignore[attr-defined]
         apply_plan(ipr, index, plan, self._plans.get(where))
         self._plans[where] = plan
+
+    def counter_reader(self, device: str) -> CounterReader:
+        """CPU of the device's cgroup; bytes of its eth0 (read through a process inside)."""
+        return cgroup_reader(self.cgroups[self.device(device).name])
 
     def resource_events(self, device: str) -> CgroupEvents:
         """OOM kills and memory-limit hits recorded for the device's cgroup."""

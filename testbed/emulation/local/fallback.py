@@ -20,6 +20,7 @@ from testbed.emulation.config import ClusterSpec, LinkSettings
 from testbed.emulation.fidelity import DEGRADED_NO_ROOT, Fidelity
 from testbed.emulation.handle import ClusterHandle
 from testbed.emulation.profiles import ResolvedDevice, gpu_count, resolve_devices
+from testbed.emulation.usage import CounterReader, process_reader
 
 LOOPBACK = "127.0.0.1"
 # read by testbed.runtime.pacing (same name; tests/test_pacing.py checks they agree). Only
@@ -47,6 +48,7 @@ def degraded_notes(cluster: ClusterSpec, devices: dict[str, ResolvedDevice]) -> 
     notes = [
         "no root: devices run as plain processes on loopback (no network namespaces)",
         "CPU caps approximated by CPU affinity and thread-count variables, not a quota",
+        "power meter: CPU from each device's processes (/proc); link bytes are not metered",
     ]
     if any(d.memory_bytes for d in devices.values()):
         notes.append("memory caps are not enforced")
@@ -102,6 +104,11 @@ class DegradedCluster(ClusterHandle):
     def _launch_args(self, device: str) -> list[str]:
         cpus = self.cpu_sets.get(device)
         return ["--cpus", ",".join(map(str, cpus))] if cpus else []
+
+    def counter_reader(self, device: str) -> CounterReader:
+        """CPU seconds of the processes spawned on the device (no link counters on loopback)."""
+        pids = self._device_pids[self.device(device).name]
+        return process_reader(lambda: list(pids))
 
     def _apply_link(self, key: tuple[str, ...], settings: LinkSettings) -> None:
         """Nothing to write: the new settings are only recorded for the runtime to read."""

@@ -140,6 +140,28 @@ def test_busy_loop_gets_at_most_half_a_core(pair: DockerCluster) -> None:
     assert 0.2 < share <= 0.6  # the quota caps it; a busy host may give less
 
 
+def test_power_meter_reads_the_container_cgroup(pair: DockerCluster) -> None:
+    """The meter integrates a busy loop in the 0.5-CPU container as the model at full quota."""
+    from testbed.emulation.meter import MeterTarget, PowerMeter
+    from testbed.emulation.power import PowerModel
+
+    read = pair.counter_reader("a")
+    assert read is not None, "the engine runs on this host: the container's cgroup is visible"
+    meter = PowerMeter({"a": MeterTarget(read, PowerModel(2.0, 12.0), pair.quota_cpus("a"))},
+                       lambda d, f: None)  # fmt: skip
+    with meter:
+        proc = pair.spawn("a", [sys.executable, "-c", "while True: pass"])
+        time.sleep(1.0)
+        meter.mark("start")
+        time.sleep(2.0)
+        meter.mark("end")
+        proc.kill()
+        proc.wait()
+    a = meter.summary("start", "end")["devices"]["a"]
+    assert a["utilisation"] == pytest.approx(1.0, rel=0.05)
+    assert a["energy_j"] == pytest.approx(12.0 * a["seconds"], rel=0.05)
+
+
 def test_memory_over_the_limit_is_killed_and_reported(pair: DockerCluster) -> None:
     proc = pair.spawn("a", [sys.executable, "-c", HOG], stdout=subprocess.PIPE, text=True)
     out, _ = proc.communicate(timeout=60)

@@ -333,3 +333,35 @@ def test_time_to_accuracy_on_the_list_run_and_compare_pages(client, results: Pat
     assert cells[:3] == ["0.9", "800", "40.0"] and cells[4] == "not reached"
     compare = client.get(f"/api/compare?runs={key}").get_json()
     assert compare["runs"][0]["time_to_accuracy"][0]["step"] == 800
+
+
+def test_power_per_device_in_charts_and_run_page(tmp_path: Path) -> None:
+    """The meter's points chart one line per device; the summary's energy shows as a table."""
+    from testbed.testing.runs import write_lines
+
+    root = tmp_path / "results"
+    path = make_run(root, "power-run", "20260101-000400-smoke-eeee", steps=20, eval_every=10)
+    tags = {"run": path.name, "experiment": "power-run", "mode": "dp-async", "meter": "model"}
+    write_lines(path / "metrics.jsonl", [
+        {"kind": "power", "t": 1.7e9 + i, **tags, "device": dev, "power_w": w + i,
+         "energy_j": (w + i) * i, "utilisation": 0.5}
+        for i in range(5) for dev, w in (("desktop", 100.0), ("tx2", 10.0))
+    ])  # fmt: skip
+    summary = json.loads((path / "summary.json").read_text())
+    summary["power"] = {"kind": "model: ...", "energy_j": 520.0, "power_w": 104.0,
+                        "seconds": 5.0, "edp_js": 2600.0, "devices": {
+        "desktop": {"power_w": 94.0, "energy_j": 470.0, "utilisation": 0.6, "seconds": 5.0,
+                    "model": {"idle_w": 45.0, "busy_w": 170.0}},
+        "tx2": {"power_w": 10.0, "energy_j": 50.0, "utilisation": 0.6, "seconds": 5.0}}}
+    (path / "summary.json").write_text(json.dumps(summary))  # fmt: skip
+    app = create_app(root)
+    client = app.test_client()
+    charts = {c["id"]: c for c in
+              client.get(f"/api/runs/power-run/{path.name}/charts").get_json()["charts"]}
+    names = sorted(s["name"] for s in charts["power-power_w"]["series"])
+    assert names == ["device=desktop, meter=model", "device=tx2, meter=model"]
+    page = client.get(f"/runs/power-run/{path.name}").data.decode()
+    assert 'id="power"' in page and "not this host" in page
+    table = page.split('id="power"')[1].split("</table>")[0]
+    assert "desktop" in table and "470.0" in table and "all (model)" in table and "2600.0" in table
+    app.extensions["testbed_dashboard"].jobs.shutdown()

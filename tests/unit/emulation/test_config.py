@@ -94,7 +94,7 @@ def test_cluster_spec_accepts_docker_and_tc_spellings() -> None:
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [({"devices": [{"name": "a", "cpu": 1}]}, "Extra inputs are not permitted"),
-     ({"devices": [{"name": "a", "profile": "laptop"}]}, "known device profiles: cloud, edge"),
+     ({"devices": [{"name": "a", "profile": "laptop"}]}, "known device profiles: cloud, desktop, edge"),
      ({"devices": [{"name": "a"}, {"name": "a"}]}, r"\['a'\] are used more than once"),
      ({"links": [{"device": "z", "rate": "1mbit"}]}, "unknown device 'z'"),
      ({"links": [{"pair": ["a", "b"], "rate": "1mbit"}, {"pair": ["b", "a"], "rate": "2mbit"}]},
@@ -132,7 +132,7 @@ def test_gpu_profile_refuses_or_falls_back_per_spec() -> None:
 
 
 def test_unknown_profile_lists_known_keys() -> None:
-    with pytest.raises(KeyError, match="known device profiles: cloud, edge, gpu, jetson"):
+    with pytest.raises(KeyError, match="known device profiles: cloud, desktop, edge, gpu, jetson, jetson-tx1, jetson-tx2"):
         get_profile("mainframe")
 
 

@@ -13,7 +13,7 @@ PYTEST := $(BIN)/python -m pytest
 LOCK := requirements/dev.lock
 COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --no-header --quiet
 
-.PHONY: venv lock data experiment compare bench dashboard report test test-fast protos
+.PHONY: venv lock data experiment compare bench readme dashboard report test test-fast protos
 
 venv: $(STAMP)
 
@@ -46,6 +46,10 @@ compare: $(STAMP)
 ## make bench NAME=accuracy: benchmarks write results/bench/<name>.json and a figure
 bench: data
 	$(BIN)/testbed bench $(NAME)
+
+## make readme: render README.md's headline table from results/bench/*.json
+readme: $(STAMP)
+	$(BIN)/python -m testbed.report.readme
 
 ## make dashboard [HOST=127.0.0.1] [PORT=8050]: the Flask dashboard over results/
 dashboard: $(STAMP)

@@ -62,14 +62,18 @@ def figure(rows: dict[str, dict[str, float]], path: Path) -> None:
 
 
 def main(results_root: Path | None = None) -> Path:
+    from importlib.metadata import version
+
     from testbed.bench import bench_dir, command, write_result
     from testbed.metrics import provenance
 
     made_by = provenance.start(command("cli"))
     rows = measure()
     help_s = rows["testbed --help"]["median_s"]
-    body: dict[str, Any] = {"repeats": REPEATS, "rows": rows, "target_s": TARGET_S,
-                            "help_met": help_s < TARGET_S}
+    body: dict[str, Any] = {
+        "repeats": REPEATS, "rows": rows, "target_s": TARGET_S, "help_met": help_s < TARGET_S,
+        "versions": {"typer": version("typer")},  # the rest are in the provenance block
+    }
     out = bench_dir(results_root)
     figure(rows, out / "cli.png")
     write_result(out / "cli.json", body, made_by)

@@ -83,7 +83,7 @@ def start(command: str | None = None) -> dict[str, Any]:
     given, the canonical command that re-makes the result (e.g. `make bench NAME=pipeline`)."""
     return {
         **git_state(), **({"command": command} if command else {}),
-        "argv": portable(list(sys.argv)),
+        "argv": [_portable_arg(a) for a in sys.argv],
         "versions": package_versions(), "host": host_facts(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "started_unix": time.time(),
         "load_start": load_average(),
@@ -100,6 +100,13 @@ def unknown(note: str) -> dict[str, Any]:
     """The block for a result that was not re-run after provenance existed: nothing is known
     but what `note` says."""
     return {"commit": UNKNOWN, "dirty": None, "command": None, "note": note}
+
+
+def _portable_arg(arg: str) -> str:
+    """An argument made portable; a path still absolute (a script outside the project) is cut
+    to '.../<its name>'."""
+    arg = portable_text(arg)
+    return f".../{Path(arg).name}" if absolute_paths(arg) else arg
 
 
 def _prefixes() -> list[tuple[str, str]]:

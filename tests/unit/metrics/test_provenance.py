@@ -70,6 +70,13 @@ def test_start_and_finish_record_what_a_result_needs() -> None:
     assert not provenance.absolute_paths(block)
 
 
+def test_argv_is_recorded_portable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", [str(PROJECT_ROOT / "testbed" / "__main__.py"), "run", "x",
+                                      "/tmp/benchw/script.py", "--scale=smoke"])  # fmt: skip
+    assert provenance.start()["argv"] == ["testbed/__main__.py", "run", "x", ".../script.py",
+                                          "--scale=smoke"]  # fmt: skip
+
+
 def test_paths_inside_the_project_become_relative(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TESTBED_RESULTS", raising=False)
     run = PROJECT_ROOT / "results" / "pipeline-sg" / "20261121-1"

@@ -1,0 +1,167 @@
+"""The README's headline results, as pure functions of each benchmark's JSON.
+
+One function per results/bench/<name>.json, registered in the order the README lists them; each
+returns `Headline` rows (what was measured, the number, the target, whether it was met). The
+command comes from the JSON's provenance. `testbed.report.readme` renders them; a benchmark
+that adds a headline registers its function here (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Headline:
+    result: str
+    measured: str
+    target: str = ""
+    met: bool | None = None  # None: no target
+
+
+Rows = Callable[[dict[str, Any]], list[Headline]]
+HEADLINES: dict[str, Rows] = {}  # in the README's order
+
+
+def headline(name: str) -> Callable[[Rows], Rows]:
+    """Register the rows of results/bench/<name>.json (in the order of registration)."""
+
+    def add(fn: Rows) -> Rows:
+        if name in HEADLINES:
+            raise ValueError(f"headline {name!r} is registered twice")
+        HEADLINES[name] = fn
+        return fn
+
+    return add
+
+
+def _all(flags: Sequence[bool | None]) -> bool | None:
+    known = [f for f in flags if f is not None]
+    return all(known) if known else None
+
+
+def _slash(values: Sequence[str]) -> str:
+    return " / ".join(values)
+
+
+@headline("accuracy")
+def accuracy(doc: dict[str, Any]) -> list[Headline]:
+    rows = doc["rows"]
+    names = _slash(r["model"].replace("vgg16", "VGG16 (¼ width)") for r in rows)
+    return [Headline(
+        f"BP − SG test accuracy after the bench budget, {names}",
+        _slash(f"{100 * r['gap']:.2f}" for r in rows) + " pt",
+        "≤ " + _slash(f"{100 * r['gap_target']:.0f}" for r in rows) + " pt",
+        _all([r["gap_met"] for r in rows]),
+    )]  # fmt: skip
+
+
+def _cell_name(row: dict[str, Any]) -> str:
+    return f"{row['model']} x{row['stages']}"
+
+
+def _vs_bp(ratio: dict[str, Any]) -> str:
+    it_s = ratio["it_s"]
+    spread = f" ({it_s['min']:.2f}–{it_s['max']:.2f}, n={it_s['n']})" if it_s["n"] > 1 else ""
+    return f"{it_s['median']:.2f} vs {ratio['bp']}{spread}"
+
+
+def _accuracy_pair(ratio: dict[str, Any]) -> str:
+    acc = ratio["accuracy"]
+    return f"{acc['sg']:.3f} vs {acc[ratio['bp']]:.3f}"
+
+
+@headline("pipeline")
+def pipeline(doc: dict[str, Any]) -> list[Headline]:
+    rows, targets = doc["rows"], doc["targets"]
+    names = _slash(_cell_name(r) for r in rows)
+    bound = [r["ratios"]["sg_vs_bound"]["median"] for r in rows]
+    vs_bp = [r["ratios"]["sg_vs_bp"] for r in rows]
+    steps = _slash(sorted({str(r["steps"]) for r in rows}, key=int))
+    return [
+        Headline(f"sg / strongest BP with the same cores, worker processes: {names}",
+                 _slash(_vs_bp(v) for v in vs_bp), f"≥ {targets['sg_vs_bp']}",
+                 _all([v["it_s"]["median"] >= targets["sg_vs_bp"] for v in vs_bp])),
+        Headline(f"test accuracy after the same {steps} steps, sg vs that BP: {names}",
+                 _slash(_accuracy_pair(v) for v in vs_bp)),
+        Headline(f"sg / profile bound: {names}", _slash(f"{b:.2f}" for b in bound),
+                 f"≥ {targets['sg_vs_bound']}", _all([b >= targets["sg_vs_bound"] for b in bound])),
+    ]  # fmt: skip
+
+
+@headline("edge-pipeline")
+def edge_pipeline(doc: dict[str, Any]) -> list[Headline]:
+    cells, slow, targets = doc["cells"], doc["slow_links"], doc["targets"]
+    names = _slash(c["model"] for c in cells)
+    vs_bp = [c["ratios"]["sg_vs_bp"] for c in cells]
+    bound = [c["ratios"]["sg_vs_bound"]["median"] for c in cells]
+    link = [s["sg_vs_link_bound"]["median"] for s in slow]
+    one = [c["diagnostics"]["sg_vs_bp_local_one_device"] for c in cells]
+    one_target = cells[0]["diagnostics"]["one_device_target"]
+    where = f"{doc['devices']} edge devices at {doc['cpus']} CPU, 1 Gbit"
+    return [
+        Headline(f"sg / strongest BP with the same resources, {where}: {names}",
+                 _slash(_vs_bp(v) for v in vs_bp), f"≥ {targets['sg_vs_bp']}",
+                 _all([v["it_s"]["median"] >= targets["sg_vs_bp"] for v in vs_bp])),
+        Headline(f"test accuracy after the same {doc['steps']} steps, sg vs that BP: {names}",
+                 _slash(_accuracy_pair(v) for v in vs_bp)),
+        Headline(f"sg / profile bound (stages profiled inside a device): {names}",
+                 _slash(f"{b:.2f}" for b in bound), f"≥ {targets['sg_vs_bound']}",
+                 _all([b >= targets["sg_vs_bound"] for b in bound])),
+        Headline("sg / link bound, four-layer at " + _slash(s["rate"] for s in slow),
+                 _slash(f"{x:.2f}" for x in link), f"≥ {targets['sg_vs_link_bound']}",
+                 _all([x >= targets["sg_vs_link_bound"] for x in link])),
+        Headline(f"sg on {doc['devices']} devices / bp-local on one (the seed paper's comparison, "
+                 f"{doc['devices']}x the resources): {names}", _slash(f"{x:.2f}" for x in one),
+                 f"≥ {one_target}", _all([x >= one_target for x in one])),
+    ]  # fmt: skip
+
+
+@headline("transport")
+def transport(doc: dict[str, Any]) -> list[Headline]:
+    r = doc["runtime_over_raw_grpc"]["3.2 MB"]
+    return [Headline("runtime / raw gRPC CPU per 3.2 MB message, client / server",
+                     f"{r['client_cpu_ms']:.2f} / {r['server_cpu_ms']:.2f}")]
+
+
+@headline("links")
+def links(doc: dict[str, Any]) -> list[Headline]:
+    res = doc["results"]
+    return [Headline(
+        "link achieved / configured, " + _slash(r["rate"] for r in res),
+        _slash(f"{r['median_ratio']:.3f}" for r in res), f"within {100 * doc['target']:.0f}%",
+        _all([r["within_target"] for r in res]),
+    )]  # fmt: skip
+
+
+@headline("metrics")
+def metrics(doc: dict[str, Any]) -> list[Headline]:
+    return [Headline("training it/s with the InfluxDB sink on / off", f"{doc['ratio_on_off']:.4f}",
+                     f"≥ {1 - doc['target_pct'] / 100:.2f}", doc["target_met"])]
+
+
+@headline("kt")
+def kt(doc: dict[str, Any]) -> list[Headline]:
+    t = doc["targets"]
+    return [Headline(
+        f"section-kt student − teacher (MNIST, {t['smaller_pct']:.1f}% smaller): decoupled / "
+        f"after {doc['budget']['finetune_steps']} joint fine-tune steps",
+        f"−{t['section_kt_gap_pt']:.2f} / −{t['finetuned_gap_pt']:.2f} pt",
+        f"within {doc['target_values']['section_kt_gap_max_pt']} pt",
+        t["section_kt_within_met"] and t["finetuned_within_met"],
+    )]  # fmt: skip
+
+
+@headline("kt-edge")
+def kt_edge(doc: dict[str, Any]) -> list[Headline]:
+    return [Headline("kt-sections on 4 edge devices vs 1, training wall time",
+                     f"{doc['speedup_wall']:.2f}x faster", "faster", doc["target_met"])]
+
+
+@headline("dashboard")
+def dashboard(doc: dict[str, Any]) -> list[Headline]:
+    return [Headline(f"dashboard run page + charts of a {doc['metric_points'] // 1000}k-point run, "
+                     "first view as served", f"{doc['first_view_as_served_s']:.2f} s",
+                     f"< {doc['target_s']:.0f} s", doc["meets_target"])]  # fmt: skip

@@ -226,9 +226,14 @@ def diagnostics(
     co-run and core-capped bounds, against each BP, and bp-local on one thread."""
     sg = measured["sg"]["it_s"]
     sg_t = [t["sg_total_s"] for t in table]
+    cpu_per_step = sum(w.get("process_cpu_per_step_s", 0.0)
+                       for w in measured["sg"]["per_worker"].values())  # fmt: skip
     in_run, co_run = in_run_bound(measured["sg"]), 1.0 / max(c["wall_s"] for c in corun)
     cpu_cap = cores / sum(sg_t)
     return {
+        # the share of the machine the sg workers used: well under min(stages, cores) / cores
+        # means they were waiting for CPU that something outside the run held
+        "sg_workers_machine_share": cpu_per_step * sg / (os.cpu_count() or 1),
         "sg_in_run_bound_it_s": in_run, "sg_corun_bound_it_s": co_run, "cpu_cap_it_s": cpu_cap,
         "sg_vs_in_run_bound": sg / in_run, "sg_vs_corun_bound": sg / co_run,
         "sg_vs_cpu_capped_bound": sg / min(1.0 / max(sg_t), cpu_cap),

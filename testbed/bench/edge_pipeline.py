@@ -27,7 +27,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from testbed.bench import BENCHES, bench_dir, command, fair, write_result  # noqa: E402
+from testbed.bench import (  # noqa: E402
+    BENCHES,
+    bench_dir,
+    command,
+    fair,
+    like_a_worker,
+    write_result,
+)
 from testbed.bench.pipeline import SG, run_one  # noqa: E402
 from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_summary  # noqa: E402
@@ -231,6 +238,7 @@ def _print(model: str, rate: str, measured: dict[str, dict[str, Any]]) -> None:
 
 
 def main(results_root: Path | None = None) -> Path:
+    like_a_worker()  # the in-device profile steps stages as a worker steps them
     made_by = provenance.start(command("edge-pipeline"))
     eight_split, eight = device_profile("eight-layer", None)
     four_split, four = device_profile("four-layer", list(get_model("four-layer").default_split))

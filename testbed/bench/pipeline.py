@@ -19,7 +19,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from testbed.bench import BENCHES, bench_dir, command, fair, write_result  # noqa: E402
+from testbed.bench import (  # noqa: E402
+    BENCHES,
+    bench_dir,
+    command,
+    fair,
+    like_a_worker,
+    write_result,
+)
 from testbed.controller.experiment import run_experiment  # noqa: E402
 from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_summary  # noqa: E402
@@ -281,7 +288,8 @@ def figure(rows: list[dict[str, Any]], out: Path) -> None:
         ax.set_xticks(range(len(MODES)), names, rotation=30, fontsize=7)
         ax.set_title(f"{r['model']}, {r['stages']} stages, batch {r['batch_size']}", fontsize=9)
     axes[0][0].set_ylabel("it/s per stage (bar labels: test accuracy)")
-    axes[0][0].legend(fontsize=6, loc="upper left")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=7,
+               bbox_to_anchor=(0.5, -0.06))  # fmt: skip
     fig.suptitle("pipeline benchmark: 1 intra-op thread per worker (bp-local: one per core used), "
                  "gRPC on loopback", fontsize=9, y=1.02)  # fmt: skip
     fig.savefig(out, dpi=120, bbox_inches="tight")
@@ -292,6 +300,7 @@ def main(results_root: Path | None = None, models: tuple[str, ...] = tuple(BATCH
     from testbed.runtime.replica import configure_threads
 
     configure_threads(1)
+    like_a_worker()  # the profile bound: stages stepped as a worker steps them
     made_by = provenance.start(command("pipeline"))
     rows, acc = [], None
     for model in models:

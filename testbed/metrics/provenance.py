@@ -27,11 +27,12 @@ UNKNOWN = "unknown"
 
 
 def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
-    """{"commit": HEAD's sha, "dirty": whether tracked or untracked files differ}; unknown
+    """{"commit": HEAD's sha, "dirty": whether tracked or untracked files differ, results/
+    aside (outputs, not code: a benchmark run after another finds its JSON changed)}; unknown
     (None) outside a git checkout, e.g. the package copied into a container image."""
     try:
         commit = _git(root, "rev-parse", "HEAD")
-        dirty = bool(_git(root, "status", "--porcelain"))
+        dirty = bool(_git(root, "status", "--porcelain", "--", ".", ":(exclude)results"))
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}

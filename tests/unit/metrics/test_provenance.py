@@ -34,6 +34,10 @@ def test_commit_and_dirty_of_a_real_checkout(tmp_path: Path) -> None:
     _git(repo, "checkout", "-q", "a.txt")
     (repo / "new.py").write_text("x = 1\n")  # an untracked module changes what runs, too
     assert provenance.git_state(repo)["dirty"] is True
+    (repo / "new.py").unlink()
+    (repo / "results" / "bench").mkdir(parents=True)
+    (repo / "results" / "bench" / "x.json").write_text("{}\n")  # an output, not code
+    assert provenance.git_state(repo)["dirty"] is False
 
 
 def test_outside_a_checkout_the_commit_is_unknown(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from testbed.bench import command
 from testbed.bench.headlines import HEADLINES, Headline
+from testbed.metrics.provenance import UNKNOWN
 from testbed.paths import PROJECT_ROOT
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -22,15 +23,17 @@ HEADER = "| result | measured | target | command |\n|---|---|---|---|\n"
 
 
 def made_by(doc: dict[str, Any], name: str) -> str:
-    """The command that made the result: its provenance's, else the benchmark's own."""
+    """The command that made the result (its provenance's, else the benchmark's own), said to
+    be of an unknown commit where the result predates provenance."""
     prov = doc.get("provenance") or {}
-    return str(prov.get("command") or command(name))
+    cmd = f"`{prov.get('command') or command(name)}`"
+    return f"{cmd} (commit unknown)" if prov.get("commit") == UNKNOWN else cmd
 
 
 def row(h: Headline, cmd: str) -> str:
-    """One table row; a missed target's number in bold."""
-    measured = f"**{h.measured}**" if h.met is False else h.measured
-    return f"| {h.result} | {measured} | {h.target} | `{cmd}` |\n"
+    """One table row; a missed target's number in bold (unless the row marked its values)."""
+    measured = f"**{h.measured}**" if h.met is False and "**" not in h.measured else h.measured
+    return f"| {h.result} | {measured} | {h.target} | {cmd} |\n"
 
 
 def table(bench_dir: Path) -> str:

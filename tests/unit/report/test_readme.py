@@ -36,10 +36,14 @@ def test_a_missed_target_is_bold_and_the_command_comes_from_provenance(tmp_path:
                                                            "make bench NAME=links")))
     table = readme.table(tmp_path)
     assert table.splitlines()[2] == (
-        "| link achieved / configured, 10mbit / 100mbit | **0.900 / 1.000** | within 3% "
+        "| link achieved / configured, 10mbit / 100mbit | **0.900** / 1.000 | within 3% "
         "| `make bench NAME=links` |")
-    (tmp_path / "links.json").write_text(json.dumps(_links([1.0, 1.0], [True, True], None)))
+    doc = _links([1.0, 1.0], [True, True], None)
+    (tmp_path / "links.json").write_text(json.dumps(doc))
     assert "| 1.000 / 1.000 | within 3% | `make bench NAME=links` |" in readme.table(tmp_path)
+    doc["provenance"] = {"commit": "unknown", "command": None}
+    (tmp_path / "links.json").write_text(json.dumps(doc))
+    assert "| `make bench NAME=links` (commit unknown) |" in readme.table(tmp_path)
 
 
 def test_benchmarks_without_a_result_are_left_out(tmp_path: Path) -> None:

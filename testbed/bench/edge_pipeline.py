@@ -16,7 +16,6 @@ a diagnostic with its target from the partitioning issue.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from pathlib import Path
@@ -35,7 +34,7 @@ from testbed.bench import (  # noqa: E402
     like_a_worker,
     write_result,
 )
-from testbed.bench.pipeline import SG, run_one  # noqa: E402
+from testbed.bench.pipeline import SG, blocks_of, run_one  # noqa: E402
 from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_summary  # noqa: E402
 from testbed.models import get_model  # noqa: E402
@@ -110,20 +109,18 @@ def step_bounds(sg_row: dict[str, Any]) -> dict[str, float]:
 
 def device_profile(model: str, split: list[str] | None) -> tuple[list[str], dict[str, Any]]:
     """Per-unit sg step times profiled inside one such edge device (0.4 CPU, 1 GB, 1 thread;
-    `planner.device_profile`); the split is `split`, or (None) the one that balances 4 stages
-    on them. Each stage's profiled time is the sum of its units' (and its SG module's)."""
+    `planner.device_profile`); the split is `split`, or (None) the block split that balances
+    4 stages on them. Each stage's profiled time is the sum of its units' (and its SG module's)."""
     from testbed.planner.device_profile import profile_on_device
     from testbed.planner.split_profile import UnitProfile, balanced_split
 
     measured = profile_on_device(make_spec(model, "sg", None, "1gbit"), "edge0")
     units = UnitProfile(tuple(measured["units"]), tuple(measured["unit_s"]),
                         tuple(measured["sg_s"]))
-    if split is None:
-        split, best = balanced_split(units, DEVICES)
-        stage_s = list(best.stage_times)
-    else:
-        points = get_model(model).split_points()
-        stage_s = list(stage_times(units.unit_s, [points[s] for s in split], units.sg_s))
+    if split is None:  # balanced over blocks, as in the pipeline benchmark
+        split, _ = balanced_split(blocks_of(units, model), DEVICES)
+    points = get_model(model).split_points()
+    stage_s = list(stage_times(units.unit_s, [points[s] for s in split], units.sg_s))
     return split, {"units": units.units, "unit_s_on_device": list(units.unit_s),
                    "sg_s_on_device": list(units.sg_s), "stage_s_on_device": stage_s,
                    "profile_bound_it_s": 1.0 / max(stage_s), "profiled_on": measured["device"],
@@ -175,11 +172,11 @@ def cell(
     }  # fmt: skip
 
 
-def slow_links(
-    model: str, split: list[str] | None, bp_local: dict[str, Any], root: Path | None
-) -> list[dict[str, Any]]:
+def slow_links(model: str, split: list[str] | None, root: Path | None) -> list[dict[str, Any]]:
     """sg at 100 and 10 Mbit against rate / bytes per step of the busiest link (repeated where
-    near the target), and against bp-local on the pooled device, which crosses no link."""
+    near the target), and against bp-local on the pooled device (which crosses no link) after
+    the same steps."""
+    bp_local = measure(make_spec(model, "bp-local", None, "1gbit", SLOW_STEPS, pooled=True), root)
     rows = []
     for rate in SLOW_RATES:
         r = measure(make_spec(model, "sg", split, rate, SLOW_STEPS), root)
@@ -195,8 +192,8 @@ def slow_links(
             "repeated_for": repeated,
             "sg_vs_link_bound": fair.versus_bound(r, bound) if bound else None,
             "sg_vs_bp_local": fair.paired_ratio(fair.runs_of(r), [bp_local["it_s"]]),
-            "accuracy": {"sg": r["final_test_accuracy"],
-                         "bp-local": bp_local["final_test_accuracy"]},
+            "steps": SLOW_STEPS, "accuracy": {"sg": r["final_test_accuracy"],
+                                              "bp-local": bp_local["final_test_accuracy"]},
         })  # fmt: skip
     return rows
 
@@ -221,9 +218,13 @@ def figure(cells: list[dict[str, Any]], slow: list[dict[str, Any]], out: Path) -
     ax.bar(range(len(rates)), [s["sg"]["it_s"] for s in slow], color="#d4752f", label="sg it/s")
     ax.plot(range(len(rates)), [s["link_bound_it_s"] or 0 for s in slow], "k_", ms=30,
             mew=2, label="rate / bytes per step")  # fmt: skip
+    for i, s in enumerate(slow):
+        ax.text(i, s["sg"]["it_s"], f"{s['accuracy']['sg']:.3f}", ha="center", va="bottom",
+                fontsize=6)  # fmt: skip
     ax.set_xticks(range(len(rates)), [f"{s['model']}\n{s['rate']}" for s in slow], fontsize=8)
-    ax.set_title("sg on slow links", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_yscale("log")
+    ax.set_title(f"sg on slow links ({SLOW_STEPS} steps)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
     axes[0].set_ylabel("it/s per stage (bar labels: test accuracy)")
     fig.suptitle(f"edge-pipeline: {DEVICES} devices x {CPUS} CPU / {MEMORY}, local backend",
                  fontsize=10, y=1.02)  # fmt: skip
@@ -244,8 +245,7 @@ def main(results_root: Path | None = None) -> Path:
     four_split, four = device_profile("four-layer", list(get_model("four-layer").default_split))
     cells = [cell("eight-layer", eight_split, eight, results_root),
              cell("four-layer", four_split, four, results_root)]  # the seed's split
-    slow = slow_links("four-layer", four_split, copy.deepcopy(cells[1]["measured"]["bp-local"]),
-                      results_root)  # fmt: skip
+    slow = slow_links("four-layer", four_split, results_root)
     out = bench_dir(results_root)
     body = {
         "cells": cells, "slow_links": slow, "targets": TARGETS,

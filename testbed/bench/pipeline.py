@@ -30,9 +30,15 @@ from testbed.bench import (  # noqa: E402
 from testbed.controller.experiment import run_experiment  # noqa: E402
 from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_summary  # noqa: E402
+from testbed.models import get_model  # noqa: E402
 from testbed.planner.balance import bounds  # noqa: E402
 from testbed.planner.corun import corun_stage_times  # noqa: E402
-from testbed.planner.split_profile import balanced_split, profile_units, time_stages  # noqa: E402
+from testbed.planner.split_profile import (  # noqa: E402
+    UnitProfile,
+    balanced_split,
+    profile_units,
+    time_stages,
+)
 from testbed.spec.experiment import Spec, parse_spec  # noqa: E402
 
 BATCH = {"four-layer": 128, "eight-layer": 64}  # 1 intra-op thread per worker
@@ -78,6 +84,19 @@ def make_spec(
         },
     }
     return parse_spec(raw, f"bench pipeline {model} {mode} threads={threads}")
+
+
+def blocks_of(units: UnitProfile, model: str) -> UnitProfile:
+    """The unit profile summed per block (a block's step time: its units'; its SG module: the
+    one after its last unit). The benches split at block boundaries, as the seed paper did;
+    layer-level splits are the partitioner's (`testbed plan`): balancing compute alone over
+    layers chose, for four-layer x2, to cut before the pool and send 4x the bytes."""
+    owner = {u.name: u.block for u in get_model(model).units}
+    names = [owner[n] for n in units.units]
+    blocks = list(dict.fromkeys(names))
+    step = [sum(s for n, s in zip(names, units.unit_s, strict=True) if n == b) for b in blocks]
+    ends = [max(i for i, n in enumerate(names) if n == b) for b in blocks[:-1]]
+    return UnitProfile(tuple(blocks), tuple(step), tuple(units.sg_s[i] for i in ends))
 
 
 def cores_of(stages: int) -> int:
@@ -304,7 +323,7 @@ def main(results_root: Path | None = None, models: tuple[str, ...] = tuple(BATCH
     made_by = provenance.start(command("pipeline"))
     rows, acc = [], None
     for model in models:
-        units = profile_units(make_spec(model, "sg", 1, None))
+        units = blocks_of(profile_units(make_spec(model, "sg", 1, None)), model)
         local = {
             t: run_one(make_spec(model, "bp-local", STEPS[model], None, threads=t), results_root)
             for t in sorted({1, *(cores_of(k) for k in STAGES)})

@@ -24,15 +24,16 @@ PACKAGES = ("tensorflow", "keras", "numpy", "grpcio", "protobuf")
 _DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu")}  # the first one installed
 _MACHINE_PATH = re.compile(r"(?<![\w.~$])/(?:home|root|tmp|work|opt|mnt|srv|var|Users|private)/\S*")
 UNKNOWN = "unknown"
+_NOT_CODE = (":(exclude)results", ":(exclude)docs", ":(exclude)*.md")
 
 
 def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
-    """{"commit": HEAD's sha, "dirty": whether tracked or untracked files differ, results/
-    aside (outputs, not code: a benchmark run after another finds its JSON changed)}; unknown
-    (None) outside a git checkout, e.g. the package copied into a container image."""
+    """{"commit": HEAD's sha, "dirty": whether tracked or untracked files differ}; results/
+    (outputs: a benchmark run after another finds its JSON changed), docs/ and Markdown files
+    do not count. Unknown (None) outside a git checkout, e.g. the package in a container image."""
     try:
         commit = _git(root, "rev-parse", "HEAD")
-        dirty = bool(_git(root, "status", "--porcelain", "--", ".", ":(exclude)results"))
+        dirty = bool(_git(root, "status", "--porcelain", "--", ".", *_NOT_CODE))
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}

@@ -37,6 +37,7 @@ def test_commit_and_dirty_of_a_real_checkout(tmp_path: Path) -> None:
     (repo / "new.py").unlink()
     (repo / "results" / "bench").mkdir(parents=True)
     (repo / "results" / "bench" / "x.json").write_text("{}\n")  # an output, not code
+    (repo / "NOTES.md").write_text("text\n")
     assert provenance.git_state(repo)["dirty"] is False
 
 

@@ -169,8 +169,9 @@ def test_units_are_profiled_inside_a_capped_device() -> None:
     raw["placement"] = {"0": "small", "1": "other"}
     out = profile_on_device(parse_spec(raw), "small")
     assert out["device"] == "small" and out["fidelity_level"] == FULL
-    assert out["units"] == ["conv1", "fc1", "fc2", "fc3"]
-    assert len(out["unit_s"]) == 4 and all(t > 0 for t in out["unit_s"])
-    assert len(out["sg_s"]) == 3
+    units = ["conv1_conv1", "conv1_pool", "fc1", "fc2", "fc3"]  # one unit per layer
+    assert out["units"] == units
+    assert len(out["unit_s"]) == len(units) and all(t > 0 for t in out["unit_s"])
+    assert len(out["sg_s"]) == len(units) - 1
     left = find(out["run_id"])  # the one-device cluster came down
     assert (left.netns, left.links, left.cgroups) == ([], [], [])

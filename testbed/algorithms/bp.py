@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import tensorflow as tf
@@ -16,11 +16,19 @@ def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(per_sample)
 
 
-def forward(models: Sequence[keras.Model], x: tf.Tensor, training: bool = False) -> tf.Tensor:
-    """Chain the stages: the output of one is the input of the next."""
+Link = Callable[[tf.Tensor], tf.Tensor]  # what happens to a tensor between two stages
+
+
+def forward(
+    models: Sequence[keras.Model], x: tf.Tensor, training: bool = False, link: Link | None = None
+) -> tf.Tensor:
+    """Chain the stages: the output of one is the input of the next (through `link`, e.g. the
+    compressed wire of wire_codec.crossing, when given)."""
     h = x
-    for m in models:
+    for i, m in enumerate(models):
         h = m(h, training=training)
+        if link is not None and i < len(models) - 1:
+            h = link(h)
     return h
 
 
@@ -31,11 +39,11 @@ def accuracy_count(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
 
 
 def bp_grads(
-    models: Sequence[keras.Model], x: tf.Tensor, labels: tf.Tensor
+    models: Sequence[keras.Model], x: tf.Tensor, labels: tf.Tensor, link: Link | None = None
 ) -> tuple[tf.Tensor, tf.Tensor, list[list[tf.Tensor]]]:
     """End-to-end loss gradients without applying them: (loss, logits, per-stage grads)."""
     with tf.GradientTape() as tape:
-        logits = forward(models, x, training=True)
+        logits = forward(models, x, training=True, link=link)
         loss = cross_entropy(logits, labels)
     grads = tape.gradient(loss, [m.trainable_variables for m in models])
     return loss, logits, grads
@@ -46,9 +54,11 @@ def bp_step(
     optimizers: Sequence[keras.optimizers.Optimizer],
     x: tf.Tensor,
     labels: tf.Tensor,
+    link: Link | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """One end-to-end backprop step; each stage keeps its own optimizer. Returns (loss, logits)."""
-    loss, logits, grads = bp_grads(models, x, labels)
+    """One end-to-end backprop step; each stage keeps its own optimizer. Returns (loss, logits).
+    `link` joins consecutive stages (see forward)."""
+    loss, logits, grads = bp_grads(models, x, labels, link)
     for m, opt, g in zip(models, optimizers, grads, strict=True):
         if g:  # a parameter-free stage (a pool alone) has nothing to update
             opt.apply_gradients(zip(g, m.trainable_variables, strict=True))

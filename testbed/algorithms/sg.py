@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from testbed.algorithms.bp import last_stage_step
+from testbed.algorithms.wire_codec import RAW, Codec, tf_round_trip
 
 
 def _batch(x: tf.Tensor) -> tf.Tensor:
@@ -89,24 +90,38 @@ def sg_train_step(
     labels: tf.Tensor,
     num_classes: int,
     grad_scale: float = 1.0,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    wire: tuple[Codec, Codec] = (RAW, RAW),
+    learn: bool = True,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
     """One decoupled step of all stages on one batch, in process (the distributed reference).
 
     sgs[i] sits at the output of models[i]. Each stage updates from its own SG prediction; each
-    SG module then regresses onto the target the next stage produced. Returns
-    (loss, logits, mean SG loss).
+    SG module then regresses onto the target the next stage produced. Activations reach the
+    next stage, and targets the previous one, through the (activations, gradients) codecs of
+    `wire`. With `learn` False no target is sent (algorithm.sg.target_every) and the modules
+    do not learn. Returns (loss, logits, mean SG loss or None).
     """
+    act_codec, grad_codec = wire
     y1h = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
     h, outputs, deltas = x, [], []
     for i, (m, sg, opt) in enumerate(zip(models[:-1], sgs, optimizers, strict=False)):
-        h, delta = sg_stage_step(m, sg, opt, h, y1h, grad_scale, input_grad=i > 0)
+        h, delta = sg_stage_step(m, sg, opt, h, y1h, grad_scale, input_grad=i > 0 and learn)
         outputs.append(h)
+        h = tf_round_trip(h, act_codec)
         if delta is not None:
             deltas.append(delta)
     loss, logits, last_delta = sg_last_stage_step(models[-1], optimizers[-1], h, labels)
+    if not learn:
+        return loss, logits, None
     deltas.append(last_delta)
     sg_losses = [
-        sg_module_step(sg, sg_opt, h_out, y1h, target)
+        sg_module_step(sg, sg_opt, h_out, y1h, tf_round_trip(target, grad_codec))
         for sg, sg_opt, h_out, target in zip(sgs, sg_optimizers, outputs, deltas, strict=True)
     ]
     return loss, logits, tf.add_n(sg_losses) / len(sg_losses)
+
+
+def sends_target(batch_id: int, every: int) -> bool:
+    """Whether batch `batch_id` (1, 2, ...) carries SG targets upstream: batch 1 and every
+    `every`-th after it, so `steps` batches carry ceil(steps / every)."""
+    return (batch_id - 1) % every == 0

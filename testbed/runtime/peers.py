@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from testbed.algorithms.wire_codec import RAW, Codec
 from testbed.runtime import pacing
 from testbed.runtime.wire import grpc_util, serde, serde_ps
 from testbed.runtime.wire.proto import common_pb2, parameter_pb2, parameter_pb2_grpc, stage_pb2
@@ -48,7 +49,8 @@ def _stage_method(name: str) -> str:
 class StagePeer:
     """Forward/Backward calls to one neighbouring stage worker, counting bytes per message.
 
-    `uplink` paces what this worker sends; by default the process's bucket, if any.
+    `uplink` paces what this worker sends; by default the process's bucket, if any. `wire` is
+    the (activations, gradients) codec pair of job.wire: Forward and Backward encode with them.
     """
 
     def __init__(
@@ -58,8 +60,10 @@ class StagePeer:
         deadline_s: float,
         metrics: WorkerMetrics,
         uplink: pacing.TokenBucket | None = None,
+        wire: tuple[Codec, Codec] = (RAW, RAW),
     ) -> None:
         self.peer, self.address, self.deadline_s, self.metrics = peer, address, deadline_s, metrics
+        self.wire = wire
         self.uplink = uplink or pacing.process_uplink()
         self.channel = grpc_util.open_channel(address)
         # requests go out as bytes that serde serialized (the tensor copied once)
@@ -89,10 +93,14 @@ class StagePeer:
                 self.metrics.add("send_retries")  # peer's buffer stayed full for a whole wait
 
     def forward(self, act: Activation) -> None:
-        self._call("Forward", self._forward, serde.encode_activation(act), serde.raw_nbytes(act))
+        with self.metrics.timer("encode_s"):
+            msg = serde.encode_activation(act, self.wire[0])
+        self._call("Forward", self._forward, msg, serde.raw_nbytes(act))
 
     def backward(self, grad: Gradient) -> None:
-        self._call("Backward", self._backward, serde.encode_gradient(grad), serde.raw_nbytes(grad))
+        with self.metrics.timer("encode_s"):
+            msg = serde.encode_gradient(grad, self.wire[1])
+        self._call("Backward", self._backward, msg, serde.raw_nbytes(grad))
 
     def close(self) -> None:
         self.channel.close()

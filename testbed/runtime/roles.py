@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from testbed.algorithms.wire_codec import wire_codecs
 from testbed.data import Dataset, load_dataset
 from testbed.modes import get_mode, load
 from testbed.runtime import workdir
@@ -87,12 +88,13 @@ def build_node(cfg: WorkerConfig, replica: Replica, metrics: WorkerMetrics) -> S
         return node
     n, store = len(replica.stages), job.store
     bp, m = mode.receives == "bp", mode.micro_batches(job)
+    act_codec, grad_codec = wire_codecs(job.wire)
     if ids[0] > 0:
-        node.in_spec = input_spec(replica.stages[ids[0]])
+        node.in_spec = dataclasses.replace(input_spec(replica.stages[ids[0]]), codec=act_codec)
         cap, on_full = (max(store.capacity, m), "block") if bp else (store.capacity, store.on_full)
         node.inputs = BoundedBuffer(cap, on_full)  # type: ignore[arg-type]
     if ids[-1] < n - 1:
-        node.grad_spec = output_spec(replica.stages[ids[-1]])
+        node.grad_spec = dataclasses.replace(output_spec(replica.stages[ids[-1]]), codec=grad_codec)
         node.grads = (
             BoundedBuffer(m, "block") if bp else BoundedBuffer(store.target_staleness, "drop")
         )

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from testbed.algorithms.wire_codec import wire_codecs
 from testbed.data import Dataset
 from testbed.data.batches import batch_indices
 from testbed.runtime.config import WorkerConfig
@@ -31,8 +32,9 @@ class StageIO:
     ) -> None:
         self.cfg, self.node, self.replica, self.data = cfg, node, replica, data
         job, m = cfg.spec.job, node.metrics
+        self.wire = wire_codecs(job.wire)
         self._peers = [
-            StagePeer(r, peers[r], job.deadline_s, m)
+            StagePeer(r, peers[r], job.deadline_s, m, wire=self.wire)
             for r in ("downstream", "upstream")
             if r in peers
         ]

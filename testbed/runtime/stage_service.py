@@ -73,11 +73,12 @@ class StageServicer(stage_pb2_grpc.StageServiceServicer):
         if node.inputs is None or node.in_spec is None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{node.stage_ids} take no input")
         try:
-            msg = serde.parse_message(stage_pb2.ActivationBatch, request)
-            h_spec, target_spec = node.input_specs(msg.stage_id)
-            act = serde.activation_from_message(
-                msg, h_spec, _labels_spec(), node.max_tensor_bytes, target_spec
-            )
+            with node.metrics.timer("decode_s"):
+                msg = serde.parse_message(stage_pb2.ActivationBatch, request)
+                h_spec, target_spec = node.input_specs(msg.stage_id)
+                act = serde.activation_from_message(
+                    msg, h_spec, _labels_spec(), node.max_tensor_bytes, target_spec
+                )
         except serde.MessageValidationError as err:
             _reject(node, context, err)
         node.metrics.transfer("received", "upstream", len(request), serde.raw_nbytes(act))
@@ -96,8 +97,9 @@ class StageServicer(stage_pb2_grpc.StageServiceServicer):
         if node.grads is None or node.grad_spec is None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{node.stage_ids} take no gradient")
         try:
-            msg = serde.parse_message(stage_pb2.GradientBatch, request)
-            grad = serde.gradient_from_message(msg, node.grad_spec, node.max_tensor_bytes)
+            with node.metrics.timer("decode_s"):
+                msg = serde.parse_message(stage_pb2.GradientBatch, request)
+                grad = serde.gradient_from_message(msg, node.grad_spec, node.max_tensor_bytes)
         except serde.MessageValidationError as err:
             _reject(node, context, err)
         node.metrics.transfer("received", "downstream", len(request), serde.raw_nbytes(grad))

@@ -27,6 +27,7 @@ from testbed.paths import experiments_dir
 from testbed.spec.errors import SpecError, read_yaml
 from testbed.spec.kt import KtCfg, check_kt
 from testbed.spec.overrides import apply_overrides, format_overrides
+from testbed.spec.wire import WireCfg, check_wire
 
 MODE_NAMES = tuple(MODES)
 DEFAULT_SCALE = "smoke"  # what the CLI runs without --scale, where a spec defines it
@@ -68,6 +69,9 @@ class SGCfg(_Strict):
     kernel: PositiveInt = 3
     lr: PositiveFloat = 3e-3
     grad_scale: PositiveFloat = 1.0
+    target_every: PositiveInt = Field(
+        1, description="targets go upstream for batch 1 and every k-th after; SG modules "
+        "learn from those only")
 
 
 class AlgorithmCfg(_Strict):
@@ -108,6 +112,7 @@ class JobCfg(_Strict):
     replicas: PositiveInt = Field(2, description="dp-async: full-model replicas")
     push_every: PositiveInt | None = Field(None, description="steps between weight pushes; default eval_every")
     store: StoreCfg = StoreCfg()
+    wire: WireCfg = WireCfg()
     host: str = Field("127.0.0.1", description="address workers bind and advertise")
     deadline_s: PositiveFloat = Field(30.0, description="deadline of every RPC")
     startup_timeout_s: PositiveFloat = Field(180.0, description="time allowed for workers to report ready")
@@ -171,6 +176,7 @@ class Spec(_Strict):
             )
         check_kt(self.algorithm, self.model, self.job.mode)
         check_auto_split(self)
+        check_wire(self.job.wire, mode.name, mode.layout, self.algorithm.name)
         check_placement(self.placement, self.cluster)
         return self
 

@@ -10,7 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from testbed.algorithms.bp import accuracy_count, bp_step, forward
-from testbed.algorithms.sg import sg_train_step
+from testbed.algorithms.sg import sends_target, sg_train_step
+from testbed.algorithms.wire_codec import crossing, wire_codecs
 from testbed.algorithms.sg_module import SGModule
 from testbed.data import Dataset
 from testbed.models import Stage
@@ -40,26 +41,47 @@ class Session:
         return [s.model for s in self.stages]
 
     def compile_step(self) -> Any:
-        """The per-batch training step as one tf.function: (x, y) -> (loss, correct, sg_loss)."""
+        """The per-batch training step: (x, y) -> (loss, correct, sg_loss), called once per
+        batch in order. Stages meet through job.wire's codecs, as over the network."""
         models, opts = self.models, self.optimizers
-        classes = self.data.num_classes
+        wire = wire_codecs(self.spec.job.wire)
         if self.spec.algorithm.name == "bp":
+            link = crossing(*wire)
 
             def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-                loss, logits = bp_step(models, opts, x, y)
+                loss, logits = bp_step(models, opts, x, y, link)
                 return loss, accuracy_count(logits, y), tf.constant(0.0)
 
-        else:
-            sgs, sg_opts = self.sgs, self.sg_optimizers
-            scale = self.spec.algorithm.sg.grad_scale
+            return tf.function(step)
+        return self._sg_step(wire)
 
-            def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def _sg_step(self, wire: Any) -> Any:
+        """SG's step: batches 1, 1 + k, ... send targets (k = algorithm.sg.target_every) and the
+        modules learn from them; sg_loss is the latest module loss."""
+        models, opts, sgs, sg_opts = self.models, self.optimizers, self.sgs, self.sg_optimizers
+        classes, cfg = self.data.num_classes, self.spec.algorithm.sg
+
+        def make(learn: bool) -> Any:
+            def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, Any]:
                 loss, logits, sg_loss = sg_train_step(
-                    models, sgs, opts, sg_opts, x, y, classes, scale
+                    models, sgs, opts, sg_opts, x, y, classes, cfg.grad_scale, wire, learn
                 )
                 return loss, accuracy_count(logits, y), sg_loss
 
-        return tf.function(step)
+            return tf.function(step)
+
+        learning, coasting = make(True), make(False)
+        batches, last = [0], [tf.constant(0.0)]
+
+        def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            batches[0] += 1
+            if sends_target(batches[0], cfg.target_every):
+                loss, correct, last[0] = learning(x, y)
+            else:
+                loss, correct, _ = coasting(x, y)
+            return loss, correct, last[0]
+
+        return step
 
     def evaluator(self, batch: int = 1000) -> Any:
         """A function returning test accuracy of the current weights on the (first N) test samples."""

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ def _spec(mode: str, iterations: int, **over: Any) -> Spec:
     return parse_spec(_raw(mode, iterations, **over))
 
 
+_INT8_FP16 = {"activations": "int8", "gradients": "fp16", "scale": "per-channel"}
+
+
 def _worker_pids(run_path: Path) -> dict[str, int]:
     pids = {}
     for ready in (run_path / "workers").glob("*.ready.json"):
@@ -86,6 +90,80 @@ def test_sg_across_two_workers_reduces_the_loss_and_both_report(tmp_path: Path) 
     assert summary["time_to_accuracy"][0]["level"] == 0.9
     assert 1.0 < summary["transfer"]["wire_over_raw"] <= 1.02
     _assert_no_worker_left(_worker_pids(run.path))
+
+
+def test_sg_with_target_every_sends_ceil_steps_over_k_targets_compressed(tmp_path: Path) -> None:
+    """Three SG workers, 10 steps, a target for one batch in 3, int8 / fp16 on the wire."""
+    over = {"model": {"split_after": ["conv1", "fc1"]},
+            "algorithm": {"name": "sg", "sg": {"lr": 3.0e-3, "target_every": 3}},
+            "job": {"wire": _INT8_FP16}}
+    run = run_experiment(_spec("sg", 10, **over), tmp_path, progress=False)
+    summary = read_summary(run.path)
+    assert summary["status"] == "completed"
+    peers = {n: w["peers"] for n, w in summary["workers"].items() if n != "ps"}
+    # stage1 and stage2 each send targets for batches 1, 4, 7, 10 upstream, nothing else
+    assert [peers[f"stage{i}"]["sent:upstream"]["messages"] for i in (1, 2)] == [4, 4]
+    assert "sent:upstream" not in peers["stage0"]
+    assert [peers[f"stage{i}"]["sent:downstream"]["messages"] for i in (0, 1)] == [10, 10]
+    # stage1 hears all of stage2's; stage0 may end before batch 10's target comes back
+    assert peers["stage1"]["received:downstream"]["messages"] == 4
+    assert peers["stage0"]["received:downstream"]["messages"] in (3, 4)
+    # only batches that will get a target wait for one; every step function traced up front
+    gauges = {n: summary["workers"][n]["gauges"] for n in peers}
+    assert [gauges[n]["pending_targets"] for n in ("stage0", "stage1")] in ([0, 0], [1, 0])
+    assert {n: g["retraces"] for n, g in gauges.items()} == dict.fromkeys(peers, 0.0)
+    forward = peers["stage0"]["sent:downstream"]
+    assert forward["message_bytes"] * 3.9 < forward["raw_bytes"]  # int8 activations
+    backward = peers["stage1"]["sent:upstream"]
+    assert backward["message_bytes"] * 1.95 < backward["raw_bytes"]  # fp16 targets
+    _assert_no_worker_left(_worker_pids(run.path))
+
+
+def _in_process_weights(spec: Spec) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
+    """(weights after spec's steps, initial weights) of the in-process reference run."""
+    from testbed.data import load_dataset
+    from testbed.data.batches import batch_indices
+    from testbed.training.session import Session, fetch_batch
+
+    data = load_dataset("mnist")
+    session = Session.build(spec, data)
+    step = session.compile_step()
+    t = spec.training
+    for idx in islice(batch_indices(len(data.y_train), t.batch_size, t.seed), t.iterations):
+        step(*fetch_batch(data, idx))
+    initial = Session.build(spec, data)
+    return [s.model.get_weights() for s in session.stages], [
+        s.model.get_weights() for s in initial.stages]
+
+
+@pytest.mark.parametrize("wire", [{}, _INT8_FP16], ids=["fp32", "int8-fp16"])
+def test_bp_sync_over_workers_gives_the_in_process_weights(
+    tmp_path: Path, wire: dict[str, str]
+) -> None:
+    """The transport is exact up to the codec: workers exchanging compressed tensors end
+    where in-process BP ends with the same round trip applied between its stages."""
+    from testbed.runtime.parameter_server import load_checkpoint
+
+    steps = 3
+    over = {"training": {"optimizer": "sgd", "lr": 0.05}}
+    job = {"wire": wire}
+    run = run_experiment(_spec("bp-sync", steps, job=job, **over), tmp_path, progress=False)
+    assert read_summary(run.path)["status"] == "completed"
+    version, distributed = load_checkpoint(run.path / "workers" / "checkpoint")
+    assert version == steps
+
+    inprocess = _spec("inprocess", steps, algorithm={"name": "bp"}, job=job, **over)
+    want_all, initial = _in_process_weights(inprocess)
+    for want_stage, start_stage, saved in zip(want_all, initial, distributed, strict=True):
+        for want, start, got in zip(want_stage, start_stage, saved, strict=True):
+            assert not np.array_equal(want, start) or not want.any()  # training moved the weights
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    if wire:  # the same tolerance tells the codec's effect apart: without it, far off
+        plain, _ = _in_process_weights(_spec("inprocess", steps, algorithm={"name": "bp"}, **over))
+        assert not all(
+            np.allclose(p, w, rtol=1e-4, atol=1e-6)
+            for ps, ws in zip(plain, want_all, strict=True) for p, w in zip(ps, ws, strict=True)
+        )
 
 
 def test_killed_worker_fails_the_run_fast_and_leaves_no_process(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import tensorflow as tf
 
 from testbed.algorithms.bp import accuracy_count
-from testbed.algorithms.sg import sg_last_stage_step, sg_module_step, sg_stage_step
+from testbed.algorithms.sg import sends_target, sg_last_stage_step, sg_module_step, sg_stage_step
 from testbed.runtime.loops import StageLoop
 from testbed.runtime.stage_io import StageIO
 from testbed.runtime.store import PendingTargets
@@ -15,7 +15,11 @@ from testbed.runtime.wire.serde import Activation, Gradient
 
 
 class SGStage(StageLoop):
-    """One stage of an SG pipeline; it never waits for a backward message."""
+    """One stage of an SG pipeline; it never waits for a backward message.
+
+    Targets go upstream for batch 1 and every algorithm.sg.target_every-th batch after it
+    (sends_target); the module learns from those, and other batches skip computing one.
+    """
 
     def __init__(self, io: StageIO) -> None:
         self.io = io
@@ -29,6 +33,7 @@ class SGStage(StageLoop):
         self.n_stages = len(io.replica.stages)
         self.first, self.last = self.index == 0, self.index == self.n_stages - 1
         self.classes = io.replica.num_classes
+        self.every = spec.algorithm.sg.target_every
         self.pending: PendingTargets[tuple[tf.Tensor, tf.Tensor]] = PendingTargets(
             spec.job.store.target_staleness
         )
@@ -51,17 +56,24 @@ class SGStage(StageLoop):
                 return loss, accuracy_count(logits, y), target
 
             self.last_step = tf.function(last)
+            self._functions = [self.last_step]
             return
         sg, sg_opt = r.sgs[i], r.sg_optimizers[i]
         scale, first = self.io.cfg.spec.algorithm.sg.grad_scale, self.first
         self.stage_step = tf.function(
             lambda h, y1h: sg_stage_step(model, sg, opt, h, y1h, scale, input_grad=not first)
         )
+        self.quiet_step = self.stage_step  # the update without a target to send upstream
+        if self.every > 1 and not first:
+            self.quiet_step = tf.function(
+                lambda h, y1h: sg_stage_step(model, sg, opt, h, y1h, scale, input_grad=False)
+            )
         self.module_step = tf.function(lambda h, y1h, t: sg_module_step(sg, sg_opt, h, y1h, t))
+        self._functions = list({id(f): f for f in (
+            self.stage_step, self.quiet_step, self.module_step)}.values())
 
     def _tracing_count(self) -> int:
-        functions = [self.last_step] if self.last else [self.stage_step, self.module_step]
-        return sum(f.experimental_get_tracing_count() for f in functions)
+        return sum(f.experimental_get_tracing_count() for f in self._functions)
 
     def trace(self) -> None:
         """Trace every step function before training starts: otherwise each traces at its first
@@ -74,6 +86,7 @@ class SGStage(StageLoop):
             return
         y1h, h_out = tf.TensorSpec((b, self.classes)), tf.TensorSpec((b, *stage.output_shape))
         self.stage_step.get_concrete_function(h_in, y1h)
+        self.quiet_step.get_concrete_function(h_in, y1h)
         self.module_step.get_concrete_function(h_out, y1h, h_out)
 
     def _input(self, step: int, total: int) -> Activation | None:
@@ -98,11 +111,14 @@ class SGStage(StageLoop):
     def _step(self, act: Activation, step: int) -> dict[str, float]:
         y1h = tf.one_hot(tf.convert_to_tensor(act.labels, tf.int32), self.classes)
         m = self.io.node.metrics
+        learn = sends_target(act.batch_id, self.every)
         with m.timer("compute_s"):
-            h_out, delta = self.stage_step(tf.convert_to_tensor(act.h), y1h)
+            stage_step = self.stage_step if learn else self.quiet_step
+            h_out, delta = stage_step(tf.convert_to_tensor(act.h), y1h)
             h_np = h_out.numpy()
             delta_np = None if delta is None else delta.numpy()
-        self.pending.add(act.batch_id, step, (h_out, y1h))
+        if learn:  # its target will come back
+            self.pending.add(act.batch_id, step, (h_out, y1h))
         self.io.send_forward(Activation(act.batch_id, step, h_np, act.labels, act.final))
         if delta_np is not None:
             self.io.send_backward(Gradient(act.batch_id, step, delta_np))
@@ -113,7 +129,8 @@ class SGStage(StageLoop):
             h, y = tf.convert_to_tensor(act.h), tf.convert_to_tensor(act.labels)
             loss, correct, target = self.last_step(h, y)
             target_np = target.numpy()
-        self.io.send_backward(Gradient(act.batch_id, step, target_np))
+        if sends_target(act.batch_id, self.every):
+            self.io.send_backward(Gradient(act.batch_id, step, target_np))
         return {"loss": float(loss), "train_acc": int(correct) / len(act.labels)}
 
     def run(self, total: int) -> int:

@@ -7,12 +7,14 @@ import tensorflow as tf
 
 from testbed.algorithms.bp import bp_step, cross_entropy, forward
 from testbed.algorithms.sg import (
+    sends_target,
     sg_last_stage_step,
     sg_stage_step,
     sg_train_step,
     synthetic_gradient,
 )
 from testbed.algorithms.sg_module import SGModule
+from testbed.algorithms.wire_codec import RAW, Codec, crossing
 from testbed.models import build_stages, get_model
 
 
@@ -189,3 +191,61 @@ def test_bp_and_sg_agree_on_the_forward_pass():
     _, bp_logits = bp_step(models, [keras.optimizers.Adam(1e-3) for _ in models], x, y)
     np.testing.assert_allclose(sg_logits.numpy(), reference, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(bp_logits.numpy(), reference, rtol=1e-5, atol=1e-5)
+
+
+def _toy_sg(seed=0):
+    models = _toy_stages()
+    keras.utils.set_random_seed(seed)
+    sgs = [SGModule((32,), 4, conditioned=True, depth=0) for _ in models[:-1]]
+    for sg in sgs:
+        _perturb(sg)  # non-zero predictions, so every stage moves from its module
+    opts = [keras.optimizers.SGD(0.1) for _ in models]
+    sg_opts = [keras.optimizers.SGD(0.1) for _ in sgs]
+    return models, sgs, opts, sg_opts
+
+
+def _weights(models):
+    return [w.copy() for m in models for w in m.get_weights()]
+
+
+@pytest.mark.parametrize("learn", [True, False])
+def test_without_targets_the_modules_keep_still_and_every_stage_still_learns(learn):
+    x, y = _toy_problem(64)
+    models, sgs, opts, sg_opts = _toy_sg()
+    before_m, before_s = _weights(models), _weights(sgs)
+    _, _, sg_loss = sg_train_step(models, sgs, opts, sg_opts, x, y, 4, learn=learn)
+    moved = [not np.array_equal(a, b) for a, b in zip(before_m, _weights(models))]
+    assert all(moved[::2])  # every stage's kernel moved
+    modules_moved = [not np.array_equal(a, b) for a, b in zip(before_s, _weights(sgs))]
+    assert any(modules_moved) == learn and (sg_loss is not None) == learn
+
+
+@pytest.mark.parametrize(("steps", "every"), [(10, 1), (10, 3), (9, 3), (1, 5), (100, 7)])
+def test_one_batch_in_k_sends_ceil_steps_over_k_targets(steps, every):
+    sent = [b for b in range(1, steps + 1) if sends_target(b, every)]
+    assert len(sent) == -(-steps // every) and sent[0] == 1
+    assert all(b - a == every for a, b in zip(sent, sent[1:]))
+
+
+def test_activations_reach_the_next_stage_through_the_wire_codec():
+    x, y = _toy_problem(64)
+    int8 = Codec("int8")
+    models, sgs, opts, sg_opts = _toy_sg()
+    through_wire = forward(models, x, link=crossing(int8, RAW)).numpy()
+    plain = forward(models, x).numpy()
+    _, logits, _ = sg_train_step(models, sgs, opts, sg_opts, x, y, 4, wire=(int8, RAW))
+    np.testing.assert_allclose(logits.numpy(), through_wire, rtol=1e-5, atol=1e-6)
+    assert np.abs(logits.numpy() - plain).max() > 1e-3
+
+
+def test_targets_reach_the_modules_through_the_wire_codec():
+    """Same step, targets compressed or not: the stages move alike, the modules do not."""
+    x, y = _toy_problem(64)
+    runs = {}
+    for name, grad in (("raw", RAW), ("top-k", Codec("fp32", topk=0.01))):
+        models, sgs, opts, sg_opts = _toy_sg()
+        sg_train_step(models, sgs, opts, sg_opts, x, y, 4, wire=(RAW, grad))
+        runs[name] = _weights(models), _weights(sgs)
+    for a, b in zip(runs["raw"][0], runs["top-k"][0]):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.allclose(a, b) for a, b in zip(runs["raw"][1], runs["top-k"][1]))

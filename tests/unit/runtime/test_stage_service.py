@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import grpc
 import numpy as np
 import pytest
 
+from testbed.algorithms.wire_codec import Codec, round_trip
 from testbed.runtime.peers import PeerError, StagePeer
 from testbed.runtime.stage_service import (
     StageNode,
@@ -179,3 +182,75 @@ def test_metric_lines_carry_worker_tags_and_link_points(tmp_path) -> None:
     assert steady["steps"] == 1 and steady["samples_s"] == pytest.approx(32 * steady["it_s"])
     worker = next(r for r in recs if r["kind"] == "worker")
     assert worker["fields"]["samples_s"] == pytest.approx(32 * worker["fields"]["it_s"])
+
+
+INT8 = Codec("int8", "per-channel")
+FP16_TOPK = Codec("fp16", topk=0.1)
+
+
+@pytest.fixture
+def compressed(tmp_path: Path) -> Iterator[tuple[StageNode, str]]:
+    """A node that expects int8 activations and fp16 top-k gradients (job.wire)."""
+    metrics = WorkerMetrics(tmp_path / "z.metrics.jsonl", {"worker": "z"}, 0.0, warmup=1)
+    node = StageNode("stage", (1,), metrics, dataclasses.replace(H, codec=INT8),
+                     dataclasses.replace(G, codec=FP16_TOPK), BoundedBuffer(2, "block"),
+                     BoundedBuffer(4, "drop"))
+    with grpc_util.start_server(functools.partial(register_servicer, StageServicer(node))) as s:
+        yield node, s.address
+    metrics.close()
+
+
+def _send_raw(address: str, method: str, wire: bytes) -> grpc.RpcError:
+    with grpc_util.open_channel(address) as channel:
+        call = channel.unary_unary(f"/testbed.v1.StageService/{method}")
+        with pytest.raises(grpc.RpcError) as err:
+            grpc_util.call_with_deadline(call, wire, deadline_s=5.0)
+    return err.value
+
+
+@pytest.mark.parametrize(
+    ("tamper", "detail"),
+    [
+        (lambda t: setattr(t.compression, "scale", t.compression.scale[:-4]),
+         r"activations\.compression\.scale: got 124 bytes, expected 128"),
+        (lambda t: setattr(t.compression, "scale", np.float32(np.inf).tobytes() * 32),
+         r"activations\.compression\.scale: got inf"),
+        (lambda t: setattr(t, "data", t.data[:-1]),
+         r"activations\.data: got 50175 bytes, expected 50176"),
+    ],
+)
+def test_compressed_message_with_wrong_scale_or_size_is_invalid_and_the_worker_carries_on(
+    compressed, tmp_path, tamper, detail
+) -> None:
+    node, address = compressed
+    msg = serde.activation_to_message(_act(1), INT8)
+    tamper(msg.activations)
+    err = _send_raw(address, "Forward", msg.SerializeToString())
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert re.search(detail, err.details())
+    assert node.metrics.totals["invalid_received"] == 1
+    client = _client_metrics(tmp_path)
+    peer = StagePeer("downstream", address, 10.0, client, wire=(INT8, FP16_TOPK))
+    act = _act(2)
+    peer.forward(act)
+    got = node.inputs.get(timeout=5)
+    assert got.batch_id == 2 and np.array_equal(got.h, round_trip(act.h, INT8))
+    sent = client.summary()["peers"]["sent:downstream"]
+    assert sent["raw_bytes"] == serde.raw_nbytes(act) > 3.9 * sent["message_bytes"]
+    peer.close()
+
+
+def test_compressed_gradient_lands_decoded_and_a_raw_one_is_refused(compressed, tmp_path) -> None:
+    node, address = compressed
+    g = np.random.default_rng(0).standard_normal((8, 256)).astype(np.float32)
+    plain = StagePeer("upstream", address, 10.0, _client_metrics(tmp_path))
+    with pytest.raises(PeerError, match="INVALID_ARGUMENT: .*got raw float32 data, expected "
+                                        "fp16 top-0.1 codes"):
+        plain.backward(Gradient(1, 1, g))
+    peer = StagePeer("upstream", address, 10.0, _client_metrics(tmp_path), wire=(INT8, FP16_TOPK))
+    peer.backward(Gradient(2, 2, g))
+    got = node.grads.get(timeout=5)
+    np.testing.assert_array_equal(got.g, round_trip(g, FP16_TOPK))
+    assert np.count_nonzero(got.g) == FP16_TOPK.kept(g.size)
+    plain.close()
+    peer.close()

@@ -108,9 +108,11 @@ def test_sg_with_target_every_sends_ceil_steps_over_k_targets_compressed(tmp_pat
     # stage1 hears all of stage2's; stage0 may end before batch 10's target comes back
     assert peers["stage1"]["received:downstream"]["messages"] == 4
     assert peers["stage0"]["received:downstream"]["messages"] in (3, 4)
-    # only batches that will get a target wait for one; every step function traced up front
+    # only the 4 batches that get a target wait for one (all 10 would leave >= 6 pending);
+    # every step function traced up front
     gauges = {n: summary["workers"][n]["gauges"] for n in peers}
-    assert [gauges[n]["pending_targets"] for n in ("stage0", "stage1")] in ([0, 0], [1, 0])
+    assert all(gauges[n]["pending_targets"] <= 4 for n in ("stage0", "stage1"))
+    assert all(gauges[n]["targets_expired"] == 0 for n in ("stage0", "stage1"))
     assert {n: g["retraces"] for n, g in gauges.items()} == dict.fromkeys(peers, 0.0)
     forward = peers["stage0"]["sent:downstream"]
     assert forward["message_bytes"] * 3.9 < forward["raw_bytes"]  # int8 activations

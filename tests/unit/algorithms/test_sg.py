@@ -208,9 +208,14 @@ def _weights(models):
     return [w.copy() for m in models for w in m.get_weights()]
 
 
+def _toy_batch():
+    x, y = _toy_problem(64)
+    return tf.constant(x), tf.constant(y)
+
+
 @pytest.mark.parametrize("learn", [True, False])
 def test_without_targets_the_modules_keep_still_and_every_stage_still_learns(learn):
-    x, y = _toy_problem(64)
+    x, y = _toy_batch()
     models, sgs, opts, sg_opts = _toy_sg()
     before_m, before_s = _weights(models), _weights(sgs)
     _, _, sg_loss = sg_train_step(models, sgs, opts, sg_opts, x, y, 4, learn=learn)
@@ -228,7 +233,7 @@ def test_one_batch_in_k_sends_ceil_steps_over_k_targets(steps, every):
 
 
 def test_activations_reach_the_next_stage_through_the_wire_codec():
-    x, y = _toy_problem(64)
+    x, y = _toy_batch()
     int8 = Codec("int8")
     models, sgs, opts, sg_opts = _toy_sg()
     through_wire = forward(models, x, link=crossing(int8, RAW)).numpy()
@@ -240,7 +245,7 @@ def test_activations_reach_the_next_stage_through_the_wire_codec():
 
 def test_targets_reach_the_modules_through_the_wire_codec():
     """Same step, targets compressed or not: the stages move alike, the modules do not."""
-    x, y = _toy_problem(64)
+    x, y = _toy_batch()
     runs = {}
     for name, grad in (("raw", RAW), ("top-k", Codec("fp32", topk=0.01))):
         models, sgs, opts, sg_opts = _toy_sg()

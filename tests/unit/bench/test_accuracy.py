@@ -1,0 +1,30 @@
+"""The accuracy benchmark's table: BP/SG gap beside the seed paper, every further method, and
+what the compressed wire costs each algorithm."""
+
+import pytest
+
+from testbed.bench import accuracy
+
+
+def _cell(final: float) -> dict:
+    return {"final": final, "iterations": 3000, "batch_size": 128, "width": 1.0}
+
+
+def test_table_reports_every_method_and_the_wire_cost_per_algorithm() -> None:
+    cells = {"four-layer": {"bp": _cell(0.986), "sg": _cell(0.983), "bp int8/fp16": _cell(0.985),
+                            "sg int8/fp16": _cell(0.978), "sg targets 1/4": _cell(0.97)}}
+    (row,) = accuracy.table(cells)
+    assert row["gap"] == pytest.approx(0.003) and row["gap_met"]
+    assert row["methods"] == {k: v["final"] for k, v in cells["four-layer"].items()}
+    assert row["wire_cost"] == pytest.approx({"bp": 0.001, "sg": 0.005})
+    assert not row["wire_cost_met"]  # SG lost 0.5 point > 0.3
+
+
+def test_every_method_names_a_spec_algorithm_and_valid_overrides() -> None:
+    from testbed.spec.experiment import load_spec
+
+    for label, (algo, overrides) in accuracy.METHODS.items():
+        spec = load_spec(f"four-layer-{algo}", accuracy.SCALE, overrides)
+        assert spec.algorithm.name == algo, label
+    spec = load_spec("four-layer-sg", accuracy.SCALE, accuracy.METHODS["sg int8/fp16"][1])
+    assert (spec.job.wire.activations, spec.job.wire.gradients) == ("int8", "fp16")

@@ -98,6 +98,7 @@ def figure(rows: list[dict[str, Any]], out: Path) -> None:
 
 def main(results_root: Path | None = None, models: tuple[str, ...] = MODELS,
          methods: tuple[str, ...] = tuple(METHODS)) -> Path:
+    """BP vs SG test accuracy per model (the seed paper's Table 1) and further methods."""
     made_by = provenance.start(command("accuracy"))
     cells = {m: {a: run_cell(m, a, results_root) for a in methods} for m in models}
     rows = table(cells)

@@ -311,6 +311,7 @@ def _ratios(rows: dict[str, dict[str, dict[str, float]]], top: str, bottom: str,
 
 
 def main(results_root: Path | None = None) -> Path:
+    """CPU and wall time per Forward message over loopback gRPC: sizes, allocators, codecs."""
     from testbed.bench import bench_dir, command, write_result
     from testbed.metrics import provenance
 

@@ -39,4 +39,3 @@ def test_codec_only_cpu_is_read_per_message_on_this_thread() -> None:
     fp16 = transport.codec_cpu((16, 784), "fp16", 50)
     assert fp32["encode_cpu_ms"] > 0 and fp16["decode_cpu_ms"] > 0
     assert fp16["message_bytes"] < 0.51 * fp32["message_bytes"]
-    assert fp16["encode_cpu_ms"] > fp32["encode_cpu_ms"]  # the conversion is work on top

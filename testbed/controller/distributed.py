@@ -10,7 +10,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -22,7 +22,8 @@ from testbed.controller.cluster_run import (
     link_schedule,
     run_cluster,
 )
-from testbed.controller.partition_plan import auto_split, with_measured
+from testbed.controller.partition_plan import plan_run, with_measured
+from testbed.controller.resplit import Resplitter, resplitter_for
 from testbed.controller.plan import WorkerPlan, device_of, peer_map, plan_workers
 from testbed.controller.sinks import (
     closing_influx,
@@ -43,6 +44,7 @@ from testbed.controller.workers import WorkerClients, WorkerFailedError
 from testbed.metrics.run_dir import RunDir
 from testbed.runtime import workdir as contract
 from testbed.runtime.config import WorkerConfig, write_config
+from testbed.runtime.wire.serde import Health
 from testbed.spec.experiment import Spec
 from testbed.training.progress import TrainingProgress
 
@@ -147,14 +149,18 @@ def wait_ready(
 
 
 def monitor(
-    clients: WorkerClients, failure: _Failure, total: int, stall_s: float, bar: TrainingProgress
+    clients: WorkerClients, failure: _Failure, total: int, stall_s: float, bar: TrainingProgress,
+    tick: Callable[[dict[str, Health]], None] | None = None,
 ) -> None:
-    """Until every trainer reports done: fail fast on a death, a lost worker or a stall."""
+    """Until every trainer reports done: fail fast on a death, a lost worker or a stall.
+    `tick(health)` runs once per poll (a re-split acts there)."""
     last_change, last_steps = time.monotonic(), -1
     window, it_s = (time.monotonic(), 0), 0.0
     while True:
         failure.check(_POLL_S)
         health = clients.health(failure)
+        if tick is not None:
+            tick(health)
         steps = sum(h.step for h in health.values())
         if steps != last_steps:
             last_change, last_steps = time.monotonic(), steps
@@ -191,19 +197,26 @@ def run_distributed(spec: Spec, run: RunDir, progress: bool = True) -> dict[str,
 
     Always stops the workers and takes the cluster down, also on failure and Ctrl-C.
     """
-    spec, partition = auto_split(spec, run.event)
+    part = plan_run(spec, run.event)
+    spec = part.spec if part is not None else spec
     plans = plan_workers(spec)
+    resplitter = resplitter_for(spec, part, run.event)
     with sigterm_raises(), run_cluster(spec, run.run_id, run.event) as cluster:
         if cluster is not None:
             cluster.probe()  # before any worker loads the links
-        body = _run_workers(spec, run, plans, cluster, progress)
-    if partition is not None:
-        body["partition"] = with_measured(partition, body["per_worker"])
+        body = _run_workers(spec, run, plans, cluster, progress, resplitter)
+    if resplitter is not None:
+        body["resplit"] = resplitter.summary()
+    if part is not None:  # the prediction is the first plan's: measured only without re-splits
+        resplit = body.get("resplit", {}).get("count", 0)
+        body["partition"] = part.record if resplit else with_measured(part.record,
+                                                                       body["per_worker"])
     return body
 
 
 def _run_workers(
-    spec: Spec, run: RunDir, plans: list[WorkerPlan], cluster: RunCluster | None, progress: bool
+    spec: Spec, run: RunDir, plans: list[WorkerPlan], cluster: RunCluster | None, progress: bool,
+    resplitter: Resplitter | None = None,
 ) -> dict[str, Any]:
     """Launch (on their devices), start, monitor and collect the workers; returns the summary."""
     workdir = contract.workers_dir(run.path)
@@ -226,12 +239,16 @@ def _run_workers(
     write = fan_out(run.write, influx_writer(influx))
     meter = cluster.power_meter(write, tags) if cluster is not None else None
     marks = _Marks(meter, schedule.start)
+    tail = write
+    if resplitter is not None:
+        schedule.listeners.append(resplitter.on_schedule)
+        tail = fan_out(write, resplitter.observe)
     with (
         closing_influx(influx, run) as sink_counts,
         meter or contextlib.nullcontext(),
         spawn_workers(commands) as group,
         watch(group, failure.record, interval=_POLL_S),
-        MetricsTail(workdir, tags, write),
+        MetricsTail(workdir, tags, tail),
         schedule,
     ):
         run.event("workers_started", pids=group.pids)
@@ -239,7 +256,7 @@ def _run_workers(
             addresses = wait_ready(configs, failure, spec.job.startup_timeout_s)
             run.event("workers_ready", addresses=addresses)
             evals, train_time, started = _train(
-                spec, run, plans, addresses, failure, progress, marks
+                spec, run, plans, addresses, failure, progress, marks, resplitter
             )
         except WorkerFailedError as err:
             reason = explain_failure(str(err), cluster, run.event)
@@ -290,6 +307,7 @@ def _train(
     failure: _Failure,
     progress: bool,
     marks: _Marks | None = None,
+    resplitter: Resplitter | None = None,
 ) -> tuple[list[Any], float, float]:
     """Start the trainers, follow them to the end, wait for the final evaluation, stop them.
     Returns the evaluations, the training time and when training started (Unix seconds)."""
@@ -301,8 +319,9 @@ def _train(
         if marks is not None:
             marks.started()
         stall_s = max(120.0, 3 * spec.job.deadline_s)
+        tick = None if resplitter is None else clients.resplit_tick(resplitter)
         with TrainingProgress(spec.name, total, progress) as bar:
-            monitor(clients, failure, total, stall_s, bar)
+            monitor(clients, failure, total, stall_s, bar, tick)
         train_time = time.monotonic() - started
         if marks is not None:
             marks.ended()

@@ -29,6 +29,7 @@ class LinkSchedule:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.applied: list[dict[str, Any]] = []
+        self.listeners: list[Callable[[ScheduleEntry], None]] = []  # told of each applied entry
 
     def start(self) -> None:
         if self.entries and self._thread is None:
@@ -44,6 +45,8 @@ class LinkSchedule:
 
     def _fire(self, entry: ScheduleEntry, at: float) -> None:
         record: dict[str, Any] = {"link": entry.label, "at_s": entry.at_s, "applied_at_s": at}
+        if entry.cpus is not None:
+            record["cpus"] = entry.cpus
         try:
             record["settings"] = self._apply(entry).settings()
             self._report("link_changed", **record)
@@ -51,6 +54,9 @@ class LinkSchedule:
             record["error"] = f"{type(err).__name__}: {err}"
             self._report("link_change_failed", **record)
         self.applied.append(record)
+        if "error" not in record:
+            for listener in self.listeners:
+                listener(entry)
 
     def stop(self) -> None:
         self._stop.set()

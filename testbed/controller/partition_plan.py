@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testbed.models import get_model
 from testbed.planner.chain_profile import ChainTimes, chain_sizes, profile_chain
-from testbed.planner.partition import Costs, Order
+from testbed.planner.partition import Costs, Order, Plan
 from testbed.planner.placement import (
     Partitioned,
     candidate_devices,
@@ -16,6 +18,7 @@ from testbed.planner.placement import (
     devices_of,
     pair_links,
     partition_spec,
+    plan_dict,
 )
 from testbed.spec.experiment import Spec
 
@@ -68,21 +71,45 @@ def write(result: Partitioned, out: Path, extra: dict[str, Any]) -> list[Path]:
     return [json_path, *partition_figure(result.as_dict(), out.with_suffix(".png"))]
 
 
-def auto_split(spec: Spec, event: Any) -> tuple[Spec, dict[str, Any] | None]:
-    """A spec with split_after: auto planned (profiled on the host, scaled to the devices'
-    CPU quotas), and the plan to record; other specs come back as they are, with None."""
-    if spec.model.split_after != "auto":
-        return spec, None
+@dataclass
+class RunPartition:
+    """A run's partition: the spec it runs (split and placement planned when auto), the cost
+    model over its stage devices in pipeline order, the plan in force, what the summary keeps."""
+
+    spec: Spec
+    costs: Costs
+    plan: Plan
+    record: dict[str, Any]
+
+
+def plan_run(spec: Spec, event: Any) -> RunPartition | None:
+    """With split_after: auto or job.resplit: profile the units on the host (scaled to each
+    device by its CPU quota) and plan, or price the spec's own split; else None."""
+    if spec.model.split_after != "auto" and spec.job.resplit is None:
+        return None
+    from testbed.controller.plan import stage_placement
     from testbed.planner.device_profile import profile_on_host
     from testbed.planner.placement import planned_spec
 
     times = ChainTimes.from_dict(profile_on_host(spec))
-    result = plan_partition(spec, times, None)
-    planned = planned_spec(spec, result.plan, result.costs.chain)
-    event("partition_planned", split_after=planned.model.split_after,
-          placement=planned.placement, bound_it_s=result.plan.it_s)
-    return planned, {"profile": "host, scaled by CPU quota", "chain": times.as_dict(),
-                     **result.as_dict()}
+    if spec.model.split_after == "auto":
+        result = plan_partition(spec, times, None)
+        spec = planned_spec(spec, result.plan, result.costs.chain)
+        event("partition_planned", split_after=spec.model.split_after,
+              placement=spec.placement, bound_it_s=result.plan.it_s)
+        record = result.as_dict()
+    else:
+        record = {}
+    placement = stage_placement(spec) or {}
+    devices = [placement[str(i)] for i in range(len(placement))]
+    costs = Costs(chain_for(spec, chain_sizes(spec), times), devices_of(spec, devices),
+                  pair_links(spec))
+    model = get_model(spec.model.name)
+    points = model.split_points()
+    plan = costs.plan(devices, [points[p] for p in spec.model.split_after or model.default_split])
+    record.setdefault("plan", plan_dict(plan, costs.chain))
+    return RunPartition(spec, costs, plan, {"profile": "host, scaled by CPU quota",
+                                            "chain": times.as_dict(), **record})
 
 
 def with_measured(partition: dict[str, Any], per_worker: dict[str, Any]) -> dict[str, Any]:

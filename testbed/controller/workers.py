@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -14,7 +15,7 @@ from testbed.modes import get_mode
 from testbed.runtime.peers import ParameterClient
 from testbed.runtime.wire import grpc_util, serde
 from testbed.runtime.wire.proto import common_pb2, stage_pb2_grpc
-from testbed.runtime.wire.serde import Health, Start, Stop
+from testbed.runtime.wire.serde import Health, Resplit, Start, Stop
 from testbed.spec.experiment import Spec
 
 _HEALTH_DEADLINE_S = 5.0
@@ -71,6 +72,18 @@ class WorkerClients:
                     ) from None  # type: ignore[attr-defined]
                 out[p.name] = Health(p.role, p.stage_ids, 0, False)
         return out
+
+    def resplit(self, plan: Resplit) -> None:
+        """A new split: the parameter server first (pushes and pulls name it), then every
+        trainer from the last to the first (stage 0 starts the drain when it hears)."""
+        self.ps.resplit(plan)
+        msg = serde.control_to_message(plan)
+        for p in reversed(self.trainers):
+            grpc_util.call_with_deadline(self.stubs[p.name].Control, msg, self.deadline_s)
+
+    def resplit_tick(self, resplitter: Any) -> Callable[[dict[str, Health]], None]:
+        """What the monitoring loop runs each poll: the resplitter acting on its requests."""
+        return lambda health: resplitter.poll(self.resplit)
 
     def stop_all(self, reason: str) -> None:
         msg = serde.control_to_message(Stop(reason))

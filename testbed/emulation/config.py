@@ -181,7 +181,7 @@ class _Selected(LinkSettings):
             )
         if self.pair is not None and self.pair[0] == self.pair[1]:
             raise ValueError(f"link pair {list(self.pair)} must name two different devices")
-        if not self.settings():
+        if not self.settings() and getattr(self, "cpus", None) is None:
             raise ValueError(
                 f"link {self.label} sets nothing; expected rate, delay, jitter or loss"
             )
@@ -213,9 +213,20 @@ class LinkSpec(_Selected):
 
 
 class ScheduleEntry(_Selected):
-    """At `at_s` seconds after training starts, change a declared link's settings."""
+    """At `at_s` seconds after training starts, change a declared link's settings, or (cpus) a
+    device's CPU quota."""
 
     at_s: float = Field(ge=0, description="seconds after training starts (all workers started)")
+    cpus: float | None = Field(
+        default=None, gt=0, description="the device's new CPU quota, as docker update --cpus"
+    )
+
+    @model_validator(mode="after")
+    def _cpus_on_a_device(self) -> ScheduleEntry:
+        if self.cpus is not None and self.device is None:
+            raise ValueError(f"schedule entry at {self.at_s}s sets cpus on {self.label}; "
+                             "expected 'device: NAME' (a CPU quota belongs to a device)")
+        return self
 
 
 def check_jitter(key: tuple[str, ...], settings: LinkSettings) -> None:
@@ -274,7 +285,7 @@ class ClusterSpec(_Strict):
             seen.add(link.key)
         for entry in self.schedule:
             self._check_refs(entry, names)
-            if entry.key not in seen:
+            if entry.key not in seen and entry.settings():
                 raise ValueError(
                     f"schedule entry at {entry.at_s}s changes {entry.label}, which is not "
                     f"declared under links; declared: {[link.label for link in self.links]}"
@@ -285,7 +296,7 @@ class ClusterSpec(_Strict):
     def _check_timeline(self) -> None:
         """Each link's settings after every schedule entry must still be valid."""
         current = {link.key: link.link_settings() for link in self.links}
-        for entry in self.timeline():
+        for entry in (e for e in self.timeline() if e.settings()):
             current[entry.key] = current[entry.key].merged(entry.link_settings())
             check_jitter(entry.key, current[entry.key])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from types import TracebackType
@@ -19,7 +20,7 @@ from testbed.emulation.config import (
 )
 from testbed.emulation.fidelity import Fidelity
 from testbed.emulation.meter import MeterTarget
-from testbed.emulation.profiles import ResolvedDevice, host_arch
+from testbed.emulation.profiles import ResolvedDevice, ResourceUnavailable, host_arch
 from testbed.emulation.shaping import path_rate_bps
 from testbed.emulation.usage import CounterReader
 
@@ -168,8 +169,26 @@ class ClusterHandle:
         return settings
 
     def apply(self, entry: ScheduleEntry) -> LinkSettings:
-        """Carry out one schedule entry (the caller keeps the clock)."""
+        """Carry out one schedule entry (the caller keeps the clock); returns the link's
+        settings (empty for a CPU-only entry)."""
+        if entry.cpus is not None:
+            self.update_cpus(entry.selector, entry.cpus)  # type: ignore[arg-type]
+        if not entry.settings():
+            return LinkSettings()
         return self.update_link(entry.selector, **entry.link_settings().settings())
+
+    def update_cpus(self, device: str, cpus: float) -> None:
+        """Change a device's CPU quota while running (what `docker update --cpus` does)."""
+        self._require_up()
+        resolved = self.device(device)
+        self._apply_cpus(device, cpus)
+        self.devices[device] = dataclasses.replace(resolved, cpus=cpus)
+
+    def _apply_cpus(self, device: str, cpus: float) -> None:
+        raise ResourceUnavailable(
+            f"device {device!r}: this backend cannot change a CPU quota at run time "
+            f"(wanted {cpus}); the local backend as root and the docker backend can"
+        )
 
     def link(self, target: Selector) -> LinkSettings | None:
         return self.links.get(selector_of(target))

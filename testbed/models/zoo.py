@@ -85,6 +85,10 @@ class ModelDef:
     def unit_names(self) -> list[str]:
         return [u.name for u in self.units]
 
+    def weight_counts(self) -> list[int]:
+        """Weights per unit in Keras' get_weights order (kernel and bias per conv or dense)."""
+        return [sum(2 for layer in u.layers if layer.kind in ("conv", "dense")) for u in self.units]
+
     def split_points(self) -> dict[str, int]:
         """Every legal split point -> the index of the unit it follows: each unit but the last,
         and each block but the last by its name (after the block's last unit)."""

@@ -79,8 +79,9 @@ class Chain:
 class Device:
     """One device: its speed relative to the chain's reference, memory cap, access link.
 
-    unit_s / sg_s, when given, are times measured on this device's class and replace
-    reference / speed. link_bps None: unshaped (free); latency_s: per message on the link.
+    unit_s / sg_s / stage_s / wire_s_per_byte, when given, are measured on this device's class
+    and replace the chain's reference / speed. link_bps None: unshaped (free); latency_s: per
+    message on the link.
     """
 
     name: str
@@ -90,6 +91,8 @@ class Device:
     latency_s: float = 0.0
     unit_s: tuple[float, ...] | None = None
     sg_s: tuple[float, ...] | None = None
+    stage_s: float | None = None
+    wire_s_per_byte: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.speed) and self.speed > 0):
@@ -190,9 +193,10 @@ class Costs:
         """Units first..last on `device`: compute, access-link and memory predictions."""
         d, c = self.devices[device], self.chain
         a_in, a_out = self.boundary_bytes(first, last)
-        wire = 2.0 * (a_in + a_out) * c.wire_s_per_byte / d.speed  # each boundary: there and back
+        per_byte = _own(d.wire_s_per_byte, c.wire_s_per_byte, d.speed)
+        wire = 2.0 * (a_in + a_out) * per_byte  # each boundary: there and back
         compute = (self._prefix[device][last + 1] - self._prefix[device][first]
-                   + self._sg(d, last) + c.stage_s / d.speed + wire)
+                   + self._sg(d, last) + _own(d.stage_s, c.stage_s, d.speed) + wire)
         messages = (first > 0) + (last < c.n - 1)
         link = 0.0
         if d.link_bps is not None:  # uplink: activation out + gradient in; downlink the same
@@ -230,6 +234,11 @@ class Costs:
 
     def feasible(self, plan: Plan) -> bool:
         return all(self.fits(s) for s in plan.stages)
+
+
+def _own(measured: float | None, reference: float, speed: float) -> float:
+    """The device's own measured value, else the reference's scaled by its speed."""
+    return measured if measured is not None else reference / speed
 
 
 def _prefix(values: Sequence[float]) -> list[float]:

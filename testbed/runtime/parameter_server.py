@@ -7,6 +7,7 @@ import os
 import queue
 import threading
 import time
+from typing import Any
 from pathlib import Path
 
 import grpc
@@ -16,6 +17,8 @@ import tensorflow as tf
 from testbed.algorithms.bp import accuracy_count, forward
 from testbed.data import Dataset
 from testbed.runtime.replica import Replica, get_named_weights, set_named_weights, weight_specs
+from testbed.runtime import splits
+from testbed.runtime.splits import SplitTable
 from testbed.runtime.wire import serde, serde_ps
 from testbed.runtime.wire.proto import common_pb2, parameter_pb2, parameter_pb2_grpc
 from testbed.runtime.wire.serde import Weights
@@ -66,6 +69,19 @@ def load_checkpoint(directory: Path) -> tuple[int, list[list[np.ndarray]]]:
     return int(meta["version"]), stages
 
 
+def split_table(replica: Replica) -> SplitTable:
+    """Epoch 0: the zoo model's layer units grouped as the replica's stages (KT sections: one
+    unit per stage)."""
+    from testbed.models import get_model
+
+    stage_units = [s.units for s in replica.stages]
+    stage_counts = [len(s.model.weights) for s in replica.stages]
+    if replica.kt is not None:
+        return splits.table_of(None, None, stage_units, stage_counts)
+    model = get_model(replica.spec.model.name)
+    return splits.table_of(model.unit_names(), model.weight_counts(), stage_units, stage_counts)
+
+
 def grad_specs(model: tf.keras.Model) -> dict[str, serde.TensorSpec]:
     """Names ('000', '001', ...) and specs of a stage's gradients, in trainable-variable order."""
     return {
@@ -98,9 +114,11 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
             store.target_staleness,
         )
         self.specs = [weight_specs(s.model) for s in replica.stages]
+        self.table = split_table(replica)  # epochs of the split; a re-split adds one
+        self._unit_specs = splits.named_units(self.table, self.specs)
         self._lock = threading.Lock()
-        self._versions: dict[int, dict[int, dict[str, np.ndarray]]] = {}
-        self._latest: dict[int, Weights] = {}
+        self._versions: dict[int, dict[int, list[np.ndarray]]] = {}  # version -> unit -> arrays
+        self._units: dict[int, tuple[int, list[np.ndarray]]] = {}  # unit -> newest (version, arrays)
         self._complete = 0
         self._evaluations: list[Evaluation] = []
         self._stale = 0
@@ -117,42 +135,72 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
     def PushWeights(  # noqa: N802 - name fixed by the generated servicer
         self, request: parameter_pb2.WeightSet, context: grpc.ServicerContext
     ) -> common_pb2.Ack:
-        if request.stage_id >= len(self.specs):
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"stage_id: got {request.stage_id}, expected 0..{len(self.specs) - 1}",
-            )
-        try:
-            w = serde_ps.weights_from_message(request, self.specs[request.stage_id])
-        except serde.MessageValidationError as err:
+        table = self.table
+        try:  # the stage of the split epoch it names, validated against that stage's units
+            specs = self._stage_specs(table, request.split_epoch, request.stage_id)
+            w = serde_ps.weights_from_message(request, specs)
+        except (serde.MessageValidationError, splits.SplitError) as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         self.metrics.transfer(
             "received", f"stage{w.stage_id}", request.ByteSize(), serde.raw_nbytes(w)
         )
+        units = table.to_units(w.split_epoch, w.stage_id, list(w.tensors.values()))
         with self._lock:
-            self._latest[w.stage_id] = w
+            for u, arrays in units.items():
+                if self._units.get(u, (-1,))[0] <= w.version:
+                    self._units[u] = (w.version, arrays)
             have = self._versions.setdefault(w.version, {})
-            have[w.stage_id] = dict(w.tensors)
-            if len(have) == len(self.specs) and w.version > self._complete:
+            have.update(units)
+            if len(have) == len(table.counts) and w.version > self._complete:
                 self._complete = w.version
-                self._queue.put(
-                    (w.version, [have[i] for i in range(len(self.specs))], self._since_t0())
-                )
+                stages = [self._named(table, 0, s, have) for s in range(table.stages)]
+                self._queue.put((w.version, stages, self._since_t0()))
                 for v in [v for v in self._versions if v <= w.version]:
                     del self._versions[v]
         return common_pb2.Ack(id=w.version)
 
+    def _stage_specs(self, table: SplitTable, epoch: int, stage: int) -> dict[str, Any]:
+        return splits.stage_named(table, epoch, stage, self._unit_specs)
+
+    def _named(self, table: SplitTable, epoch: int, stage: int,
+               units: dict[int, list[np.ndarray]]) -> dict[str, np.ndarray]:
+        """Stage `stage` of `epoch` from unit arrays, named as that stage's worker names them."""
+        names = self._stage_specs(table, epoch, stage)
+        return dict(zip(names, table.from_units(epoch, stage, units), strict=True))
+
     def PullWeights(  # noqa: N802
         self, request: parameter_pb2.PullRequest, context: grpc.ServicerContext
     ) -> parameter_pb2.WeightSet:
+        """A stage of a split epoch assembled from its units' newest weights, once every one of
+        them is at min_version or newer (a re-split's receiver waits for its new units)."""
+        epoch, stage, table = request.split_epoch, request.stage_id, self.table
+        try:
+            wanted = table.units(epoch, stage)
+        except splits.SplitError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         with self._lock:
-            w = self._latest.get(request.stage_id)
-        if w is None or w.version < request.min_version:
+            have = {u: self._units[u] for u in wanted if u in self._units}
+        versions = [v for v, _ in have.values()]
+        if len(have) < len(wanted) or min(versions) < request.min_version:
             context.abort(
                 grpc.StatusCode.NOT_FOUND,
-                f"stage {request.stage_id}: no weights at version >= {request.min_version}",
+                f"stage {stage} of split epoch {epoch}: no weights at version >= "
+                f"{request.min_version}",
             )
-        return serde_ps.weights_to_message(w)  # type: ignore[arg-type]
+        tensors = self._named(table, epoch, stage, {u: a for u, (_, a) in have.items()})
+        return serde_ps.weights_to_message(Weights(stage, min(versions), tensors, epoch))
+
+    def Resplit(  # noqa: N802
+        self, request: common_pb2.SplitPlan, context: grpc.ServicerContext
+    ) -> common_pb2.Ack:
+        """Learn a new split epoch before the workers push or pull its stages."""
+        try:
+            plan = serde.split_from_message(request)
+            with self._lock:
+                self.table = self.table.with_epoch(plan.epoch, plan.stage_ends)
+        except (serde.MessageValidationError, splits.SplitError) as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        return common_pb2.Ack(id=plan.epoch)
 
     # --- dp-async replicas ----------------------------------------------------------------------
     def PushGradients(  # noqa: N802

@@ -8,6 +8,7 @@ the worker metric "paced_s".
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -16,7 +17,7 @@ from testbed.algorithms.wire_codec import RAW, Codec
 from testbed.runtime import pacing
 from testbed.runtime.wire import grpc_util, serde, serde_ps
 from testbed.runtime.wire.proto import common_pb2, parameter_pb2, parameter_pb2_grpc, stage_pb2
-from testbed.runtime.wire.serde import Activation, Gradient, Weights
+from testbed.runtime.wire.serde import Activation, Gradient, Resplit, TensorSpec, Weights
 from testbed.runtime.wire.serde_ps import ModelWeights, ParameterStatus
 from testbed.runtime.worker_metrics import WorkerMetrics, framed_nbytes
 
@@ -153,6 +154,29 @@ class ParameterClient:
             raw = sum(len(n.tensor.data) for s in reply.stages for n in s.tensors)
             self.metrics.transfer("received", "ps", reply.ByteSize(), raw)
         return reply  # type: ignore[no-any-return]
+
+    def pull_weights(self, stage_id: int, min_version: int, split_epoch: int = 0,
+                     expected: Mapping[str, TensorSpec] | None = None) -> Weights | None:
+        """Stage `stage_id` of a split epoch at min_version or newer, validated against
+        `expected` (names, dtypes, shapes); None while the server does not hold every unit of
+        it at that version yet."""
+        request = parameter_pb2.PullRequest(stage_id=stage_id, min_version=min_version,
+                                            split_epoch=split_epoch)
+        try:
+            reply = grpc_util.call_with_deadline(self.stub.PullWeights, request, self.deadline_s,
+                                                 wait_for_ready=True)
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                return None
+            raise _rpc_error("PullWeights", "ps", self.address, err) from None
+        weights = serde_ps.weights_from_message(reply, expected)
+        if self.metrics is not None:
+            self.metrics.transfer("received", "ps", len(reply.SerializeToString()),
+                                  serde.raw_nbytes(weights))
+        return weights
+
+    def resplit(self, plan: Resplit) -> None:
+        self._call("Resplit", self.stub.Resplit, serde.split_to_message(plan))
 
     def status(self) -> ParameterStatus:
         reply = self._call("Status", self.stub.Status, common_pb2.Empty())

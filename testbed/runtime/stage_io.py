@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -14,9 +15,10 @@ from testbed.runtime.outbox import Outbox
 from testbed.runtime.peers import ParameterClient, StagePeer
 from testbed.runtime.replica import Replica, get_named_weights
 from testbed.runtime.stage_service import StageNode
-from testbed.runtime.wire.serde import Activation, Gradient, Weights
+from testbed.runtime.wire.serde import Activation, Gradient, TensorSpec, Weights
 
 _FLUSH_S = 60.0
+_PULL_POLL_S = 0.05
 
 
 class StageIO:
@@ -47,6 +49,7 @@ class StageIO:
         self.sections = self._section_outboxes(peers)  # kt-sections teacher: stage id -> outbox
         self._batches: Iterator[np.ndarray] | None = None
         push = job.push_every or cfg.spec.training.eval_every
+        self.split_epoch = 0  # a re-split moves this worker to the next epoch
         self.push_every, self.next_push, self.pushed = push, push, 0
         m.gauges.update(
             outbox_down=lambda: self.down.depth() if self.down else 0,
@@ -119,7 +122,30 @@ class StageIO:
         self.node.metrics.snapshot(version)
         for i in self.node.stage_ids:
             tensors = get_named_weights(self.replica.stages[i].model)
-            self.ps.put(Weights(i, version, tensors))
+            self.ps.put(Weights(i, version, tensors, self.split_epoch))
+
+    def push_now(self, version: int) -> None:
+        """Push this worker's stages at `version` (unless done) and wait until the PS has them."""
+        self.push_weights(version)
+        self.ps.flush(_FLUSH_S)
+
+    def flush_sends(self) -> None:
+        """Wait until every queued message to a neighbour is delivered (outboxes stay open)."""
+        for box in (self.down, self.up):
+            if box is not None:
+                box.flush(_FLUSH_S)
+
+    def pull_stage(self, index: int, version: int, epoch: int,
+                   expected: Mapping[str, TensorSpec], timeout_s: float) -> Weights:
+        """Stage `index` of split `epoch` from the PS once every unit of it is at `version`
+        (their old owners push them while draining); polls until then."""
+        deadline = time.monotonic() + timeout_s
+        while (w := self.ps_client.pull_weights(index, version, epoch, expected)) is None:
+            if time.monotonic() > deadline or self.node.stopped.is_set():
+                raise RuntimeError(f"stage {index} of split epoch {epoch} not at the parameter "
+                                   f"server at version {version} within {timeout_s:.0f} s")
+            time.sleep(_PULL_POLL_S)
+        return w
 
     def maybe_push(self, version: int) -> None:
         """Push at the first step at or past each multiple of push_every."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -12,7 +13,15 @@ from google.protobuf.message_factory import GetMessageClass
 from testbed.runtime.store import BoundedBuffer
 from testbed.runtime.wire import grpc_util, serde
 from testbed.runtime.wire.proto import common_pb2, stage_pb2, stage_pb2_grpc
-from testbed.runtime.wire.serde import Activation, Gradient, Health, StageStats, Start, TensorSpec
+from testbed.runtime.wire.serde import (
+    Activation,
+    Gradient,
+    Health,
+    Resplit,
+    StageStats,
+    Start,
+    TensorSpec,
+)
 from testbed.runtime.worker_metrics import WorkerMetrics
 
 _MIN_WAIT_S = 0.1
@@ -38,6 +47,8 @@ class StageNode:
     max_tensor_bytes: int = serde.DEFAULT_MAX_TENSOR_BYTES
     # kt-sections: per held section, the teacher input and target it expects (else in_spec)
     section_specs: dict[int, tuple[TensorSpec, TensorSpec]] | None = None
+    # re-splits the controller asked for, in order; the loop takes them between steps
+    resplits: queue.SimpleQueue[Resplit] = field(default_factory=queue.SimpleQueue)
 
     def input_specs(self, stage_id: int) -> tuple[TensorSpec | None, TensorSpec | None]:
         """(activation spec, target spec) for a Forward message addressed to `stage_id`."""
@@ -120,6 +131,8 @@ class StageServicer(stage_pb2_grpc.StageServiceServicer):
         if isinstance(command, Start):
             self.node.start = command
             self.node.started.set()
+        elif isinstance(command, Resplit):
+            self.node.resplits.put(command)
         else:
             self.node.stopped.set()
         return common_pb2.Ack(id=self.node.step)

@@ -133,5 +133,10 @@ class PendingTargets(Generic[T]):
         self.matched += 1
         return now_step - kept.step, kept.value
 
+    def clear(self) -> None:
+        """Forget every batch still waiting (a re-split: their targets will not come)."""
+        self.expired += len(self._items)
+        self._items.clear()
+
     def __len__(self) -> int:
         return len(self._items)

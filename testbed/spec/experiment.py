@@ -106,6 +106,26 @@ class StoreCfg(_Strict):
     target_staleness: PositiveInt = Field(16, description="SG targets older than this many steps are dropped")
 
 
+class ResplitCfg(_Strict):
+    """Re-split during a run (job.mode sg): re-plan when the cluster changes, move units."""
+
+    on: Literal["schedule", "drift"] = Field(
+        description="schedule: when the cluster schedule changes a device's cpus or a link; "
+        "drift: when a stage's measured compute per step moves from the plan's prediction")
+    threshold: float = Field(0.1, gt=0, lt=1, description="schedule: re-split when the new "
+                             "plan's bound is this fraction faster; drift: when a stage's step "
+                             "time moved this fraction")
+    min_interval_s: PositiveFloat = Field(10.0, description="seconds between re-splits at least")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, raw: Any) -> Any:
+        """YAML 1.1 reads the key `on` as true: take it back as the field `on`."""
+        if isinstance(raw, dict) and True in raw:
+            raw = {("on" if k is True else k): v for k, v in raw.items()}
+        return raw
+
+
 class JobCfg(_Strict):
     mode: Literal[MODE_NAMES] = "inprocess"  # type: ignore[valid-type]
     micro_batches: PositiveInt = Field(4, description="bp-pipeline: GPipe micro-batches per batch")
@@ -116,6 +136,7 @@ class JobCfg(_Strict):
     host: str = Field("127.0.0.1", description="address workers bind and advertise")
     deadline_s: PositiveFloat = Field(30.0, description="deadline of every RPC")
     startup_timeout_s: PositiveFloat = Field(180.0, description="time allowed for workers to report ready")
+    resplit: ResplitCfg | None = Field(None, description="re-split during the run (sg with a cluster)")
 
 
 class InfluxCfg(_Strict):
@@ -183,6 +204,12 @@ class Spec(_Strict):
 
 def check_auto_split(spec: Spec) -> None:
     """split_after: auto needs devices to partition over and a pipeline of stage workers."""
+    if spec.job.resplit is not None and (spec.job.mode != "sg" or spec.cluster is None):
+        raise ValueError(
+            f"job.resplit moves units between the stage workers of an sg run over a cluster; "
+            f"expected job.mode sg and a cluster, got job.mode {spec.job.mode!r}"
+            f"{'' if spec.cluster else ' and no cluster'}"
+        )
     if spec.model.split_after != "auto":
         return
     if get_mode(spec.job.mode).layout != "pipeline" or spec.cluster is None:

@@ -338,6 +338,10 @@ class DockerCluster(ClusterHandle):
             )
         return dict(json.loads(out.strip().splitlines()[-1]))
 
+    def _apply_cpus(self, device: str, cpus: float) -> None:
+        """docker update --cpus: the container's CFS quota over a 100 ms period."""
+        self.containers[device].update(cpu_period=100_000, cpu_quota=int(cpus * 100_000))
+
     def _apply_link(self, key: tuple[str, ...], settings: LinkSettings) -> None:
         check_settings(key, settings, bool(self.fidelity.netem))
         self._reshape(set(key), {**self.links, key: settings})

@@ -131,6 +131,9 @@ class NamespacedCluster(ClusterHandle):
             args += ["--cgroup", str(procs)]
         return args
 
+    def _apply_cpus(self, device: str, cpus: float) -> None:
+        self.cgroups[device].set_cpus(cpus)
+
     def _apply_link(self, key: tuple[str, ...], settings: LinkSettings) -> None:
         check_settings(key, settings, bool(self.fidelity.netem))
         self._reshape(set(key), {**self.links, key: settings})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import tensorflow as tf
@@ -9,9 +10,14 @@ import tensorflow as tf
 from testbed.algorithms.bp import accuracy_count
 from testbed.algorithms.sg import sends_target, sg_last_stage_step, sg_module_step, sg_stage_step
 from testbed.runtime.loops import StageLoop
+from testbed.runtime.replica import input_spec, output_spec, weight_specs
+from testbed.runtime.resplit import regroup, stages_for
 from testbed.runtime.stage_io import StageIO
 from testbed.runtime.store import PendingTargets
-from testbed.runtime.wire.serde import Activation, Gradient
+from testbed.runtime.wire.serde import Activation, Gradient, Resplit
+
+_RESPLIT_WAIT_S = 300.0  # a drain waits this long for its neighbours and the PS at most
+_POLL_S = 0.1
 
 
 class SGStage(StageLoop):
@@ -42,9 +48,10 @@ class SGStage(StageLoop):
         node.metrics.gauges["targets_expired"] = lambda: self.pending.expired
         self._build_steps()
         self.trace()
-        traced = self._tracing_count()
+        self._traced = self._tracing_count()
         # 0 when every call reused its pre-traced graph (nothing traced again mid-run)
-        node.metrics.gauges["retraces"] = lambda: self._tracing_count() - traced
+        node.metrics.gauges["retraces"] = lambda: self._tracing_count() - self._traced
+        self.resplit: Resplit | None = None  # the re-split being drained towards
 
     def _build_steps(self) -> None:
         r, i = self.io.replica, self.index
@@ -92,8 +99,14 @@ class SGStage(StageLoop):
     def _input(self, step: int, total: int) -> Activation | None:
         if self.first:
             x, y = self.io.batch()
-            return Activation(step, step, x, y, final=step == total)
+            pending = self._pending_resplit()  # its next batch is the last of the old split
+            return Activation(step, step, x, y, final=step == total, drain=pending is not None)
         return self.io.next_input()
+
+    def _pending_resplit(self) -> Resplit | None:
+        if self.resplit is None and not self.io.node.resplits.empty():
+            self.resplit = self.io.node.resplits.get()
+        return self.resplit
 
     def _learn_targets(self, step: int) -> None:
         """Regress the SG module onto every target that has arrived (never waits for one)."""
@@ -111,7 +124,7 @@ class SGStage(StageLoop):
     def _step(self, act: Activation, step: int) -> dict[str, float]:
         y1h = tf.one_hot(tf.convert_to_tensor(act.labels, tf.int32), self.classes)
         m = self.io.node.metrics
-        learn = sends_target(act.batch_id, self.every)
+        learn = sends_target(act.batch_id, self.every) or act.drain  # a drain waits for it
         with m.timer("compute_s"):
             stage_step = self.stage_step if learn else self.quiet_step
             h_out, delta = stage_step(tf.convert_to_tensor(act.h), y1h)
@@ -119,9 +132,13 @@ class SGStage(StageLoop):
             delta_np = None if delta is None else delta.numpy()
         if learn:  # its target will come back
             self.pending.add(act.batch_id, step, (h_out, y1h))
-        self.io.send_forward(Activation(act.batch_id, step, h_np, act.labels, act.final))
-        if delta_np is not None:
-            self.io.send_backward(Gradient(act.batch_id, step, delta_np))
+        self.io.send_forward(Activation(act.batch_id, step, h_np, act.labels, act.final,
+                                        drain=act.drain))
+        delta = None if delta_np is None else Gradient(act.batch_id, step, delta_np)
+        if act.drain:  # upstream must not send the new split's shapes before this one's ready
+            self._drain(act.batch_id, step, delta)
+        elif delta is not None:
+            self.io.send_backward(delta)
         return {}
 
     def _last(self, act: Activation, step: int) -> dict[str, float]:
@@ -129,9 +146,64 @@ class SGStage(StageLoop):
             h, y = tf.convert_to_tensor(act.h), tf.convert_to_tensor(act.labels)
             loss, correct, target = self.last_step(h, y)
             target_np = target.numpy()
-        if sends_target(act.batch_id, self.every):
-            self.io.send_backward(Gradient(act.batch_id, step, target_np))
+        target_msg = Gradient(act.batch_id, step, target_np)
+        if act.drain:  # the stage above waits for this target before it drains
+            self._drain(act.batch_id, step, target_msg)
+        elif sends_target(act.batch_id, self.every):
+            self.io.send_backward(target_msg)
         return {"loss": float(loss), "train_acc": int(correct) / len(act.labels)}
+
+    # --- re-split ---------------------------------------------------------------------------
+    def _drain(self, batch_id: int, step: int, held: Gradient | None) -> None:
+        """After the last batch of the old split: drain, move units through the PS, rebuild."""
+        io, node = self.io, self.io.node
+        plan = self.resplit or node.resplits.get(timeout=_RESPLIT_WAIT_S)
+        started = time.perf_counter()
+        if not self.last:
+            self._await_target(batch_id, step)  # nothing of the old output shape is coming any more
+        io.flush_sends()
+        io.push_now(batch_id)  # the old owner's units, at the drain batch
+        stages = stages_for(io.replica, plan.stage_ends)
+        new = stages[self.index]
+        if not self.first:
+            node.in_spec = input_spec(new)  # every old-shaped input has been stepped
+        if held is not None:
+            io.send_backward(held)
+            io.flush_sends()
+        if not self.last:
+            node.grad_spec = output_spec(new)
+        drained = time.perf_counter()
+        pulled = io.pull_stage(self.index, batch_id, plan.epoch, weight_specs(new.model),
+                               _RESPLIT_WAIT_S)
+        fresh_sg = regroup(io.replica, self.index, stages, pulled.tensors)
+        io.split_epoch, self.resplit = plan.epoch, None
+        self.pending.clear()
+        self._build_steps()
+        self.trace()
+        self._traced = self._tracing_count()
+        done = time.perf_counter()
+        node.metrics.add("resplits")
+        node.metrics.add("resplit_s", done - started)
+        node.metrics.write("resplit", {
+            "epoch": plan.epoch, "batch_id": batch_id, "units": len(new.units),
+            "drain_s": drained - started, "rebuild_s": done - drained,
+            "new_sg_module": float(fresh_sg),
+        })
+
+    def _await_target(self, batch_id: int, step: int) -> None:
+        """Learn every SG target that arrives until the one for `batch_id` (the drain batch)."""
+        node = self.io.node
+        assert node.grads is not None
+        while not node.stopped.is_set():
+            grad = node.grads.get(timeout=_POLL_S)
+            if grad is None:
+                continue
+            found = self.pending.match(grad.batch_id, step)
+            if found is not None:
+                _, (h, y1h) = found
+                self.sg_losses.append(float(self.module_step(h, y1h, tf.convert_to_tensor(grad.g))))
+            if grad.batch_id == batch_id:
+                return
 
     def run(self, total: int) -> int:
         """Train until the final batch; returns the pipeline version (last batch id) reached."""

@@ -83,6 +83,7 @@ class Activation:
     final: bool = False  # the producer's last batch
     target: np.ndarray | None = None  # kt-sections: the teacher output this section learns
     stage_id: int = 0  # kt-sections: which of the receiver's sections the batch is for
+    drain: bool = False  # the producer's last batch before a re-split
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,6 +102,7 @@ class Weights:
     stage_id: int
     version: int
     tensors: dict[str, np.ndarray]
+    split_epoch: int = 0  # the split the stage belongs to (0: the spec's)
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,15 @@ class Stop:
     """Control command: stop training."""
 
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class Resplit:
+    """Control command (and the parameter server's Resplit): from split `epoch` on, stage i
+    holds units stage_ends[i-1]+1 .. stage_ends[i]."""
+
+    epoch: int
+    stage_ends: tuple[int, ...]
 
 
 # --- tensors -----------------------------------------------------------------------------------
@@ -422,7 +433,8 @@ def wire_nbytes(msg: Message) -> int:
 def _activation_head(act: Activation) -> stage_pb2.ActivationBatch:
     """An ActivationBatch with everything but the activations."""
     msg = stage_pb2.ActivationBatch(
-        batch_id=act.batch_id, step=act.step, final=act.final, stage_id=act.stage_id
+        batch_id=act.batch_id, step=act.step, final=act.final, stage_id=act.stage_id,
+        drain=act.drain,
     )
     fill_tensor(msg.labels, act.labels, "ActivationBatch.labels")
     if act.target is not None:
@@ -477,7 +489,8 @@ def activation_from_message(
     if target_spec is not None:
         target = from_message(msg.target, target_spec, max_bytes, "ActivationBatch.target")
         _same_batch(h, target, "target")
-    return Activation(msg.batch_id, msg.step, h, labels, msg.final, target, msg.stage_id)
+    return Activation(msg.batch_id, msg.step, h, labels, msg.final, target, msg.stage_id,
+                      msg.drain)
 
 
 def _same_batch(h: np.ndarray, other: np.ndarray, field: str) -> None:
@@ -533,10 +546,25 @@ def stats_from_message(msg: stage_pb2.StatsReply) -> StageStats:
     return StageStats(**{f.name: getattr(msg, f.name) for f in dataclasses.fields(StageStats)})
 
 
-def control_to_message(command: Start | Stop) -> stage_pb2.ControlRequest:
-    """Encode a Start or Stop command."""
+def split_to_message(plan: Resplit) -> common_pb2.SplitPlan:
+    return common_pb2.SplitPlan(epoch=plan.epoch, stage_ends=list(plan.stage_ends))
+
+
+def split_from_message(msg: common_pb2.SplitPlan) -> Resplit:
+    """A SplitPlan; the stage ends must be increasing (the receiver checks them against its model)."""
+    ends = tuple(int(e) for e in msg.stage_ends)
+    if not ends or list(ends) != sorted(set(ends)):
+        raise MessageValidationError(f"SplitPlan.stage_ends: got {list(ends)}, expected "
+                                     "increasing unit indices")
+    return Resplit(int(msg.epoch), ends)
+
+
+def control_to_message(command: Start | Stop | Resplit) -> stage_pb2.ControlRequest:
+    """Encode a Start, Stop or Resplit command."""
     if isinstance(command, Stop):
         return stage_pb2.ControlRequest(stop=stage_pb2.StopCommand(reason=command.reason))
+    if isinstance(command, Resplit):
+        return stage_pb2.ControlRequest(resplit=split_to_message(command))
     if command.mode not in _MODES:
         raise ValueError(f"Start.mode: got {command.mode!r}, expected one of {sorted(_MODES)}")
     start = stage_pb2.StartCommand(
@@ -551,13 +579,16 @@ def control_to_message(command: Start | Stop) -> stage_pb2.ControlRequest:
     return stage_pb2.ControlRequest(start=start)
 
 
-def control_from_message(msg: stage_pb2.ControlRequest) -> Start | Stop:
+def control_from_message(msg: stage_pb2.ControlRequest) -> Start | Stop | Resplit:
     """Decode a ControlRequest; rejects an empty command or an unspecified training mode."""
     which = msg.WhichOneof("command")
     if which == "stop":
         return Stop(reason=msg.stop.reason)
+    if which == "resplit":
+        return split_from_message(msg.resplit)
     if which != "start":
-        raise MessageValidationError("ControlRequest.command: got nothing, expected start or stop")
+        raise MessageValidationError(
+            "ControlRequest.command: got nothing, expected start, stop or resplit")
     modes: dict[int, Mode] = {number: name for name, number in _MODES.items()}
     mode = modes.get(msg.start.mode)
     if mode is None:

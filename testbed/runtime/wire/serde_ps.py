@@ -21,7 +21,8 @@ from testbed.runtime.wire.serde import (
 
 def weights_to_message(weights: Weights) -> parameter_pb2.WeightSet:
     """Encode a stage's weights, preserving their order."""
-    msg = parameter_pb2.WeightSet(stage_id=weights.stage_id, version=weights.version)
+    msg = parameter_pb2.WeightSet(stage_id=weights.stage_id, version=weights.version,
+                                  split_epoch=weights.split_epoch)
     for name, arr in weights.tensors.items():
         fill_tensor(msg.tensors.add(name=name).tensor, arr, f"WeightSet.tensors[{name}]")
     return msg
@@ -49,7 +50,8 @@ def weights_from_message(
     if expected is not None and tensors.keys() != expected.keys():
         missing = sorted(expected.keys() - tensors.keys())
         raise MessageValidationError(f"WeightSet.tensors: missing {missing}, expected all of them")
-    return Weights(stage_id=msg.stage_id, version=msg.version, tensors=tensors)
+    return Weights(stage_id=msg.stage_id, version=msg.version, tensors=tensors,
+                   split_epoch=msg.split_epoch)
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'testbed/runtime/wire/proto/common.proto\x12\ntestbed.v1\"b\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12,\n\x0b\x63ompression\x18\x04 \x01(\x0b\x32\x17.testbed.v1.Compression\"<\n\x0b\x43ompression\x12\r\n\x05\x63odes\x18\x01 \x01(\t\x12\r\n\x05scale\x18\x02 \x01(\x0c\x12\x0f\n\x07indices\x18\x03 \x01(\x0c\"\x11\n\x03\x41\x63k\x12\n\n\x02id\x18\x01 \x01(\x04\"\x07\n\x05\x45mptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'testbed/runtime/wire/proto/common.proto\x12\ntestbed.v1\"b\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12,\n\x0b\x63ompression\x18\x04 \x01(\x0b\x32\x17.testbed.v1.Compression\"<\n\x0b\x43ompression\x12\r\n\x05\x63odes\x18\x01 \x01(\t\x12\r\n\x05scale\x18\x02 \x01(\x0c\x12\x0f\n\x07indices\x18\x03 \x01(\x0c\"\x11\n\x03\x41\x63k\x12\n\n\x02id\x18\x01 \x01(\x04\"\x07\n\x05\x45mpty\".\n\tSplitPlan\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x12\n\nstage_ends\x18\x02 \x03(\rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,4 +39,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACK']._serialized_end=234
   _globals['_EMPTY']._serialized_start=236
   _globals['_EMPTY']._serialized_end=243
+  _globals['_SPLITPLAN']._serialized_start=245
+  _globals['_SPLITPLAN']._serialized_end=291
 # @@protoc_insertion_point(module_scope)

@@ -37,3 +37,11 @@ class Ack(_message.Message):
 class Empty(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class SplitPlan(_message.Message):
+    __slots__ = ("epoch", "stage_ends")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    STAGE_ENDS_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    stage_ends: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, epoch: _Optional[int] = ..., stage_ends: _Optional[_Iterable[int]] = ...) -> None: ...

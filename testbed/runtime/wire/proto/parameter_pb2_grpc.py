@@ -60,6 +60,11 @@ class ParameterServiceStub:
                 request_serializer=testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.Empty.SerializeToString,
                 response_deserializer=testbed_dot_runtime_dot_wire_dot_proto_dot_parameter__pb2.ParameterStatus.FromString,
                 _registered_method=True)
+        self.Resplit = channel.unary_unary(
+                '/testbed.v1.ParameterService/Resplit',
+                request_serializer=testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.SplitPlan.SerializeToString,
+                response_deserializer=testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.Ack.FromString,
+                _registered_method=True)
 
 
 class ParameterServiceServicer:
@@ -97,6 +102,13 @@ class ParameterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Resplit(self, request, context):
+        """The stages of a new split epoch (before the workers are told): pushes and pulls name it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ParameterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -124,6 +136,11 @@ def add_ParameterServiceServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.Empty.FromString,
                     response_serializer=testbed_dot_runtime_dot_wire_dot_proto_dot_parameter__pb2.ParameterStatus.SerializeToString,
+            ),
+            'Resplit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resplit,
+                    request_deserializer=testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.SplitPlan.FromString,
+                    response_serializer=testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.Ack.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -261,6 +278,33 @@ class ParameterService:
             '/testbed.v1.ParameterService/Status',
             testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.Empty.SerializeToString,
             testbed_dot_runtime_dot_wire_dot_proto_dot_parameter__pb2.ParameterStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resplit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.ParameterService/Resplit',
+            testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.SplitPlan.SerializeToString,
+            testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.Ack.FromString,
             options,
             channel_credentials,
             insecure,

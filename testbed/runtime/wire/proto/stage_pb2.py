@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from testbed.runtime.wire.proto import common_pb2 as testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&testbed/runtime/wire/proto/stage.proto\x12\ntestbed.v1\x1a\'testbed/runtime/wire/proto/common.proto\"\xc3\x01\n\x0f\x41\x63tivationBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\'\n\x0b\x61\x63tivations\x18\x03 \x01(\x0b\x32\x12.testbed.v1.Tensor\x12\"\n\x06labels\x18\x04 \x01(\x0b\x32\x12.testbed.v1.Tensor\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\x12\"\n\x06target\x18\x06 \x01(\x0b\x32\x12.testbed.v1.Tensor\x12\x10\n\x08stage_id\x18\x07 \x01(\r\"U\n\rGradientBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12$\n\x08gradient\x18\x03 \x01(\x0b\x32\x12.testbed.v1.Tensor\"J\n\x0bHealthReply\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x11\n\tstage_ids\x18\x02 \x03(\r\x12\x0c\n\x04step\x18\x03 \x01(\x04\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\"\xf4\x01\n\x0cStartCommand\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12&\n\x04mode\x18\x02 \x01(\x0e\x32\x18.testbed.v1.TrainingMode\x12\x11\n\tmax_steps\x18\x03 \x01(\x04\x12\x12\n\nbatch_size\x18\x04 \x01(\r\x12\x15\n\rlearning_rate\x18\x05 \x01(\x01\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\x32\n\x05peers\x18\x07 \x03(\x0b\x32#.testbed.v1.StartCommand.PeersEntry\x1a,\n\nPeersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1d\n\x0bStopCommand\x12\x0e\n\x06reason\x18\x01 \x01(\t\"o\n\x0e\x43ontrolRequest\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x18.testbed.v1.StartCommandH\x00\x12\'\n\x04stop\x18\x02 \x01(\x0b\x32\x17.testbed.v1.StopCommandH\x00\x42\t\n\x07\x63ommand\"\x80\x02\n\nStatsReply\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12\x18\n\x10\x66orward_received\x18\x02 \x01(\x04\x12\x14\n\x0c\x66orward_sent\x18\x03 \x01(\x04\x12\x19\n\x11\x62\x61\x63kward_received\x18\x04 \x01(\x04\x12\x15\n\rbackward_sent\x18\x05 \x01(\x04\x12\x18\n\x10invalid_received\x18\x06 \x01(\x04\x12\x1b\n\x13wire_bytes_received\x18\x07 \x01(\x04\x12\x17\n\x0fwire_bytes_sent\x18\x08 \x01(\x04\x12\x1a\n\x12raw_bytes_received\x18\t \x01(\x04\x12\x16\n\x0eraw_bytes_sent\x18\n \x01(\x04*Y\n\x0cTrainingMode\x12\x1d\n\x19TRAINING_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10TRAINING_MODE_BP\x10\x01\x12\x14\n\x10TRAINING_MODE_SG\x10\x02\x32\xa1\x02\n\x0cStageService\x12\x37\n\x07\x46orward\x12\x1b.testbed.v1.ActivationBatch\x1a\x0f.testbed.v1.Ack\x12\x36\n\x08\x42\x61\x63kward\x12\x19.testbed.v1.GradientBatch\x1a\x0f.testbed.v1.Ack\x12\x34\n\x06Health\x12\x11.testbed.v1.Empty\x1a\x17.testbed.v1.HealthReply\x12\x36\n\x07\x43ontrol\x12\x1a.testbed.v1.ControlRequest\x1a\x0f.testbed.v1.Ack\x12\x32\n\x05Stats\x12\x11.testbed.v1.Empty\x1a\x16.testbed.v1.StatsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&testbed/runtime/wire/proto/stage.proto\x12\ntestbed.v1\x1a\'testbed/runtime/wire/proto/common.proto\"\xd2\x01\n\x0f\x41\x63tivationBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\'\n\x0b\x61\x63tivations\x18\x03 \x01(\x0b\x32\x12.testbed.v1.Tensor\x12\"\n\x06labels\x18\x04 \x01(\x0b\x32\x12.testbed.v1.Tensor\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\x12\"\n\x06target\x18\x06 \x01(\x0b\x32\x12.testbed.v1.Tensor\x12\x10\n\x08stage_id\x18\x07 \x01(\r\x12\r\n\x05\x64rain\x18\x08 \x01(\x08\"U\n\rGradientBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12$\n\x08gradient\x18\x03 \x01(\x0b\x32\x12.testbed.v1.Tensor\"J\n\x0bHealthReply\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x11\n\tstage_ids\x18\x02 \x03(\r\x12\x0c\n\x04step\x18\x03 \x01(\x04\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\"\xf4\x01\n\x0cStartCommand\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12&\n\x04mode\x18\x02 \x01(\x0e\x32\x18.testbed.v1.TrainingMode\x12\x11\n\tmax_steps\x18\x03 \x01(\x04\x12\x12\n\nbatch_size\x18\x04 \x01(\r\x12\x15\n\rlearning_rate\x18\x05 \x01(\x01\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\x32\n\x05peers\x18\x07 \x03(\x0b\x32#.testbed.v1.StartCommand.PeersEntry\x1a,\n\nPeersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1d\n\x0bStopCommand\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x99\x01\n\x0e\x43ontrolRequest\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x18.testbed.v1.StartCommandH\x00\x12\'\n\x04stop\x18\x02 \x01(\x0b\x32\x17.testbed.v1.StopCommandH\x00\x12(\n\x07resplit\x18\x03 \x01(\x0b\x32\x15.testbed.v1.SplitPlanH\x00\x42\t\n\x07\x63ommand\"\x80\x02\n\nStatsReply\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12\x18\n\x10\x66orward_received\x18\x02 \x01(\x04\x12\x14\n\x0c\x66orward_sent\x18\x03 \x01(\x04\x12\x19\n\x11\x62\x61\x63kward_received\x18\x04 \x01(\x04\x12\x15\n\rbackward_sent\x18\x05 \x01(\x04\x12\x18\n\x10invalid_received\x18\x06 \x01(\x04\x12\x1b\n\x13wire_bytes_received\x18\x07 \x01(\x04\x12\x17\n\x0fwire_bytes_sent\x18\x08 \x01(\x04\x12\x1a\n\x12raw_bytes_received\x18\t \x01(\x04\x12\x16\n\x0eraw_bytes_sent\x18\n \x01(\x04*Y\n\x0cTrainingMode\x12\x1d\n\x19TRAINING_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10TRAINING_MODE_BP\x10\x01\x12\x14\n\x10TRAINING_MODE_SG\x10\x02\x32\xa1\x02\n\x0cStageService\x12\x37\n\x07\x46orward\x12\x1b.testbed.v1.ActivationBatch\x1a\x0f.testbed.v1.Ack\x12\x36\n\x08\x42\x61\x63kward\x12\x19.testbed.v1.GradientBatch\x1a\x0f.testbed.v1.Ack\x12\x34\n\x06Health\x12\x11.testbed.v1.Empty\x1a\x17.testbed.v1.HealthReply\x12\x36\n\x07\x43ontrol\x12\x1a.testbed.v1.ControlRequest\x1a\x0f.testbed.v1.Ack\x12\x32\n\x05Stats\x12\x11.testbed.v1.Empty\x1a\x16.testbed.v1.StatsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,24 +34,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STARTCOMMAND_PEERSENTRY']._loaded_options = None
   _globals['_STARTCOMMAND_PEERSENTRY']._serialized_options = b'8\001'
-  _globals['_TRAININGMODE']._serialized_start=1106
-  _globals['_TRAININGMODE']._serialized_end=1195
+  _globals['_TRAININGMODE']._serialized_start=1164
+  _globals['_TRAININGMODE']._serialized_end=1253
   _globals['_ACTIVATIONBATCH']._serialized_start=96
-  _globals['_ACTIVATIONBATCH']._serialized_end=291
-  _globals['_GRADIENTBATCH']._serialized_start=293
-  _globals['_GRADIENTBATCH']._serialized_end=378
-  _globals['_HEALTHREPLY']._serialized_start=380
-  _globals['_HEALTHREPLY']._serialized_end=454
-  _globals['_STARTCOMMAND']._serialized_start=457
-  _globals['_STARTCOMMAND']._serialized_end=701
-  _globals['_STARTCOMMAND_PEERSENTRY']._serialized_start=657
-  _globals['_STARTCOMMAND_PEERSENTRY']._serialized_end=701
-  _globals['_STOPCOMMAND']._serialized_start=703
-  _globals['_STOPCOMMAND']._serialized_end=732
-  _globals['_CONTROLREQUEST']._serialized_start=734
-  _globals['_CONTROLREQUEST']._serialized_end=845
-  _globals['_STATSREPLY']._serialized_start=848
-  _globals['_STATSREPLY']._serialized_end=1104
-  _globals['_STAGESERVICE']._serialized_start=1198
-  _globals['_STAGESERVICE']._serialized_end=1487
+  _globals['_ACTIVATIONBATCH']._serialized_end=306
+  _globals['_GRADIENTBATCH']._serialized_start=308
+  _globals['_GRADIENTBATCH']._serialized_end=393
+  _globals['_HEALTHREPLY']._serialized_start=395
+  _globals['_HEALTHREPLY']._serialized_end=469
+  _globals['_STARTCOMMAND']._serialized_start=472
+  _globals['_STARTCOMMAND']._serialized_end=716
+  _globals['_STARTCOMMAND_PEERSENTRY']._serialized_start=672
+  _globals['_STARTCOMMAND_PEERSENTRY']._serialized_end=716
+  _globals['_STOPCOMMAND']._serialized_start=718
+  _globals['_STOPCOMMAND']._serialized_end=747
+  _globals['_CONTROLREQUEST']._serialized_start=750
+  _globals['_CONTROLREQUEST']._serialized_end=903
+  _globals['_STATSREPLY']._serialized_start=906
+  _globals['_STATSREPLY']._serialized_end=1162
+  _globals['_STAGESERVICE']._serialized_start=1256
+  _globals['_STAGESERVICE']._serialized_end=1545
 # @@protoc_insertion_point(module_scope)

@@ -18,7 +18,7 @@ TRAINING_MODE_BP: TrainingMode
 TRAINING_MODE_SG: TrainingMode
 
 class ActivationBatch(_message.Message):
-    __slots__ = ("batch_id", "step", "activations", "labels", "final", "target", "stage_id")
+    __slots__ = ("batch_id", "step", "activations", "labels", "final", "target", "stage_id", "drain")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,7 @@ class ActivationBatch(_message.Message):
     FINAL_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     STAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
     batch_id: int
     step: int
     activations: _common_pb2.Tensor
@@ -33,7 +34,8 @@ class ActivationBatch(_message.Message):
     final: bool
     target: _common_pb2.Tensor
     stage_id: int
-    def __init__(self, batch_id: _Optional[int] = ..., step: _Optional[int] = ..., activations: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., labels: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., final: _Optional[bool] = ..., target: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., stage_id: _Optional[int] = ...) -> None: ...
+    drain: bool
+    def __init__(self, batch_id: _Optional[int] = ..., step: _Optional[int] = ..., activations: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., labels: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., final: _Optional[bool] = ..., target: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., stage_id: _Optional[int] = ..., drain: _Optional[bool] = ...) -> None: ...
 
 class GradientBatch(_message.Message):
     __slots__ = ("batch_id", "step", "gradient")
@@ -89,12 +91,14 @@ class StopCommand(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class ControlRequest(_message.Message):
-    __slots__ = ("start", "stop")
+    __slots__ = ("start", "stop", "resplit")
     START_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    RESPLIT_FIELD_NUMBER: _ClassVar[int]
     start: StartCommand
     stop: StopCommand
-    def __init__(self, start: _Optional[_Union[StartCommand, _Mapping]] = ..., stop: _Optional[_Union[StopCommand, _Mapping]] = ...) -> None: ...
+    resplit: _common_pb2.SplitPlan
+    def __init__(self, start: _Optional[_Union[StartCommand, _Mapping]] = ..., stop: _Optional[_Union[StopCommand, _Mapping]] = ..., resplit: _Optional[_Union[_common_pb2.SplitPlan, _Mapping]] = ...) -> None: ...
 
 class StatsReply(_message.Message):
     __slots__ = ("step", "forward_received", "forward_sent", "backward_received", "backward_sent", "invalid_received", "wire_bytes_received", "wire_bytes_sent", "raw_bytes_received", "raw_bytes_sent")

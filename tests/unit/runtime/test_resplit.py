@@ -1,0 +1,132 @@
+"""Re-split pieces without workers: the split table, the parameter server's epochs over real
+gRPC, and a worker replica regrouped from what the server assembles."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from testbed.algorithms.bp import forward
+from testbed.algorithms.sg import sg_stage_step
+from testbed.data.dataset import Dataset
+from testbed.runtime.parameter_server import Evaluator, ParameterServer
+from testbed.runtime.peers import ParameterClient, PeerError
+from testbed.runtime.replica import build_replica, get_named_weights, weight_specs
+from testbed.runtime.resplit import regroup, stages_for
+from testbed.runtime.splits import SplitError, SplitTable
+from testbed.runtime.wire import grpc_util
+from testbed.runtime.wire.proto import parameter_pb2_grpc
+from testbed.runtime.wire.serde import Resplit, Weights
+from testbed.runtime.worker_metrics import WorkerMetrics
+from testbed.spec.experiment import parse_spec
+
+# four-layer units: conv1_conv1 (2 weights), conv1_pool (0), fc1 (2), fc2 (2), fc3 (2)
+SPEC = parse_spec({
+    "name": "t", "model": {"name": "four-layer", "split_after": ["conv1_conv1", "fc1"],
+                           "width": 0.25},
+    "algorithm": {"name": "sg"},
+    "training": {"iterations": 10, "batch_size": 4, "eval_every": 5, "eval_samples": 64},
+    "job": {"mode": "sg"},
+})
+
+
+def test_split_table_slices_stage_weights_by_unit() -> None:
+    table = SplitTable.initial([2, 0, 2, 2, 2], [0, 2, 4])
+    assert [list(table.units(0, s)) for s in range(3)] == [[0], [1, 2], [3, 4]]
+    units = table.to_units(0, 1, ["k1", "b1"])
+    assert units == {1: [], 2: ["k1", "b1"]}
+    table = table.with_epoch(1, [2, 3, 4])
+    assert table.from_units(1, 0, {0: ["k0", "b0"], 1: [], 2: ["k1", "b1"]}) == [
+        "k0", "b0", "k1", "b1"]
+    with pytest.raises(SplitError, match="got 1 weights, expected 4"):
+        table.to_units(1, 0, ["k0"])
+    with pytest.raises(SplitError, match=r"split epoch: got 1, expected > 1"):
+        table.with_epoch(1, [0, 1, 4])
+    with pytest.raises(SplitError, match="got 2 stages, expected 3"):
+        table.with_epoch(2, [1, 4])
+    with pytest.raises(SplitError, match="ending with the last unit 4"):
+        table.with_epoch(2, [0, 1, 3])
+    with pytest.raises(SplitError, match=r"split epoch: got 5, expected one of \[0, 1\]"):
+        table.units(5, 0)
+
+
+def _fake_data(n: int = 64) -> Dataset:
+    rng = np.random.default_rng(0)
+    x = rng.random((n, 28, 28, 1), np.float32)
+    y = rng.integers(0, 10, n).astype(np.int64)
+    return Dataset("mnist", x, y, x, y, 10, (28, 28, 1), "fake")
+
+
+@pytest.fixture
+def ps(tmp_path: Path) -> Iterator[tuple[ParameterServer, ParameterClient]]:
+    metrics = WorkerMetrics(tmp_path / "ps.metrics.jsonl", {"worker": "ps"}, time.time(), 1)
+    server = ParameterServer(build_replica(SPEC), Evaluator(build_replica(SPEC), _fake_data(), None),
+                             metrics, tmp_path / "checkpoint", time.time())
+    register = functools.partial(parameter_pb2_grpc.add_ParameterServiceServicer_to_server, server)
+    with grpc_util.start_server(register) as running:
+        client = ParameterClient(running.address, 10.0, None)
+        yield server, client
+        client.close()
+    server.close()
+    metrics.close()
+
+
+def test_units_move_through_the_parameter_server_to_a_new_split(ps) -> None:
+    server, client = ps
+    old = build_replica(SPEC)  # a worker's copy: its stages trained a little (weights perturbed)
+    rng = np.random.default_rng(1)
+    for s in old.stages:
+        s.model.set_weights([w + rng.normal(0, 0.1, w.shape).astype(w.dtype)
+                             for w in s.model.get_weights()])
+    x = tf.constant(_fake_data(8).x_test)
+    before = forward([s.model for s in old.stages], x).numpy()
+    for i, s in enumerate(old.stages):
+        client.push_weights(Weights(i, 7, get_named_weights(s.model)))
+    ends = (2, 3, 4)  # conv + pool + fc1 | fc2 | fc3
+    client.resplit(Resplit(1, ends))
+    new_stages = stages_for(old, ends)
+    for i, stage in enumerate(new_stages):
+        assert client.pull_weights(i, 8, 1, weight_specs(stage.model)) is None  # not at 8 yet
+        pulled = client.pull_weights(i, 7, 1, weight_specs(stage.model))
+        assert pulled is not None and pulled.split_epoch == 1
+        stage.model.set_weights(list(pulled.tensors.values()))
+    after = forward([s.model for s in new_stages], x).numpy()
+    np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)  # the same network
+    # a push in the new split completes a version the evaluator scores in the spec's split
+    for i, stage in enumerate(new_stages):
+        client.push_weights(Weights(i, 9, get_named_weights(stage.model), split_epoch=1))
+    deadline = time.monotonic() + 30
+    while not any(e.step == 9 for e in client.status().evaluations):
+        assert time.monotonic() < deadline, "version 9 never evaluated"
+        time.sleep(0.05)
+    with pytest.raises(PeerError, match="INVALID_ARGUMENT: .*expected"):  # epoch-0 shapes in epoch 1
+        client.push_weights(Weights(0, 10, get_named_weights(old.stages[0].model), split_epoch=1))
+    with pytest.raises(PeerError, match="INVALID_ARGUMENT: split epoch: got 1, expected > 1"):
+        client.resplit(Resplit(1, ends))
+
+
+def test_regroup_installs_the_stage_and_the_moved_units_train() -> None:
+    replica = build_replica(SPEC)
+    weights = {w.name: w for s in replica.stages for w in s.model.weights}  # noqa: F841
+    ends = (2, 3, 4)
+    stages = stages_for(replica, ends)
+    pulled = get_named_weights(stages[0].model)
+    old_sg = replica.sgs[0]
+    fresh = regroup(replica, 0, stages, pulled)
+    assert fresh and replica.sgs[0] is not old_sg  # the boundary moved: a new module, (64,)
+    assert replica.sgs[0].act_shape == stages[0].output_shape == (64,)
+    assert replica.stages[1].units == ("fc2",)
+    model, opt = replica.stages[0].model, replica.optimizers[0]
+    fc1_kernel = model.trainable_variables[-2]
+    start = fc1_kernel.numpy().copy()
+    x = tf.constant(_fake_data(4).x_train)
+    y1h = tf.one_hot(tf.range(4) % 10, 10)
+    replica.sgs[0].out.kernel.assign(tf.ones_like(replica.sgs[0].out.kernel))  # nonzero gradient
+    sg_stage_step(model, replica.sgs[0], opt, x, y1h, input_grad=False)
+    assert not np.allclose(fc1_kernel.numpy(), start)  # the moved unit is trained where it went

@@ -40,18 +40,20 @@ def stages_for(replica: Replica, ends: Sequence[int]) -> list[Stage]:
 
 def regroup(replica: Replica, index: int, stages: list[Stage],
             weights: Mapping[str, np.ndarray]) -> bool:
-    """Install the new split in the replica: every stage's shape, this worker's stage with
-    `weights` (pulled from the parameter server) and a fresh optimizer; the SG module at its
-    end is kept when the boundary stayed, else a new one is made for the new activation.
-    Returns whether a new SG module was made."""
+    """Install the new split in the replica: every stage's shape, and this worker's stage.
+    A stage that keeps its units keeps everything (weights, optimizer state, SG module);
+    otherwise it takes `weights` (pulled from the parameter server) and a fresh optimizer, and
+    the SG module at its end is kept when its boundary stayed, else a new one is made for the
+    new activation. Returns whether a new SG module was made."""
     spec, old = replica.spec, replica.stages[index]
+    if stages[index].units == old.units:
+        replica.stages[:] = [*stages[:index], old, *stages[index + 1 :]]
+        return False
     set_named_weights(stages[index].model, dict(weights))
     replica.stages[:] = stages
     t = spec.training
     replica.optimizers[index] = make_optimizer(t.optimizer, t.lr)
-    if index >= len(replica.sgs) or stages[index].output_shape == old.output_shape and (
-        stages[index].units[-1] == old.units[-1]
-    ):
+    if index >= len(replica.sgs) or stages[index].units[-1] == old.units[-1]:
         return False
     c = spec.algorithm.sg
     replica.sgs[index] = SGModule(stages[index].output_shape, replica.num_classes,

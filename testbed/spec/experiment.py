@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     ValidationError,
@@ -116,6 +117,9 @@ class ResplitCfg(_Strict):
                              "plan's bound is this fraction faster; drift: when a stage's step "
                              "time moved this fraction")
     min_interval_s: PositiveFloat = Field(10.0, description="seconds between re-splits at least")
+    warmup_steps: NonNegativeInt = Field(
+        50, description="after a re-split, a stage with a new SG module trains only the module "
+        "for this many steps before it updates its units from it again")
 
     @model_validator(mode="before")
     @classmethod

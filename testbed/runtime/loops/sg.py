@@ -44,6 +44,9 @@ class SGStage(StageLoop):
             spec.job.store.target_staleness
         )
         self.sg_losses: list[float] = []  # SG regression losses since the last logged step
+        # the synthetic gradient's scale, 0 while a new SG module warms up after a re-split
+        self.grad_scale = tf.Variable(spec.algorithm.sg.grad_scale, trainable=False)
+        self.warmup = 0  # steps the units still wait for their new SG module
         node.metrics.gauges["pending_targets"] = lambda: len(self.pending)
         node.metrics.gauges["targets_expired"] = lambda: self.pending.expired
         self._build_steps()
@@ -66,7 +69,7 @@ class SGStage(StageLoop):
             self._functions = [self.last_step]
             return
         sg, sg_opt = r.sgs[i], r.sg_optimizers[i]
-        scale, first = self.io.cfg.spec.algorithm.sg.grad_scale, self.first
+        scale, first = self.grad_scale, self.first
         self.stage_step = tf.function(
             lambda h, y1h: sg_stage_step(model, sg, opt, h, y1h, scale, input_grad=not first)
         )
@@ -132,6 +135,7 @@ class SGStage(StageLoop):
             delta_np = None if delta is None else delta.numpy()
         if learn:  # its target will come back
             self.pending.add(act.batch_id, step, (h_out, y1h))
+        self._warm_up()
         self.io.send_forward(Activation(act.batch_id, step, h_np, act.labels, act.final,
                                         drain=act.drain))
         delta = None if delta_np is None else Gradient(act.batch_id, step, delta_np)
@@ -152,6 +156,13 @@ class SGStage(StageLoop):
         elif sends_target(act.batch_id, self.every):
             self.io.send_backward(target_msg)
         return {"loss": float(loss), "train_acc": int(correct) / len(act.labels)}
+
+    def _warm_up(self) -> None:
+        """Count a warm-up step down; at its end the units learn from the SG module again."""
+        if self.warmup:
+            self.warmup -= 1
+            if not self.warmup:
+                self.grad_scale.assign(self.io.cfg.spec.algorithm.sg.grad_scale)
 
     # --- re-split ---------------------------------------------------------------------------
     def _drain(self, batch_id: int, step: int, held: Gradient | None) -> None:
@@ -177,6 +188,9 @@ class SGStage(StageLoop):
                                _RESPLIT_WAIT_S)
         fresh_sg = regroup(io.replica, self.index, stages, pulled.tensors)
         io.split_epoch, self.resplit = plan.epoch, None
+        if fresh_sg:  # its zero-initialised module would steer trained units: let it learn first
+            self.warmup = io.cfg.spec.job.resplit.warmup_steps if io.cfg.spec.job.resplit else 0
+            self.grad_scale.assign(0.0 if self.warmup else io.cfg.spec.algorithm.sg.grad_scale)
         self.pending.clear()
         self._build_steps()
         self.trace()

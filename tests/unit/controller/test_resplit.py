@@ -27,9 +27,12 @@ def test_a_slowed_device_gets_fewer_units_and_the_split_is_sent_once():
     r.on_schedule(ScheduleEntry(at_s=30, device="b", cpus=0.25))
     r.poll(sent.append)
     assert len(sent) == 1 and sent[0].epoch == 1
-    # b at a quarter speed: a and c take 5 units between them, b keeps one
-    assert sent[0].stage_ends in ((2, 3, 5), (1, 2, 5))
+    # b at a quarter speed keeps one unit (4 s); a and c share the other five, none over 4 s
+    ends = sent[0].stage_ends
+    assert ends[1] - ends[0] == 1 and ends[0] + 1 <= 4 and 5 - ends[1] <= 4
     assert events[-1][0] == "resplit" and events[-1][1]["gain"] > 0.1
+    assert events[-1][1]["new_bound_it_s"] == pytest.approx(0.25)  # from 1/8 before
+    assert events[-1][1]["current_bound_it_s"] == pytest.approx(0.125)
     r.poll(sent.append)  # nothing new asked for
     assert len(sent) == 1
     assert r.summary()["count"] == 1

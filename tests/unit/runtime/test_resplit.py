@@ -130,3 +130,13 @@ def test_regroup_installs_the_stage_and_the_moved_units_train() -> None:
     replica.sgs[0].out.kernel.assign(tf.ones_like(replica.sgs[0].out.kernel))  # nonzero gradient
     sg_stage_step(model, replica.sgs[0], opt, x, y1h, input_grad=False)
     assert not np.allclose(fc1_kernel.numpy(), start)  # the moved unit is trained where it went
+
+
+def test_a_stage_that_keeps_its_units_keeps_its_state() -> None:
+    replica = build_replica(SPEC)  # stages (conv1_conv1), (conv1_pool, fc1), (fc2, fc3)
+    kept, opt, sg = replica.stages[0], replica.optimizers[0], replica.sgs[0]
+    stages = stages_for(replica, (0, 3, 4))  # stage 0 unchanged, fc2 moves to stage 1
+    fresh = regroup(replica, 0, stages, {})
+    assert not fresh and replica.stages[0] is kept
+    assert replica.optimizers[0] is opt and replica.sgs[0] is sg
+    assert replica.stages[1].units == ("conv1_pool", "fc1", "fc2")  # the others take the new split

@@ -12,6 +12,7 @@ TensorFlow over the worker's replica, no messages.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,25 +39,30 @@ def stages_for(replica: Replica, ends: Sequence[int]) -> list[Stage]:
                         spec.model.width)
 
 
+class Regrouped(NamedTuple):
+    units: bool  # the stage's units changed (weights pulled, a fresh optimizer)
+    new_sg: bool  # a new SG module was made at its end
+
+
 def regroup(replica: Replica, index: int, stages: list[Stage],
-            weights: Mapping[str, np.ndarray]) -> bool:
+            weights: Mapping[str, np.ndarray]) -> Regrouped:
     """Install the new split in the replica: every stage's shape, and this worker's stage.
     A stage that keeps its units keeps everything (weights, optimizer state, SG module);
     otherwise it takes `weights` (pulled from the parameter server) and a fresh optimizer, and
     the SG module at its end is kept when its boundary stayed, else a new one is made for the
-    new activation. Returns whether a new SG module was made."""
+    new activation."""
     spec, old = replica.spec, replica.stages[index]
     if stages[index].units == old.units:
         replica.stages[:] = [*stages[:index], old, *stages[index + 1 :]]
-        return False
+        return Regrouped(False, False)
     set_named_weights(stages[index].model, dict(weights))
     replica.stages[:] = stages
     t = spec.training
     replica.optimizers[index] = make_optimizer(t.optimizer, t.lr)
     if index >= len(replica.sgs) or stages[index].units[-1] == old.units[-1]:
-        return False
+        return Regrouped(True, False)
     c = spec.algorithm.sg
     replica.sgs[index] = SGModule(stages[index].output_shape, replica.num_classes,
                                   c.conditioned, c.width, c.depth, c.kernel)
     replica.sg_optimizers[index] = make_optimizer("adam", c.lr)
-    return True
+    return Regrouped(True, True)

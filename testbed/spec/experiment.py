@@ -118,8 +118,9 @@ class ResplitCfg(_Strict):
                              "time moved this fraction")
     min_interval_s: PositiveFloat = Field(10.0, description="seconds between re-splits at least")
     warmup_steps: NonNegativeInt = Field(
-        50, description="after a re-split, a stage with a new SG module trains only the module "
-        "for this many steps before it updates its units from it again")
+        100, description="after a re-split, a stage whose units moved holds them for the first "
+        "half of this many steps (its SG module and optimizer learn) and ramps its learning "
+        "rate back over the second half")
 
     @model_validator(mode="before")
     @classmethod

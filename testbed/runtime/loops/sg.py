@@ -44,9 +44,7 @@ class SGStage(StageLoop):
             spec.job.store.target_staleness
         )
         self.sg_losses: list[float] = []  # SG regression losses since the last logged step
-        # the synthetic gradient's scale, 0 while a new SG module warms up after a re-split
-        self.grad_scale = tf.Variable(spec.algorithm.sg.grad_scale, trainable=False)
-        self.warmup = 0  # steps the units still wait for their new SG module
+        self.warmup, self.warmup_total = 0, 0  # steps left of / in a warm-up after a re-split
         node.metrics.gauges["pending_targets"] = lambda: len(self.pending)
         node.metrics.gauges["targets_expired"] = lambda: self.pending.expired
         self._build_steps()
@@ -69,7 +67,7 @@ class SGStage(StageLoop):
             self._functions = [self.last_step]
             return
         sg, sg_opt = r.sgs[i], r.sg_optimizers[i]
-        scale, first = self.grad_scale, self.first
+        scale, first = self.io.cfg.spec.algorithm.sg.grad_scale, self.first
         self.stage_step = tf.function(
             lambda h, y1h: sg_stage_step(model, sg, opt, h, y1h, scale, input_grad=not first)
         )
@@ -128,6 +126,7 @@ class SGStage(StageLoop):
         y1h = tf.one_hot(tf.convert_to_tensor(act.labels, tf.int32), self.classes)
         m = self.io.node.metrics
         learn = sends_target(act.batch_id, self.every) or act.drain  # a drain waits for it
+        self._warm_up()
         with m.timer("compute_s"):
             stage_step = self.stage_step if learn else self.quiet_step
             h_out, delta = stage_step(tf.convert_to_tensor(act.h), y1h)
@@ -135,7 +134,6 @@ class SGStage(StageLoop):
             delta_np = None if delta is None else delta.numpy()
         if learn:  # its target will come back
             self.pending.add(act.batch_id, step, (h_out, y1h))
-        self._warm_up()
         self.io.send_forward(Activation(act.batch_id, step, h_np, act.labels, act.final,
                                         drain=act.drain))
         delta = None if delta_np is None else Gradient(act.batch_id, step, delta_np)
@@ -146,6 +144,7 @@ class SGStage(StageLoop):
         return {}
 
     def _last(self, act: Activation, step: int) -> dict[str, float]:
+        self._warm_up()
         with self.io.node.metrics.timer("compute_s"):
             h, y = tf.convert_to_tensor(act.h), tf.convert_to_tensor(act.labels)
             loss, correct, target = self.last_step(h, y)
@@ -158,11 +157,17 @@ class SGStage(StageLoop):
         return {"loss": float(loss), "train_acc": int(correct) / len(act.labels)}
 
     def _warm_up(self) -> None:
-        """Count a warm-up step down; at its end the units learn from the SG module again."""
-        if self.warmup:
-            self.warmup -= 1
-            if not self.warmup:
-                self.grad_scale.assign(self.io.cfg.spec.algorithm.sg.grad_scale)
+        """The learning rate of a stage whose units moved: 0 for the first half of the warm-up
+        (its new SG module and the fresh optimizer's moments learn; a zero-initialised module
+        and a restarted Adam would otherwise take full-size steps on trained units), then a
+        linear ramp to the spec's over the second half. Called once per step."""
+        if not self.warmup:
+            return
+        ramp = self.warmup_total - self.warmup_total // 2
+        self.warmup -= 1
+        done = ramp - min(self.warmup, ramp)  # steps of the ramp taken, after this one
+        lr = self.io.cfg.spec.training.lr
+        self.io.replica.optimizers[self.index].learning_rate = lr * done / ramp
 
     # --- re-split ---------------------------------------------------------------------------
     def _drain(self, batch_id: int, step: int, held: Gradient | None) -> None:
@@ -186,11 +191,12 @@ class SGStage(StageLoop):
         drained = time.perf_counter()
         pulled = io.pull_stage(self.index, batch_id, plan.epoch, weight_specs(new.model),
                                _RESPLIT_WAIT_S)
-        fresh_sg = regroup(io.replica, self.index, stages, pulled.tensors)
+        moved = regroup(io.replica, self.index, stages, pulled.tensors)
         io.split_epoch, self.resplit = plan.epoch, None
-        if fresh_sg:  # its zero-initialised module would steer trained units: let it learn first
-            self.warmup = io.cfg.spec.job.resplit.warmup_steps if io.cfg.spec.job.resplit else 0
-            self.grad_scale.assign(0.0 if self.warmup else io.cfg.spec.algorithm.sg.grad_scale)
+        if moved.units:
+            cfg = io.cfg.spec.job.resplit
+            self.warmup = self.warmup_total = cfg.warmup_steps if cfg is not None else 0
+            self._warm_up()
         self.pending.clear()
         self._build_steps()
         self.trace()
@@ -201,7 +207,7 @@ class SGStage(StageLoop):
         node.metrics.write("resplit", {
             "epoch": plan.epoch, "batch_id": batch_id, "units": len(new.units),
             "drain_s": drained - started, "rebuild_s": done - drained,
-            "new_sg_module": float(fresh_sg),
+            "new_sg_module": float(moved.new_sg),
         })
 
     def _await_target(self, batch_id: int, step: int) -> None:

@@ -118,8 +118,8 @@ def test_regroup_installs_the_stage_and_the_moved_units_train() -> None:
     stages = stages_for(replica, ends)
     pulled = get_named_weights(stages[0].model)
     old_sg = replica.sgs[0]
-    fresh = regroup(replica, 0, stages, pulled)
-    assert fresh and replica.sgs[0] is not old_sg  # the boundary moved: a new module, (64,)
+    moved = regroup(replica, 0, stages, pulled)
+    assert moved.units and moved.new_sg and replica.sgs[0] is not old_sg  # the boundary moved: a new module, (64,)
     assert replica.sgs[0].act_shape == stages[0].output_shape == (64,)
     assert replica.stages[1].units == ("fc2",)
     model, opt = replica.stages[0].model, replica.optimizers[0]
@@ -136,7 +136,7 @@ def test_a_stage_that_keeps_its_units_keeps_its_state() -> None:
     replica = build_replica(SPEC)  # stages (conv1_conv1), (conv1_pool, fc1), (fc2, fc3)
     kept, opt, sg = replica.stages[0], replica.optimizers[0], replica.sgs[0]
     stages = stages_for(replica, (0, 3, 4))  # stage 0 unchanged, fc2 moves to stage 1
-    fresh = regroup(replica, 0, stages, {})
-    assert not fresh and replica.stages[0] is kept
+    moved = regroup(replica, 0, stages, {})
+    assert not moved.units and not moved.new_sg and replica.stages[0] is kept
     assert replica.optimizers[0] is opt and replica.sgs[0] is sg
     assert replica.stages[1].units == ("conv1_pool", "fc1", "fc2")  # the others take the new split

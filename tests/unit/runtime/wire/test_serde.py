@@ -207,11 +207,19 @@ def test_control_health_stats_round_trip() -> None:
 
 
 def test_control_rejects_empty_or_unspecified_mode() -> None:
-    with pytest.raises(serde.MessageValidationError, match="got nothing, expected start or stop"):
+    with pytest.raises(serde.MessageValidationError, match="got nothing, expected start, stop or resplit"):
         serde.control_from_message(stage_pb2.ControlRequest())
     unspecified = stage_pb2.ControlRequest(start=stage_pb2.StartCommand(run_id="r"))
     with pytest.raises(serde.MessageValidationError, match=r"start\.mode: got 0"):
         serde.control_from_message(unspecified)
+
+
+def test_resplit_command_round_trips_and_rejects_unordered_ends() -> None:
+    plan = serde.Resplit(2, (1, 3, 10))
+    assert serde.control_from_message(serde.control_to_message(plan)) == plan
+    bad = serde.control_to_message(serde.Resplit(1, (3, 1, 10)))
+    with pytest.raises(serde.MessageValidationError, match=r"stage_ends: got \[3, 1, 10\]"):
+        serde.control_from_message(bad)
 
 
 def test_wire_overhead_of_a_conv_activation_is_under_two_percent() -> None:

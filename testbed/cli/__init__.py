@@ -18,6 +18,7 @@ from testbed.cli import cluster, experiments, plan, runs, tools  # noqa: E402
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0],
                   pretty_exceptions_enable=False)
 experiments.register(app)
+plan.register(app)
 runs.register(app)
 tools.register(app)
 cluster.register(app)

@@ -71,9 +71,14 @@ def _run_one(spec: Spec, results: Path | None, progress: bool) -> Path:
 
     run = run_experiment(spec, results, progress)
     summary = json.loads((run.path / "summary.json").read_text())
+    accuracy = (
+        f"final test accuracy {summary['final_test_accuracy']:.4f} "
+        f"(best {summary['best_test_accuracy']:.4f})"
+        if summary.get("final_test_accuracy") is not None
+        else summary.get("data", "no test accuracy")
+    )
     typer.echo(
-        f"{spec.name} [{spec.scale}]: final test accuracy {summary['final_test_accuracy']:.4f} "
-        f"(best {summary['best_test_accuracy']:.4f}), {summary['mean_it_s']:.1f} it/s, "
+        f"{spec.name} [{spec.scale}]: {accuracy}, {summary['mean_it_s']:.1f} it/s, "
         f"{summary['iterations']} iterations in {summary['wall_time_s']:.0f} s"
     )
     typer.echo(f"  run directory: {run.path}")
@@ -98,8 +103,8 @@ def _compare_paths(paths: list[Path], title: str, results: Path | None, stem: st
     out = (results or default_results_root()) / "compare" / stem
     files = accuracy_figure(paths, out, title)
     nan = float("nan")
-    rows = [(f"{p.parent.name}/{p.name}", f"{s.get('final_test_accuracy', nan):.4f}",
-             f"{s.get('best_test_accuracy', nan):.4f}", f"{s.get('mean_it_s', nan):.1f}")
+    rows = [(f"{p.parent.name}/{p.name}", f"{s.get('final_test_accuracy') or nan:.4f}",
+             f"{s.get('best_test_accuracy') or nan:.4f}", f"{s.get('mean_it_s', nan):.1f}")
             for p in paths for s in [read_summary(p)]]
     typer.echo(table(rows, ("run", "final acc", "best acc", "it/s")))
     typer.echo(f"comparison figure: {files[0]}")

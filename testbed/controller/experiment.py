@@ -9,6 +9,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from testbed.data import get_spec
 from testbed.metrics import provenance
 from testbed.metrics.run_dir import RunDir
 from testbed.metrics.time_to_accuracy import from_summary, summary_block
@@ -23,14 +24,17 @@ def run_experiment(spec: Spec, results_root: Path | None = None, progress: bool 
     run.write_spec(spec_to_dict(spec))
     run.event("start", mode=spec.job.mode, pid=os.getpid(), host=socket.gethostname())
     started, made_by = time.time(), provenance.start()
+    synthetic = get_spec(spec.data.dataset).synthetic
     base: dict[str, Any] = {
         "experiment": spec.name, "run_id": run.run_id, "scale": spec.scale,
         "model": spec.model.name, "algorithm": spec.algorithm.name, "mode": spec.job.mode,
         "started": started,
     }
     try:
-        runner = load(get_mode(spec.job.mode).runner)
+        runner = load(PLANNED if spec.planner else get_mode(spec.job.mode).runner)
         body = runner(spec, run, progress)
+        if synthetic:
+            body = without_accuracy(body)
         body.update(summary_block(from_summary(body), spec.report.accuracy_levels))
         base.update(body, status="completed")
     except KeyboardInterrupt:
@@ -46,5 +50,16 @@ def run_experiment(spec: Spec, results_root: Path | None = None, progress: bool 
         run.event("end", status=base.get("status", "failed"))
         run.close()  # flushes every metric written so far, also on failure
         run.write_summary(base)
-    accuracy_figure([run.path], run.path / "accuracy", spec.name)
+    if not synthetic:
+        accuracy_figure([run.path], run.path / "accuracy", spec.name)
     return run
+
+
+PLANNED = "testbed.controller.planned:run_planned"
+SYNTHETIC_NOTE = "synthetic: generated data, for timing, power and planning only; no accuracy"
+
+
+def without_accuracy(body: dict[str, Any]) -> dict[str, Any]:
+    """A run on generated data reports no accuracy, and says why."""
+    return {**body, "final_test_accuracy": None, "best_test_accuracy": None, "evaluations": [],
+            "data": SYNTHETIC_NOTE}  # fmt: skip

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from testbed.emulation.config import DeviceSpec
+from testbed.emulation.profiles import get_profile
 from testbed.models import get_model, resolve_split
 from testbed.modes import MODES, get_mode
 from testbed.spec.experiment import Spec
@@ -121,11 +125,14 @@ def device_of(spec: Spec, plan: WorkerPlan) -> str | None:
 
     Stage workers are named after their device; 'ps', 'teacher', 'local' and 'replica<k>' take
     an explicit placement entry, else (stage trainers only) the device of their first stage.
+    Without one, dp-async's parameter server runs on the fastest device (the seed's rule).
     """
     if spec.cluster is None:
         return None
     names = [d.name for d in spec.cluster.devices]
     explicit = (spec.placement or {}).get(plan.name)
+    if explicit is None and plan.role == "ps" and get_mode(spec.job.mode).layout == "replicas":
+        return fastest_device(spec.cluster.devices)
     if explicit is not None or plan.role in ("ps", "teacher"):
         return explicit
     if plan.role == "stage" and plan.name in names:
@@ -133,6 +140,18 @@ def device_of(spec: Spec, plan: WorkerPlan) -> str | None:
     if plan.role == "replica":
         return names[plan.replica_index % len(names)]
     return (stage_placement(spec) or {}).get(str(plan.stage_ids[0]), names[0])
+
+
+def fastest_device(devices: Sequence[DeviceSpec]) -> str:
+    """The device with the largest CPU cap (uncapped counts as largest; the first on a tie).
+
+    Device classes' caps are their speed times the same reference, so this is the fastest class.
+    """
+    def cpus(device: DeviceSpec) -> float:
+        cap = device.cpus if device.cpus is not None else get_profile(device.profile).cpus
+        return math.inf if cap is None else cap
+
+    return max(devices, key=cpus).name
 
 
 def peer_map(workers: list[WorkerPlan], addresses: dict[str, str]) -> dict[str, dict[str, str]]:

@@ -40,6 +40,7 @@ class Dataset:
     num_classes: int
     input_shape: tuple[int, int, int]
     source: str
+    synthetic: bool = False  # generated (no real images): evaluations report no accuracy
 
 
 def check_raw(
@@ -65,7 +66,12 @@ def check_raw(
 
 
 def to_dataset(
-    name: str, raw: RawSplits, num_classes: int, input_shape: tuple[int, int, int], source: str
+    name: str,
+    raw: RawSplits,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    source: str,
+    synthetic: bool = False,
 ) -> Dataset:
     """Validate uint8 splits and scale them to the float32 ``Dataset`` form."""
     check_raw(name, raw, input_shape, num_classes)
@@ -78,6 +84,7 @@ def to_dataset(
         num_classes=num_classes,
         input_shape=input_shape,
         source=source,
+        synthetic=synthetic,
     )
 
 

@@ -20,9 +20,10 @@ from testbed.data.dataset import (
 )
 from testbed.data.mnist import SPEC as MNIST_SPEC
 from testbed.data.spec import DatasetSpec, SourceError
+from testbed.data.synthetic import SPEC as CIFAR10_SYNTHETIC_SPEC
 
 DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
-    {spec.name: spec for spec in (MNIST_SPEC, CIFAR10_SPEC, CIFAR100_SPEC)}
+    {spec.name: spec for spec in (MNIST_SPEC, CIFAR10_SPEC, CIFAR100_SPEC, CIFAR10_SYNTHETIC_SPEC)}
 )
 
 
@@ -38,6 +39,9 @@ def get_spec(name: str) -> DatasetSpec:
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
     """Load ``name`` from the cache in ``data_dir`` (default ``cache.data_dir()``) or a source."""
     spec = get_spec(name)
+    if spec.synthetic:  # generated in a moment: never cached
+        raw, origin = spec.sources[0].fetch(Path("."))
+        return _finish(spec, raw, origin)
     root = Path(data_dir) if data_dir is not None else cache.data_dir()
     path = cache.cache_path(root, name)
     failures: list[str] = []
@@ -63,7 +67,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
 
 def _finish(spec: DatasetSpec, raw: RawSplits, source: str) -> Dataset:
     """Scale validated splits into the public ``Dataset``."""
-    return to_dataset(spec.name, raw, spec.num_classes, spec.input_shape, source)
+    return to_dataset(spec.name, raw, spec.num_classes, spec.input_shape, source, spec.synthetic)
 
 
 def _store(path: Path, raw: RawSplits, origin: str) -> str:

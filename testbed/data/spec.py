@@ -33,3 +33,4 @@ class DatasetSpec:
     num_classes: int
     input_shape: tuple[int, int, int]
     sources: tuple[Source, ...]
+    synthetic: bool = False  # generated data: good for timing only, never reports accuracy

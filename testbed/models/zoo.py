@@ -11,13 +11,19 @@ from testbed.registry import Registry
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One layer as plain data: kind is conv, pool, flatten or dense."""
+    """One layer as plain data. kind: conv, pool (max), avgpool, gap (global average), lrn,
+    flatten, dense, residual (a ResNet basic block of `units` filters), fire (SqueezeNet: `units`
+    squeeze, `expand` per expand branch)."""
 
     kind: str
-    units: int = 0  # filters for conv, width for dense
+    units: int = 0  # filters for conv and residual, width for dense, squeeze for fire
     kernel: int = 3
     activation: str | None = "relu"
     scalable: bool = True  # False for the logits layer: width multipliers never touch it
+    stride: int | None = None  # conv/residual: 1; pools: their size
+    size: int = 2  # pool window
+    expand: int = 0  # fire: filters of each expand branch
+    norm: bool = False  # conv: batch-normalised before its activation (no bias)
 
 
 @dataclass(frozen=True)
@@ -158,8 +164,11 @@ def _block(name: str, *layers: LayerSpec) -> Block:
     return Block(name, tuple(layers))
 
 
-def _register(model: ModelDef) -> None:
-    MODELS.register(model.key)(model)
+def register_model(model: ModelDef) -> ModelDef:
+    return MODELS.register(model.key)(model)
+
+
+_register = register_model
 
 
 _register(
@@ -246,3 +255,6 @@ _register(
         default_split=("block2", "block4", "fc1"),
     )
 )
+
+
+import testbed.models.cifar  # noqa: E402,F401  (registers the CIFAR-10 models)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,11 +47,17 @@ def run_role(cfg: WorkerConfig, on_ready: OnReady, on_summary: OnSummary) -> Non
     warmup = warmup_steps(cfg.spec.training.iterations)
     batch = cfg.spec.training.batch_size
     metrics = WorkerMetrics(cfg.path(workdir.METRICS), tags, cfg.t0, warmup, batch)
+
+    def ready(address: str) -> None:
+        """Record what starting cost this process (the planner's build time), then report."""
+        metrics.write("startup", {"cpu_s": time.process_time(), "ready_s": time.time() - cfg.t0})
+        on_ready(address)
+
     try:
         if cfg.role == "ps":
-            run_ps(cfg, replica, metrics, on_ready)
+            run_ps(cfg, replica, metrics, ready)
         else:
-            run_trainer(cfg, replica, metrics, on_ready, on_summary)
+            run_trainer(cfg, replica, metrics, ready, on_summary)
     finally:
         metrics.close()
 

@@ -26,6 +26,7 @@ from testbed.models import MODELS
 from testbed.modes import MODES, get_mode
 from testbed.paths import experiments_dir
 from testbed.spec.errors import SpecError, read_yaml
+from testbed.spec.planner import PlannerCfg, check_planner
 from testbed.spec.kt import KtCfg, check_kt
 from testbed.spec.overrides import apply_overrides, format_overrides
 from testbed.spec.wire import WireCfg, check_wire
@@ -187,6 +188,7 @@ class Spec(_Strict):
     )
     metrics: MetricsCfg = MetricsCfg()
     report: ReportCfg = ReportCfg()
+    planner: PlannerCfg | None = Field(None, description="pick the devices first (dp-async)")
     scale: str = "paper"
 
     @model_validator(mode="after")
@@ -204,6 +206,7 @@ class Spec(_Strict):
         check_auto_split(self)
         check_wire(self.job.wire, mode.name, mode.layout, self.algorithm.name)
         check_placement(self.placement, self.cluster)
+        check_planner(self.planner, self.job.mode, self.cluster)
         return self
 
 

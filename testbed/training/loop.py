@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import platform
 import socket
 import sys
@@ -78,8 +80,8 @@ def train(session: Session, rec: Recorder, progress: bool = True) -> dict[str, A
             if step % t.eval_every == 0 or step == t.iterations:
                 acc = evaluate()
                 evals.append(EvalPoint(step, train_time, acc))
-                rec.point("eval", step=step, test_acc=acc, wall_s=time.perf_counter() - start,
-                          train_s=train_time)
+                at = {"step": step, "wall_s": time.perf_counter() - start, "train_s": train_time}
+                rec.point("eval", **at, **({} if math.isnan(acc) else {"test_acc": acc}))
                 rec.run.flush()
                 bar.update(step, it_s, acc)
                 window_t = time.perf_counter()  # evaluation time is not training time

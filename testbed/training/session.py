@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +93,8 @@ class Session:
         count = tf.function(lambda xb, yb: accuracy_count(forward(models, xb), yb))
 
         def evaluate() -> float:
+            if self.data.synthetic:
+                return math.nan  # generated data: no accuracy to report
             correct = sum(int(count(x[i : i + batch], y[i : i + batch])) for i in range(0, n, batch))
             return correct / n
 

@@ -1,4 +1,6 @@
-"""dp-async: a full-model replica that pulls weights, computes gradients, pushes them to the PS."""
+"""dp-async: a full-model replica that pulls the weights with a step to do, computes its gradients
+and pushes them to the PS; the PS hands out the run's S steps one at a time (dynamic assignment,
+as in the seed), so a faster device takes more of them."""
 
 from __future__ import annotations
 
@@ -17,8 +19,11 @@ from testbed.runtime.wire.serde import Weights
 from testbed.runtime.wire.serde_ps import ModelWeights
 
 
+_NO_STEP_WAIT_S = 0.05
+
+
 class AsyncReplica:
-    """Asynchronous SGD: steps until the parameter server has applied the run's step budget."""
+    """Asynchronous SGD: takes steps from the parameter server until all S are applied."""
 
     def __init__(self, io: StageIO) -> None:
         cfg, node, replica, data = io.cfg, io.node, io.replica, io.data
@@ -38,21 +43,27 @@ class AsyncReplica:
         seed = t.seed + cfg.replica_index  # replica 0 sees the in-process batch order
         self.batches: Iterator[np.ndarray] = batch_indices(len(data.y_train), t.batch_size, seed)
 
-    def _pull(self) -> int:
+    def _pull(self) -> tuple[int, int]:
+        """(version, ticket) with the weights loaded; ticket 0: no step free now."""
         msg = self.ps.pull_model()
+        if not msg.ticket:
+            return int(msg.version), 0
         model = serde_ps.model_from_message(msg, self.specs)
         for m, w in zip(self.models, model.stages, strict=True):
             set_named_weights(m, dict(w.tensors))
-        return model.version
+        return model.version, model.ticket
 
     def run(self, total: int) -> int:
         node, t = self.node, self.cfg.spec.training
         step = 0
         while not node.stopped.is_set():
             with node.metrics.timer("blocked_grad_s"):
-                version = self._pull()
-            if version >= total:
-                break
+                version, ticket = self._pull()
+            if not ticket:
+                if version >= total:
+                    break
+                node.stopped.wait(_NO_STEP_WAIT_S)  # the last steps are in flight elsewhere
+                continue
             idx = next(self.batches)
             with node.metrics.timer("compute_s"):
                 loss, correct, grads = self.step_fn(self.data.x_train[idx], self.data.y_train[idx])
@@ -61,7 +72,7 @@ class AsyncReplica:
                     for i, (names, gs) in enumerate(zip(self.names, grads, strict=True))
                 )
             with node.metrics.timer("blocked_output_s"):
-                self.ps.push_gradients(ModelWeights(version, stages))
+                self.ps.push_gradients(ModelWeights(version, stages, ticket))
             step += 1
             node.step = step
             extra = {"loss": float(loss), "train_acc": int(correct) / len(idx)}

@@ -56,10 +56,15 @@ def weights_from_message(
 
 @dataclass(frozen=True, eq=False)
 class ModelWeights:
-    """Every stage at one version; in dp-async pushes, the tensors are gradients."""
+    """Every stage at one version; in dp-async pushes, the tensors are gradients.
+
+    `ticket`: the step (1..S) the server handed out with these weights (dynamic step assignment);
+    0 in a reply that hands out none.
+    """
 
     version: int
     stages: tuple[Weights, ...]
+    ticket: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ class ParameterStatus:
 def model_to_message(model: ModelWeights) -> parameter_pb2.ModelWeights:
     """Encode every stage's tensors."""
     stages = [weights_to_message(w) for w in model.stages]
-    return parameter_pb2.ModelWeights(version=model.version, stages=stages)
+    return parameter_pb2.ModelWeights(version=model.version, stages=stages, ticket=model.ticket)
 
 
 def model_from_message(
@@ -102,7 +107,7 @@ def model_from_message(
         weights_from_message(s, spec, max_bytes)
         for s, spec in zip(msg.stages, expected, strict=True)
     )
-    return ModelWeights(msg.version, stages)
+    return ModelWeights(msg.version, stages, msg.ticket)
 
 
 def status_to_message(status: ParameterStatus) -> parameter_pb2.ParameterStatus:

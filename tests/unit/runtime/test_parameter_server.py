@@ -101,33 +101,41 @@ def test_weights_of_the_wrong_shape_are_rejected(ps) -> None:
 
 
 @pytest.mark.parametrize("ps", ["dp-async"], indirect=True)
-def test_async_gradients_apply_until_the_budget_and_stale_ones_are_refused(ps) -> None:
+def test_async_steps_are_handed_out_applied_and_stale_ones_handed_out_again(ps) -> None:
+    """iterations=3: three tickets, a stale push returns its step, unknown tickets are refused."""
     server, client = ps
-
-    def zeros(version: int) -> ModelWeights:
-        return ModelWeights(
-            version,
-            tuple(
-                Weights(
-                    i,
-                    version,
-                    {n: np.zeros(s.shape, np.float32) for n, s in grad_specs(st.model).items()},
-                )
-                for i, st in enumerate(server.replica.stages)
-            ),
-        )
-
-    pulled = client.pull_model()
-    assert pulled.version == 0 and len(pulled.stages) == 2
-    client.push_gradients(zeros(0))
-    client.push_gradients(zeros(1))
-    assert client.status().version == 2
-    client.push_gradients(zeros(0))  # 2 versions old > target_staleness 1: refused
-    assert client.status().stale_gradients == 1
-    client.push_gradients(zeros(2))
-    client.push_gradients(zeros(3))  # past iterations=3: not applied
-    status = client.status()
-    assert status.version == 3
-    assert [e.step for e in _wait_for_eval(client, 3)] == [2, 3]
     specs = [weight_specs(s.model) for s in server.replica.stages]
-    assert serde_ps.model_from_message(client.pull_model(), specs).version == 3
+
+    def zeros(version: int, ticket: int) -> ModelWeights:
+        return ModelWeights(version, tuple(
+            Weights(i, version,
+                    {n: np.zeros(s.shape, np.float32) for n, s in grad_specs(st.model).items()})
+            for i, st in enumerate(server.replica.stages)
+        ), ticket)  # fmt: skip
+
+    def pull() -> tuple[int, int]:
+        msg = client.pull_model()
+        if msg.ticket:
+            assert len(serde_ps.model_from_message(msg, specs).stages) == 2
+        else:
+            assert not msg.stages  # no weights sent with no step
+        return msg.version, msg.ticket
+
+    (v1, t1), (v2, t2), (v3, t3) = pull(), pull(), pull()
+    assert (v1, v2, v3) == (0, 0, 0) and sorted((t1, t2, t3)) == [1, 2, 3]
+    assert pull() == (0, 0)  # all three in flight: none free, the run is not over
+    client.push_gradients(zeros(v1, t1))
+    client.push_gradients(zeros(v2, t2))
+    assert client.status().version == 2
+    client.push_gradients(zeros(v3, t3))  # 2 versions old > target_staleness 1: refused
+    assert client.status().stale_gradients == 1
+    v4, t4 = pull()
+    assert (v4, t4) == (2, t3)  # the refused step is handed out again
+    with pytest.raises(PeerError, match=r"INVALID_ARGUMENT: ticket: got 99"):
+        client.push_gradients(zeros(v4, 99))
+    client.push_gradients(zeros(v4, t4))
+    with pytest.raises(PeerError, match=r"INVALID_ARGUMENT: ticket: got 3"):
+        client.push_gradients(zeros(v4, t4))  # settled already
+    assert client.status().version == 3
+    assert pull() == (3, 0)  # all applied: the replicas stop
+    assert [e.step for e in _wait_for_eval(client, 3)] == [2, 3]

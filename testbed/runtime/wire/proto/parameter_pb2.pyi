@@ -38,12 +38,14 @@ class PullRequest(_message.Message):
     def __init__(self, stage_id: _Optional[int] = ..., min_version: _Optional[int] = ..., split_epoch: _Optional[int] = ...) -> None: ...
 
 class ModelWeights(_message.Message):
-    __slots__ = ("version", "stages")
+    __slots__ = ("version", "stages", "ticket")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
+    TICKET_FIELD_NUMBER: _ClassVar[int]
     version: int
     stages: _containers.RepeatedCompositeFieldContainer[WeightSet]
-    def __init__(self, version: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[WeightSet, _Mapping]]] = ...) -> None: ...
+    ticket: int
+    def __init__(self, version: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[WeightSet, _Mapping]]] = ..., ticket: _Optional[int] = ...) -> None: ...
 
 class Evaluation(_message.Message):
     __slots__ = ("step", "test_accuracy", "wall_s", "ready_s")

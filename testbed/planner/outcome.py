@@ -1,0 +1,69 @@
+"""What a dp-async run measured, in the planner's terms (time, power, energy, EDP), read from
+its summary and events: the ground truth a prediction is compared with. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Startup (launch to the start of training) plus training (S steps), and the meter's
+    energy over both."""
+
+    startup_s: float
+    train_s: float
+    energy_j: float
+    steps: dict[str, int]
+
+    @property
+    def time_s(self) -> float:
+        return self.startup_s + self.train_s
+
+    @property
+    def power_w(self) -> float:
+        return self.energy_j / self.time_s
+
+    @property
+    def edp(self) -> float:
+        return self.energy_j * self.time_s
+
+    @property
+    def step_s(self) -> float:
+        return self.train_s / sum(self.steps.values())
+
+    def metric(self, name: str) -> float:
+        return {"time": self.time_s, "power": self.power_w, "energy": self.energy_j,
+                "edp": self.edp}[name]  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"time_s": self.time_s, "startup_s": self.startup_s, "train_s": self.train_s,
+                "step_s": self.step_s, "power_w": self.power_w, "energy_j": self.energy_j,
+                "edp_js": self.edp, "steps": self.steps}  # fmt: skip
+
+
+def event_t(events: Sequence[Mapping[str, Any]], kind: str) -> float:
+    """When the run first recorded an event of this kind."""
+    for e in events:
+        if e["event"] == kind:
+            return float(e["t"])
+    raise KeyError(f"no {kind!r} event; the run did not get that far")
+
+
+def outcome(summary: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> Outcome:
+    """A completed dp-async run's measured outcome (its summary must hold the meter's power)."""
+    power = summary.get("power") or {}
+    if "energy_j" not in power:
+        raise ValueError("the run has no metered energy: expected a cluster whose devices have "
+                         "power models (summary.power.energy_j)")  # fmt: skip
+    startup = event_t(events, "training_started") - event_t(events, "workers_started")
+    steps = {name: int(w["step"]) for name, w in summary["workers"].items()}
+    energy = float(power["energy_j"]) + float(power.get("startup", {}).get("energy_j", 0.0))
+    return Outcome(startup, float(summary["train_time_s"]), energy, steps)
+
+
+def relative_error(predicted: float, measured: float) -> float:
+    """|predicted - measured| / measured."""
+    return abs(predicted - measured) / measured

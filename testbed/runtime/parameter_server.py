@@ -276,10 +276,11 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
     def PullModel(  # noqa: N802
         self, request: common_pb2.Empty, context: grpc.ServicerContext
     ) -> parameter_pb2.ModelWeights:
-        """The model with the next free step; no weights when none is free (ask again later)."""
+        """The model with the next free step; no weights while the rest are in flight elsewhere
+        (ask again later); the final weights, without a step, once all S are applied."""
         with self._lock:
             version, ticket = self.tickets.applied, self.tickets.take()
-            snapshot = self._snapshot() if ticket else []
+            snapshot = self._snapshot() if ticket or self.tickets.done else []
         stages = tuple(Weights(i, version, t) for i, t in enumerate(snapshot))
         return serde_ps.model_to_message(ModelWeights(version, stages, ticket))
 

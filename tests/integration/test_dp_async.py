@@ -27,7 +27,7 @@ def test_dynamic_assignment_runs_exactly_s_steps_and_the_fast_device_takes_more(
 ) -> None:
     raw = {
         "name": "dp-dynamic",
-        "model": {"name": "four-layer", "width": 0.5},
+        "model": {"name": "eight-layer", "width": 0.5},  # conv-heavy: CPU-bound steps
         "algorithm": {"name": "bp"},
         "training": {"batch_size": 32, "lr": 1e-3, "iterations": STEPS, "eval_every": STEPS,
                      "log_every": 10, "eval_samples": 200, "threads": 1},
@@ -46,7 +46,13 @@ def test_dynamic_assignment_runs_exactly_s_steps_and_the_fast_device_takes_more(
     evals = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert max(e["step"] for e in evals if e["kind"] == "eval") == STEPS  # the PS applied S
     ratio = fast / slow
-    print(f"fast {fast} steps, slow {slow} steps: {ratio:.2f}x")
-    # 1.0 vs 0.25 CPU: ~4x less the PS's share of the fast device; a fixed split gives 1x
-    assert 2.5 <= ratio <= 6.0
+    speed = {k: s["workers"][k]["steady"]["it_s"] for k in ("replica0", "replica1")}
+    faster = speed["replica1"] / speed["replica0"]
+    print(f"fast {fast} steps, slow {slow} steps: {ratio:.2f}x; step rates {faster:.2f}x")
+    # 1.0 vs 0.25 CPU: ~4x on a quiet host, less the PS's share of the fast device and less
+    # again when other work takes the host's CPUs from the fast device (a cap, not a reservation)
+    assert faster >= 1.6, speed
+    # dynamic assignment: each device took steps in proportion to its speed; a fixed split
+    # gives 1.0 here whatever the speeds
+    assert ratio == pytest.approx(faster, rel=0.25)
     assert not find(run.run_id)

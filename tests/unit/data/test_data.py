@@ -160,12 +160,12 @@ def test_corrupt_cache_falls_through_and_is_rewritten(tmp_path: Path) -> None:
 
 def test_unknown_dataset_lists_known_keys() -> None:
     with pytest.raises(
-        ValueError, match=r"unknown dataset 'imagenet'; known: cifar10, cifar100, mnist"
+        ValueError, match=r"unknown dataset 'imagenet'; known: cifar10, cifar10-synthetic, cifar100, mnist"
     ):
         load_dataset("imagenet")
     with pytest.raises(KeyError):
         load_dataset("imagenet")
-    assert set(DATASETS) == {"mnist", "cifar10", "cifar100"}
+    assert set(DATASETS) == {"mnist", "cifar10", "cifar100", "cifar10-synthetic"}
 
 
 def test_no_source_names_every_failure(tmp_path: Path) -> None:

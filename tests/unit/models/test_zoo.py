@@ -22,7 +22,7 @@ def test_vgg16_filters_double_after_each_pool():
 
 
 def test_unknown_model_lists_known_keys():
-    with pytest.raises(UnknownKeyError, match="known models: eight-layer, four-layer, mnist-student, vgg16"):
+    with pytest.raises(UnknownKeyError, match="known models: alexnet-cifar, eight-layer, four-layer, mnist-student, nin-cifar, resnet20, squeezenet-cifar, tf-cifar10, vgg16"):
         get_model("resnet")
 
 

@@ -47,14 +47,14 @@ def test_scale_overrides_merge_deeply():
 @pytest.mark.parametrize(
     ("path", "value", "expected"),
     [
-        ("model.name", "resnet9", r"t\.yaml: model\.name: got 'resnet9'; unknown model 'resnet9'; known models: eight-layer, four-layer, mnist-student, vgg16"),
+        ("model.name", "resnet9", r"t\.yaml: model\.name: got 'resnet9'; unknown model 'resnet9'; known models: alexnet-cifar, eight-layer, four-layer, mnist-student, nin-cifar, resnet20, squeezenet-cifar, tf-cifar10, vgg16"),
         ("algorithm.name", "dfa", r"algorithm\.name: got 'dfa'; unknown algorithm 'dfa'; known algorithms: bp, kt, sg"),
         ("training.batch_size", 0, r"training\.batch_size: got 0; Input should be greater than 0"),
         ("training.iterations", "many", r"training\.iterations: got 'many'; Input should be a valid integer"),
         ("training.optimizer", "rmsprop", r"training\.optimizer: got 'rmsprop'; Input should be 'adam' or 'sgd'"),
         ("algorithm.sg.depth", 9, r"algorithm\.sg\.depth: got 9; Input should be less than or equal to 4"),
         ("model.colour", "red", r"model\.colour: unknown field; expected one of: name, width, split_after"),
-        ("data.dataset", "imagenet", r"data\.dataset: got 'imagenet'; unknown dataset 'imagenet'; known datasets: cifar10, cifar100, mnist"),
+        ("data.dataset", "imagenet", r"data\.dataset: got 'imagenet'; unknown dataset 'imagenet'; known datasets: cifar10, cifar10-synthetic, cifar100, mnist"),
         ("job.mode", "bp-sync", r"job\.mode 'bp-sync' needs algorithm\.name 'bp'"),
         ("report.accuracy_levels", [0.95, 0.9], r"report\.accuracy_levels: got \[0\.95, 0\.9\]; expected a non-empty ascending list of distinct accuracies in \(0, 1\]"),
         ("report.accuracy_levels", [0.9, 1.5], r"report\.accuracy_levels: got \[0\.9, 1\.5\]; expected"),

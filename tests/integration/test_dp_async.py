@@ -51,7 +51,7 @@ def test_dynamic_assignment_runs_exactly_s_steps_and_the_fast_device_takes_more(
     print(f"fast {fast} steps, slow {slow} steps: {ratio:.2f}x; step rates {faster:.2f}x")
     # 1.0 vs 0.25 CPU: ~4x on a quiet host, less the PS's share of the fast device and less
     # again when other work takes the host's CPUs from the fast device (a cap, not a reservation)
-    assert faster >= 1.6, speed
+    assert faster >= 1.5, speed
     # dynamic assignment: each device took steps in proportion to its speed; a fixed split
     # gives 1.0 here whatever the speeds
     assert ratio == pytest.approx(faster, rel=0.25)

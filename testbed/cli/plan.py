@@ -57,7 +57,8 @@ def plan(
 def _plan_partition(
     spec: Any, stages: int | None, order: str, profile: Path | None, results: Path | None
 ) -> None:
-    from testbed.controller.partition_plan import load_or_profile, plan_partition, table, write
+    from testbed.controller.partition_plan import load_or_profile, plan_partition, write
+    from testbed.controller.partition_plan import table as partition_table
     from testbed.metrics.run_dir import default_results_root
     from testbed.planner.partition import PartitionError
     from testbed.planner.placement import candidate_devices
@@ -69,7 +70,7 @@ def _plan_partition(
     except (PartitionError, OSError, KeyError, ValueError) as err:
         fail(str(err))
     typer.echo(f"{spec.name} [{spec.scale}] {spec.job.mode}: unit times from {source}")
-    for line in table(result):
+    for line in partition_table(result):
         typer.echo(line)
     out = (results or default_results_root()) / "plan" / f"{spec.name}-{spec.scale}"
     for path in write(result, out, {"spec": spec.name, "scale": spec.scale, "profile": source}):

@@ -2,7 +2,8 @@
 
 Four parts, each its own command so that each fits one quiet window (`make bench
 NAME=partition-<part>`; `make bench NAME=partition` runs them all), each adding its section to
-results/bench/partition.json and redrawing partition.png:
+results/bench/partition.json and redrawing partition.png; the homogeneous part also runs one
+model at a time, `partition-homogeneous-eight-layer` or `partition-homogeneous-vgg16`):
 
 - homogeneous: 4 devices at 0.4 CPU / 1 GB, 1 Gbit; eight-layer and VGG16 (quarter width) with
   layer-granular units; sg on the partitioner's split against bp-local on one such device, and
@@ -174,11 +175,11 @@ def _run_plan(model: str, plan: Plan, costs: Costs, devices: list[tuple[str, flo
 
 
 # --- parts ---------------------------------------------------------------------------------------
-def homogeneous(root: Path | None) -> dict[str, Any]:
+def homogeneous(root: Path | None, models: tuple[str, ...] = tuple(MODELS)) -> dict[str, Any]:
     h = HOMOGENEOUS
     devices = [(f"edge{i}", h["cpus"], h["rate"]) for i in range(h["devices"])]
     cells = {}
-    for model in MODELS:
+    for model in models:
         costs = costs_for(model, devices, root)
         plan = partition(costs, h["devices"])
         sg = _run_plan(model, plan, costs, devices, root)
@@ -274,6 +275,8 @@ def recovery(row: dict[str, Any], series: list[tuple[float, int]],
 
 PARTS = {"homogeneous": homogeneous, "hetero": hetero, "neighbours": neighbours,
          "resplit": resplit}
+# one model of the homogeneous part at a time (each fits a quiet window); cells merge
+ONE_MODEL = {f"homogeneous-{m}": (lambda root, m=m: homogeneous(root, (m,))) for m in MODELS}
 
 
 def run_parts(parts: list[str], root: Path | None) -> Path:
@@ -285,6 +288,11 @@ def run_parts(parts: list[str], root: Path | None) -> Path:
     body.pop("provenance", None)
     for part in parts:
         started = time.time()
+        if part in ONE_MODEL:
+            done = ONE_MODEL[part](root)
+            cells = {**body.get("homogeneous", {}).get("cells", {}), **done["cells"]}
+            body["homogeneous"] = {**done, "cells": cells, "wall_s": time.time() - started}
+            continue
         body[part] = {**PARTS[part](root), "wall_s": time.time() - started}
     body.update(targets=TARGETS, summary=summarize(body))
     write_result(out, body, prov)
@@ -327,6 +335,6 @@ def main(root: Path | None = None) -> Path:
 
 
 BENCHES.register(NAME)(main)
-for _part in PARTS:
+for _part in [*PARTS, *ONE_MODEL]:
     BENCHES.register(f"{NAME}-{_part}")(
         lambda root=None, _p=_part: run_parts([_p], root))  # type: ignore[misc]

@@ -10,6 +10,7 @@ from testbed.bench import edge_pipeline as _edge_pipeline  # noqa: F401  (regist
 from testbed.bench import kt as _kt  # noqa: F401  (registers "kt")
 from testbed.bench import kt_edge as _kt_edge  # noqa: F401  (registers "kt-edge")
 from testbed.bench import metrics as _metrics  # noqa: F401  (registers "metrics")
+from testbed.bench import mutation as _mutation  # noqa: F401  (registers "mutation")
 from testbed.bench import partition as _partition  # noqa: F401  (registers "partition*")
 from testbed.bench import planner as _planner  # noqa: F401  (registers "planner", "planner-quick")
 from testbed.bench import pipeline as _pipeline  # noqa: F401  (registers "pipeline")

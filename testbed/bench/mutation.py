@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,15 +110,26 @@ def plant(source: str, mutant: Mutant) -> str:
 
 
 def copy_tree(root: Path, dest: Path) -> None:
-    """The files git knows in `root` (tracked and untracked-not-ignored), results/ left out."""
+    """The files git knows in `root` (tracked and untracked-not-ignored; not the run
+    directories git ignores), committed in a fresh repository at `dest`."""
     listed = subprocess.run(["git", "-C", str(root), "ls-files", "-co", "--exclude-standard", "-z"],
                             capture_output=True, check=True).stdout.decode().split("\0")
     for rel in filter(None, listed):
         src = root / rel
-        if rel.startswith("results/") or not src.is_file():
+        if not src.is_file():
             continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest / rel)
+    _commit_copy(dest)
+
+
+def _commit_copy(tree: Path) -> None:
+    """The copy as a one-commit git repository: the tests that read a run's provenance (its
+    commit) need one, as in any checkout."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "mutation", "GIT_AUTHOR_EMAIL": "mutation@localhost",
+           "GIT_COMMITTER_NAME": "mutation", "GIT_COMMITTER_EMAIL": "mutation@localhost"}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "--no-verify", "-m", "copy"]):
+        subprocess.run(["git", "-C", str(tree), *args], env=env, capture_output=True, check=True)
 
 
 def _env(tree: Path) -> dict[str, str]:
@@ -126,9 +137,21 @@ def _env(tree: Path) -> dict[str, str]:
             "TESTBED_RESULTS": str(tree / "results")}
 
 
-def check_imports_copy(tree: Path) -> None:
+def _python(root: Path, tree: Path) -> str:
+    """The interpreter to test the copy with: where it is the project's own venv, that venv
+    linked into the copy (as in a checkout, so paths a run records stay inside the project)."""
+    exe = Path(sys.executable)
+    if not exe.is_relative_to(root):
+        return sys.executable
+    venv = exe.relative_to(root).parts[0]
+    if not (tree / venv).exists():
+        (tree / venv).symlink_to(root / venv, target_is_directory=True)
+    return str(tree / exe.relative_to(root))
+
+
+def check_imports_copy(tree: Path, python: str) -> None:
     """The copy's `testbed` must be the one imported there (not the editable install's)."""
-    out = subprocess.run([sys.executable, "-c", "import testbed; print(testbed.__file__)"],
+    out = subprocess.run([python, "-c", "import testbed; print(testbed.__file__)"],
                          cwd=tree, env=_env(tree), capture_output=True, text=True, check=True)
     if not Path(out.stdout.strip()).resolve().is_relative_to(tree.resolve()):
         raise RuntimeError(f"the copy imports testbed from {out.stdout.strip()}, not {tree}")
@@ -139,9 +162,10 @@ def _first_failure(output: str) -> str | None:
     return match.group(1) if match else None
 
 
-def run_tier(tree: Path, marker: str | None, paths: tuple[str, ...]) -> dict[str, Any]:
+def run_tier(tree: Path, python: str, marker: str | None,
+             paths: tuple[str, ...]) -> dict[str, Any]:
     """pytest in the copy, stopping at the first failure: passed / caught / timeout / error."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *paths]
+    cmd = [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *paths]
     if marker:
         cmd += ["-m", marker]
     started = time.monotonic()
@@ -163,15 +187,16 @@ def run_mutant(root: Path, mutant: Mutant | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="testbed-mutant-") as tmp:
         tree = Path(tmp)
         copy_tree(root, tree)
-        check_imports_copy(tree)
+        python = _python(root, tree)
+        check_imports_copy(tree, python)
         if mutant is not None:
             target = tree / mutant.path
             target.write_text(plant(target.read_text(), mutant))
         if mutant is None:
-            return {"fast": run_tier(tree, FAST_TIER, ("tests",))}
-        row = {"fast": run_tier(tree, FAST_TIER, (*mutant.first, "tests"))}
+            return {"fast": run_tier(tree, python, FAST_TIER, ("tests",))}
+        row = {"fast": run_tier(tree, python, FAST_TIER, (*mutant.first, "tests"))}
         if mutant.slow:
-            row["slow"] = run_tier(tree, None, mutant.slow)
+            row["slow"] = run_tier(tree, python, None, mutant.slow)
         for tier in row.values():  # a tier that passes with the bug in it missed the bug
             tier["result"] = "missed" if tier["result"] == "passed" else tier["result"]
         return row
@@ -252,7 +277,8 @@ def main(results_root: Path | None = None, only: tuple[str, ...] = (), control: 
                              "; a mutant's failure would mean nothing. Fix that first.")
     body["mutants"] = []
     for mutant in chosen:
-        row = {**asdict(mutant), **run_mutant(root, mutant)}
+        row = {"key": mutant.key, "bug": mutant.bug, "path": mutant.path,
+               "slow_tests": list(mutant.slow), **run_mutant(root, mutant)}
         body["mutants"].append(row)
         slow = f", slow {row['slow']['result']}" if "slow" in row else ""
         print(f"{mutant.key}: fast {row['fast']['result']}{slow}", flush=True)

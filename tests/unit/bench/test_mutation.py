@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from testbed.bench.mutation import MUTANTS, Mutant, PlantError, markdown, plant
@@ -41,4 +39,24 @@ def test_markdown_rows_say_caught_or_missed_per_tier() -> None:
     assert "| bug a (`a`) | `p.py` | caught | - | `tests/t.py::test_a` |" in text
     assert "| bug b (`b`) | `q.py` | missed | caught | `tests/s.py::test_b` |" in text
     assert "1 of 2 caught by the fast tier, control passed" in text
-    assert Path(PROJECT_ROOT / "docs").is_dir()
+
+
+def test_the_copy_holds_the_tracked_and_new_files_as_one_commit_not_the_ignored(tmp_path) -> None:
+    import subprocess
+
+    from testbed.bench.mutation import copy_tree
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    (src / "results" / "run").mkdir(parents=True)
+    (src / "results" / "run" / "summary.json").write_text("{}")
+    (src / ".gitignore").write_text("results/\n")
+    (src / "a.py").write_text("a = 1\n")
+    subprocess.run(["git", "init", "-q", str(src)], check=True)
+    (src / "b.py").write_text("b = 2\n")  # untracked, not ignored: copied too
+    dest.mkdir()
+    copy_tree(src, dest)
+    copied = sorted(p.name for p in dest.iterdir() if p.name != ".git")
+    assert copied == [".gitignore", "a.py", "b.py"]
+    head = subprocess.run(["git", "-C", str(dest), "status", "--porcelain"],
+                          capture_output=True, text=True, check=True)
+    assert head.stdout == ""  # everything committed: a run's provenance finds a commit

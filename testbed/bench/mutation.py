@@ -3,11 +3,12 @@
 Each mutant is one small source edit (a regular expression that must match exactly once) that
 reproduces a bug a reviewer planted by hand (issue 13). For each, the tree is copied to a
 temporary directory, the bug planted, and the fast test tier run there (the tests named for
-the bug first, then the rest unless they failed; stopping at the first failure); mutants of the distributed runtime also run the slow tests named for them. A mutant is
-*caught* when the tier fails. The unmutated copy runs first and must pass, or nothing is counted.
+the bug first, then the rest unless they failed; stopping at the first failure); mutants of the
+distributed runtime also run the slow tests named for them. A mutant is *caught* when the tier
+fails. The unmutated copy runs first and must pass, or nothing is counted.
 Results: results/bench/mutation.json and docs/mutation.md (the table).
 
-    testbed bench mutation                       # or: make bench NAME=mutation  (~10 min on 2 cores)
+    testbed bench mutation         # or: make bench NAME=mutation  (~10 min on 2 cores)
     python -m testbed.bench.mutation --only gpipe-sums-micro-batches --no-control
 """
 

@@ -36,8 +36,9 @@ data: $(STAMP)
 	$(BIN)/python -m testbed.data fetch mnist
 
 ## make experiment [NAME=quickstart] [SCALE=smoke]: run a spec from experiments/
+## make experiment RESUME=results/<experiment>/<run-id>: continue an interrupted or failed run
 experiment: data
-	$(BIN)/testbed run $(NAME) $(SCALE_OPT)
+	$(BIN)/testbed run $(if $(RESUME),--resume $(RESUME),$(NAME) $(SCALE_OPT))
 
 ## make compare NAMES="four-layer-bp four-layer-sg": overlay the latest runs
 compare: $(STAMP)

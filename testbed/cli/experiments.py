@@ -25,17 +25,30 @@ if TYPE_CHECKING:
 
 
 def run(
-    name: NameArg,
+    name: Annotated[Optional[str], typer.Argument(
+        help="experiment, suite or sweep name from experiments/, or a spec file path")] = None,
     overrides: OverridesArg = None,
     scale: ScaleOpt = None,
     results: ResultsOpt = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="print the resolved spec, the placement and missing prerequisites; start nothing")] = False,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="continue this interrupted, failed or crashed run directory to its budget",
+        show_default=False)] = None,
 ) -> None:
     """Run an experiment, suite or sweep (smoke scale unless --scale); writes results/<experiment>/<run-id>/.
 
-    Without --scale a spec runs at its smoke scale (minutes); --scale paper runs the paper's budget."""
+    Without --scale a spec runs at its smoke scale (minutes); --scale paper runs the paper's budget.
+    --resume RUN_DIR continues a run from its latest checkpoint, in its own directory."""
+    if resume is not None:
+        if name or overrides or scale:
+            fail("--resume RUN_DIR continues the run as its spec.yaml says: give no experiment, "
+                 "overrides or --scale with it")
+        _resume(resume, progress)
+        return
+    if name is None:
+        fail("expected an experiment, suite or sweep name (or --resume RUN_DIR)")
     doc = load(name, scale, overrides)
     if dry_run:
         from testbed.cli.dryrun import show
@@ -66,11 +79,31 @@ def say_scale(doc: Document) -> None:
                    "--scale paper runs the spec as written (the paper's budget)")
 
 
+def _resume(path: Path, progress: bool) -> None:
+    from testbed.controller.experiment import run_experiment
+    from testbed.controller.resume import AlreadyComplete, ResumeError, resume_plan
+    from testbed.spec.errors import SpecError
+
+    try:
+        spec, plan = resume_plan(path)
+    except AlreadyComplete as done:
+        typer.echo(str(done))
+        return
+    except (ResumeError, SpecError) as err:
+        fail(str(err))
+    typer.echo(f"resuming {path} from step {plan['from_step']} of {spec.training.iterations}")
+    _report(spec, run_experiment(spec, None, progress, resume=plan).path)
+
+
 def _run_one(spec: Spec, results: Path | None, progress: bool) -> Path:
     from testbed.controller.experiment import run_experiment
 
-    run = run_experiment(spec, results, progress)
-    summary = json.loads((run.path / "summary.json").read_text())
+    return _report(spec, run_experiment(spec, results, progress).path)
+
+
+def _report(spec: Spec, path: Path) -> Path:
+    """Print a finished run's headline numbers and where it is."""
+    summary = json.loads((path / "summary.json").read_text())
     accuracy = (
         f"final test accuracy {summary['final_test_accuracy']:.4f} "
         f"(best {summary['best_test_accuracy']:.4f})"
@@ -81,8 +114,8 @@ def _run_one(spec: Spec, results: Path | None, progress: bool) -> Path:
         f"{spec.name} [{spec.scale}]: {accuracy}, {summary['mean_it_s']:.1f} it/s, "
         f"{summary['iterations']} iterations in {summary['wall_time_s']:.0f} s"
     )
-    typer.echo(f"  run directory: {run.path}")
-    return run.path
+    typer.echo(f"  run directory: {path}")
+    return path
 
 
 def _run_sweep(doc: Document, results: Path | None, progress: bool, overrides: list[str] | None) -> None:

@@ -18,18 +18,37 @@ from testbed.report.figures import accuracy_figure
 from testbed.spec.experiment import Spec, spec_to_dict
 
 
-def run_experiment(spec: Spec, results_root: Path | None = None, progress: bool = True) -> RunDir:
-    """Create the run directory, train, and always write summary.json with the final status."""
-    run = RunDir.create(spec.name, spec.scale, results_root)
-    run.write_spec(spec_to_dict(spec))
-    run.event("start", mode=spec.job.mode, pid=os.getpid(), host=socket.gethostname())
+def run_experiment(
+    spec: Spec,
+    results_root: Path | None = None,
+    progress: bool = True,
+    resume: dict[str, Any] | None = None,
+) -> RunDir:
+    """Create the run directory, train, and always write summary.json with the final status.
+
+    `resume` continues an earlier run instead (`controller.resume.resume_plan`): {"path": its
+    run directory, "summary": its summary so far ({} when it has none), "from_step": its latest
+    checkpoint's step}. The runner picks up from that checkpoint; the summary adds this
+    resumption to the earlier ones and this part's wall time to theirs.
+    """
+    run = RunDir(Path(resume["path"])) if resume else RunDir.create(spec.name, spec.scale, results_root)
+    previous: dict[str, Any] = dict(resume["summary"]) if resume else {}
+    if not resume:
+        run.write_spec(spec_to_dict(spec))
+    run.event("resume" if resume else "start", mode=spec.job.mode, pid=os.getpid(),
+              host=socket.gethostname())  # fmt: skip
     started, made_by = time.time(), provenance.start()
     synthetic = get_spec(spec.data.dataset).synthetic
     base: dict[str, Any] = {
         "experiment": spec.name, "run_id": run.run_id, "scale": spec.scale,
         "model": spec.model.name, "algorithm": spec.algorithm.name, "mode": spec.job.mode,
-        "started": started,
+        "started": previous.get("started", started),
     }
+    resumptions = [*previous.get("resumptions", [])]
+    if resume:
+        resumptions.append({"at": started, "from_step": resume["from_step"],
+                            "previous_status": previous.get("status", "crashed"),
+                            "previous_reason": previous.get("reason", "no summary written")})  # fmt: skip
     try:
         runner = load(PLANNED if spec.planner else get_mode(spec.job.mode).runner)
         body = runner(spec, run, progress)
@@ -45,7 +64,9 @@ def run_experiment(spec: Spec, results_root: Path | None = None, progress: bool 
         run.event("error", traceback=traceback.format_exc())
         raise
     finally:
-        base["wall_time_s"] = time.time() - started
+        if resumptions:
+            base["resumptions"] = resumptions
+        base["wall_time_s"] = previous.get("wall_time_s", 0.0) + time.time() - started
         base["provenance"] = provenance.finish(made_by)
         run.event("end", status=base.get("status", "failed"))
         run.close()  # flushes every metric written so far, also on failure

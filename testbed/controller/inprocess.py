@@ -10,6 +10,7 @@ from testbed.metrics.run_dir import RunDir
 from testbed.planner.profile import profile_stages
 from testbed.spec.experiment import Spec
 from testbed.training.loop import environment_info, setup, train
+from testbed.training.resume import CHECKPOINTS_DIR
 from testbed.training.session import Session
 
 
@@ -34,7 +35,7 @@ def run_inprocess(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, A
     data = setup(spec, run)
     session = Session.build(spec, data)
     with recording(spec, run) as (rec, sink_counts):
-        result = train(session, rec, progress)
+        result = train(session, rec, progress, run.path / CHECKPOINTS_DIR)
     summary: dict[str, Any] = {
         **result,
         **sink_counts,

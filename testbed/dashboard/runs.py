@@ -135,12 +135,15 @@ def infer_status(
     Liveness comes from, in order: a process this dashboard started (`tracked`), a pid recorded in
     the start event, and else how recently the run's files were written (`stale_after_s`).
     """
-    if summary and summary.get("status") in STATUSES:
+    starts = [i for i, e in enumerate(events) if e.get("event") in ("start", "resume")]
+    current = events[starts[-1]:] if starts else events  # a resumed run: its latest part
+    resumed = bool(starts) and events[starts[-1]].get("event") == "resume"
+    end = next((e for e in reversed(current) if e.get("event") == "end"), None)
+    if summary and summary.get("status") in STATUSES and (end is not None or not resumed):
         return summary["status"], summary.get("reason")
-    end = next((e for e in reversed(events) if e.get("event") == "end"), None)
     if end is not None and end.get("status") in STATUSES:
         return end["status"], None
-    start = next((e for e in events if e.get("event") == "start"), {})
+    start = current[0] if starts else {}
     alive = tracked if tracked is not None else run_process_alive(start.get("pid"), start.get("host"))
     if alive is None and written is not None:
         alive = time.time() - written < stale_after_s

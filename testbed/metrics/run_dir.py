@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import time
@@ -81,6 +82,24 @@ class RunDir:
         self._metrics.flush()
         self._flushed_at = time.monotonic()
 
+    def rewind(self, step: int) -> int:
+        """Drop the metric records past `step` (and a torn last line): the work a resumed run
+        does again. Rewrites metrics.jsonl atomically; returns how many records went."""
+        self._metrics.close()
+        path = self.path / METRICS_FILE
+        kept, dropped = [], 0
+        for line in path.read_text().splitlines(keepends=True):
+            if _record_step(line) <= step:
+                kept.append(line)
+            else:
+                dropped += 1
+        if dropped:
+            tmp = path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(kept))
+            os.replace(tmp, path)
+        self._metrics = open(path, "a", buffering=1 << 16)
+        return dropped
+
     def event(self, kind: str, **fields: Any) -> None:
         self._events.write(json.dumps({"event": kind, "t": time.time(), **fields}) + "\n")
 
@@ -93,6 +112,15 @@ class RunDir:
             if not f.closed:
                 f.close()
         return {"written": self.points}
+
+
+def _record_step(line: str) -> float:
+    """A metric line's step (0 without one); infinity for a line that is not a record."""
+    try:
+        rec = json.loads(line)
+        return float(rec.get("step", 0)) if line.endswith("\n") else math.inf
+    except (ValueError, AttributeError, TypeError):
+        return math.inf
 
 
 def read_metrics(run_path: Path, kind: str | None = None) -> Iterator[dict[str, Any]]:

@@ -21,6 +21,7 @@ SUMMARY = ".summary.json"  # the worker's report when its loop has finished
 LOG = ".log"  # stdout and stderr
 TEACHER = "teacher.keras"  # kt-sections: the saved teacher every worker loads
 CHECKPOINT = "checkpoint"  # the parameter server's latest weights
+CHECKPOINTS = "checkpoints"  # full training state, ckpt-<step>.npz (testbed.training.checkpoint)
 
 # The environment a worker is started with. glibc serves every allocation over 128 KB with a
 # fresh mmap and returns it on free, so each multi-MB tensor copy on the message path (bytes,

@@ -98,6 +98,16 @@ class TrainingCfg(_Strict):
     eval_samples: PositiveInt | None = None
     seed: int = 0
     threads: PositiveInt | None = Field(None, description="TF intra-op threads; default all cores")
+    checkpoint_every: NonNegativeInt | None = Field(
+        None, description="steps between checkpoints of the full training state; 0: none; "
+        "default: at each evaluation in process, none in distributed runs")
+    checkpoint_keep: PositiveInt = Field(2, description="checkpoints kept (the newest)")
+
+    def checkpoint_interval(self, distributed: bool) -> int:
+        """Steps between checkpoints (0: none), the default resolved for the run's kind."""
+        if self.checkpoint_every is not None:
+            return self.checkpoint_every
+        return 0 if distributed else self.eval_every
 
 
 class StoreCfg(_Strict):
@@ -358,6 +368,17 @@ def load_spec(name_or_path: str, scale: str | None = None,
     spec = parse_spec(raw, str(path), scale, overrides)
     check_every_scale(raw, str(path))
     return spec
+
+
+def load_resolved(path: Path) -> Spec:
+    """A run directory's spec.yaml: the spec as it ran (its scale already applied)."""
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: got {type(raw).__name__}; expected a YAML mapping")
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as err:
+        raise SpecError(_format_error(str(path), err, [])) from None
 
 
 def spec_to_dict(spec: Spec) -> dict[str, Any]:

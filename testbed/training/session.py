@@ -19,6 +19,7 @@ from testbed.data import Dataset
 from testbed.models import Stage
 from testbed.spec.experiment import Spec
 from testbed.training.tfsetup import configure_threads, make_optimizer  # noqa: F401  (re-exported)
+from testbed.training.state import StageParts, stage_parts
 from testbed.training.trainables import build_trainables
 
 
@@ -41,6 +42,11 @@ class Session:
     @property
     def models(self) -> list[keras.Model]:
         return [s.model for s in self.stages]
+
+    def parts(self) -> dict[int, StageParts]:
+        """Every stage's model, optimizer and (SG) module: what a checkpoint holds."""
+        return stage_parts(range(len(self.stages)), self.models, self.optimizers, self.sgs,
+                           self.sg_optimizers)  # fmt: skip
 
     def compile_step(self) -> Any:
         """The per-batch training step: (x, y) -> (loss, correct, sg_loss), called once per

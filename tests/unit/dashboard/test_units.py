@@ -113,6 +113,16 @@ NOW = time.time()
         (None, [{"event": "start", "pid": 2**22 + 12345}], None, NOW, "interrupted"),
         (None, [], None, NOW - 5, "running"),  # recent writes
         (None, [], None, NOW - 10_000, "interrupted"),  # stale
+        # resumed (testbed run --resume): the earlier part's summary is no longer the status
+        ({"status": "interrupted"}, [{"event": "start", "pid": 2**22 + 12345},
+                                     {"event": "end", "status": "interrupted"},
+                                     {"event": "resume", "pid": os.getpid()}], None, NOW, "running"),
+        ({"status": "interrupted"}, [{"event": "start", "pid": 2**22 + 12345},
+                                     {"event": "resume", "pid": 2**22 + 12346}], None, NOW,
+         "interrupted"),
+        ({"status": "completed"}, [{"event": "start"}, {"event": "end", "status": "interrupted"},
+                                   {"event": "resume"}, {"event": "end", "status": "completed"}],
+         None, NOW, "completed"),
     ],
 )
 def test_infer_status(summary, events, tracked, written, expected) -> None:

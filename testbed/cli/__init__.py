@@ -17,6 +17,23 @@ from testbed.cli import cluster, experiments, plan, runs, tools  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0],
                   pretty_exceptions_enable=False)
+
+
+@app.callback()
+def _sweep_dead_runs() -> None:
+    """Every command first removes what runs whose controller died (e.g. by SIGKILL) left
+    behind: their namespaces, qdiscs, cgroups and containers. Live runs are never touched."""
+    from testbed.emulation import lease
+
+    if not lease.dead():  # the common case costs a directory listing
+        return
+    from testbed.emulation.cleanup import describe, sweep
+
+    for run_id, gone in sweep().items():
+        typer.echo(f"cleaned up after run {run_id}, whose controller died: {describe(gone)}",
+                   err=True)  # fmt: skip
+
+
 experiments.register(app)
 plan.register(app)
 runs.register(app)

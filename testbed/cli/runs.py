@@ -73,14 +73,21 @@ def clean(
 ) -> None:
     """Remove what crashed runs left: namespaces, links, cgroups, containers, networks.
 
+    Without run ids: the runs whose controller died (found by their lease; every command does
+    this first). With run ids: those runs', whether or not they hold a lease.
+
     Only resources labelled with a run id are touched (and the processes inside them), never
     images or unlabelled containers."""
     from testbed.emulation import cleanup
     from testbed.emulation.naming import check_run_id
     from testbed.metrics.run_dir import default_results_root
 
-    if bool(run_ids) == all_runs and not list_only:
-        fail("testbed clean: give run ids, or --all for every run's leftovers (--list shows them)")
+    if run_ids and all_runs:
+        fail("testbed clean: give run ids or --all, not both (--list shows what is left)")
+    if not run_ids and not all_runs and not list_only:
+        # runs whose controller died were swept before this command (cli._sweep_dead_runs)
+        typer.echo(f"runs whose controller died: {_describe_swept(cleanup.sweep())}")
+        return
     targets: list[str | None] = [None] if all_runs or not run_ids else list(run_ids)
     for run_id in targets:
         if run_id is not None:
@@ -96,6 +103,12 @@ def clean(
         if pid is not None and not force:
             fail(f"run {run_id} is still running (pid {pid}); stop it first, or --force")
         typer.echo(f"{label}: removed {_describe(cleanup.clean(run_id)) or 'nothing (none left)'}")
+
+
+def _describe_swept(swept: dict[str, Any]) -> str:
+    if not swept:
+        return "none left anything behind (live runs and runs without a lease are left alone)"
+    return "; ".join(f"{run_id}: removed {_describe(gone)}" for run_id, gone in swept.items())
 
 
 def _describe(found: Any) -> str:

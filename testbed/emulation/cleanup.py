@@ -1,4 +1,8 @@
-"""Remove what crashed runs left behind: labelled namespaces, links, cgroups, containers, networks."""
+"""Remove what crashed runs left behind: labelled namespaces, links, cgroups, containers, networks.
+
+`clean(run_id)` removes one run's resources; `sweep()` those of every run whose controller is
+dead (its `lease`), which every `testbed` command does first.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.emulation import cgroups
+from testbed.emulation import cgroups, lease
 from testbed.emulation.docker import cleanup as docker_cleanup
 from testbed.emulation.naming import RunNames, is_labelled_link, is_labelled_netns
 
@@ -141,10 +145,37 @@ def _kill(pid: int) -> None:
         pass
 
 
+def sweep() -> dict[str, Leftovers]:
+    """Remove what every run whose controller is dead left behind (see `lease`); live runs and
+    runs without a lease are left alone. Returns what went, by run id."""
+    removed: dict[str, Leftovers] = {}
+    for gone in lease.dead():
+        with lease.exclusive(gone.run_id) as mine:
+            if mine:  # else another sweep is at it right now
+                removed[gone.run_id] = clean(gone.run_id)
+                lease.release(gone.run_id)
+    return removed
+
+
+def describe(gone: Leftovers) -> str:
+    return (f"namespaces {gone.netns}, links {gone.links}, cgroups {gone.cgroups}, "
+            f"containers {gone.containers}, networks {gone.networks}, killed pids {gone.pids}")
+
+
+def main(argv: list[str]) -> int:
+    """python -m testbed.emulation.cleanup [RUN_ID]: that run's resources, or (no RUN_ID) those
+    of every run whose controller is dead."""
+    if argv:
+        print(f"run {argv[0]}: removed {describe(clean(argv[0]))}")
+        lease.release(argv[0])
+        return 0
+    swept = sweep()
+    for run_id, gone in swept.items():
+        print(f"run {run_id} (controller dead): removed {describe(gone)}")
+    if not swept:
+        print("no run with a dead controller left anything behind")
+    return 0
+
+
 if __name__ == "__main__":
-    # python -m testbed.emulation.cleanup [RUN_ID]   (no RUN_ID: every testbed run)
-    gone = clean(sys.argv[1] if len(sys.argv) > 1 else None)
-    print(
-        f"removed namespaces {gone.netns}, links {gone.links}, cgroups {gone.cgroups}, "
-        f"containers {gone.containers}, networks {gone.networks}, killed pids {gone.pids}"
-    )
+    sys.exit(main(sys.argv[1:]))

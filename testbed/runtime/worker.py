@@ -14,6 +14,7 @@ from types import FrameType
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
 from testbed.metrics.run_dir import write_json_atomic  # noqa: E402
+from testbed.processes import die_with_parent  # noqa: E402
 from testbed.runtime import workdir  # noqa: E402
 from testbed.runtime.config import WorkerConfig, load_config  # noqa: E402
 
@@ -52,9 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m testbed.runtime.worker CONFIG.json", file=sys.stderr)
         return 2
-    cfg = load_config(Path(args[0]))
+    parent = os.getppid()
     signal.signal(signal.SIGTERM, _on_sigterm)
-    watch_parent()
+    die_with_parent(signal.SIGTERM)  # at once when the controller ends, even by SIGKILL
+    if os.getppid() != parent:  # it ended before the kernel was asked
+        return 1
+    watch_parent()  # the fallback where prctl is missing, or SIGTERM cannot end the main thread
+    cfg = load_config(Path(args[0]))
     from testbed.runtime.replica import configure_threads
 
     configure_threads(cfg.spec.training.threads)

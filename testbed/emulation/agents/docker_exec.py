@@ -14,7 +14,8 @@ program's status; a status 128+N (killed by signal N inside the container,
 e.g. 137 for the OOM killer) is re-raised as that signal, so Popen reports
 ``-N`` as for a local process. SIGTERM/SIGINT/SIGHUP half-close the exec's
 stdin, which makes the shim stop the program gracefully; if this relay is
-SIGKILLed the connection drops and the shim stops the program too.
+SIGKILLed the connection drops and the shim stops the program too. The relay
+gets SIGTERM when its parent (the controller) ends, however it ends.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import signal
 import socket
 import sys
 from typing import Any
+
+from testbed.processes import die_with_parent
 
 SHIM = ["python3", "-m", "testbed.emulation.agents.docker_shim", "--"]  # the image's python
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -113,6 +116,7 @@ def reraise(code: int) -> int:
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent(signal.SIGTERM)  # a killed controller stops the program in the container too
     args = _parse(argv)
     try:
         code = relay(args)

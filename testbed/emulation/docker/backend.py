@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from testbed.emulation import lease
 from testbed.emulation.agents import agent_argv
 from testbed.emulation.agents.docker_tc import plans_to_json
 from testbed.emulation.cgroups import CgroupEvents
@@ -161,6 +162,8 @@ class DockerBackend:
         devices = clamp_cpus(devices, int(client.info().get("NCPU") or 1))
         for path in self.mounts:
             Path(path).mkdir(parents=True, exist_ok=True)
+        if cluster.stack is None:  # a standing stack's containers outlive every run
+            lease.take(self.run_id)
         handle = DockerCluster(
             self.run_id, cluster, devices, Fidelity(FULL), client=client,
             mounts=volumes(self.mounts, self.mount_source), images=self.images,
@@ -419,3 +422,4 @@ class DockerCluster(ClusterHandle):
                     pass
         finally:
             self.removed = docker_cleanup.clean(self.run_id, self.client)
+            lease.release(self.run_id)

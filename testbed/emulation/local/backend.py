@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from testbed.emulation import cgroups, cleanup
+from testbed.emulation import cgroups, cleanup, lease
 from testbed.emulation.cgroups import CgroupEvents, DeviceCgroup
 from testbed.emulation.config import ClusterSpec, LinkSettings
 from testbed.emulation.fidelity import FULL, Fidelity
@@ -65,6 +65,7 @@ class LocalBackend:
         netem = netem_available()
         require_netem(cluster, netem)
         devices = resolve_devices(cluster.devices, gpu_count())
+        lease.take(self.run_id)  # before anything exists: a killed controller's run is found
         handle = NamespacedCluster(self.run_id, cluster, devices, Fidelity(FULL, netem=netem))
         try:
             handle.build(host_link)
@@ -172,3 +173,4 @@ class NamespacedCluster(ClusterHandle):
                 group.remove()
         finally:
             self.removed = cleanup.clean(self.run_id)
+            lease.release(self.run_id)

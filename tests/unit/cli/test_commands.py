@@ -82,9 +82,13 @@ def test_runs_lists_newest_first_and_filters(tmp_path: Path) -> None:
     assert cli("runs", "--status", "done", "--results", str(tmp_path)).exit_code == 2
 
 
-def test_clean_needs_a_run_id_or_all_and_checks_the_id(tmp_path: Path) -> None:
+def test_clean_sweeps_dead_runs_only_by_default_and_checks_the_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TESTBED_LEASE_DIR", str(tmp_path / "leases"))
     res = cli("clean")
-    assert res.exit_code == 2 and "give run ids, or --all" in res.output
+    assert res.exit_code == 0 and "runs whose controller died: none left anything" in res.output
+    assert cli("clean", "some-run", "--all").exit_code == 2
     res = cli("clean", "../etc")
     assert res.exit_code == 2 and "run id '../etc' is not usable" in res.output
 

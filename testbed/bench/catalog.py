@@ -12,8 +12,8 @@ from testbed.bench import kt_edge as _kt_edge  # noqa: F401  (registers "kt-edge
 from testbed.bench import metrics as _metrics  # noqa: F401  (registers "metrics")
 from testbed.bench import mutation as _mutation  # noqa: F401  (registers "mutation")
 from testbed.bench import partition as _partition  # noqa: F401  (registers "partition*")
-from testbed.bench import planner as _planner  # noqa: F401  (registers "planner", "planner-quick")
 from testbed.bench import pipeline as _pipeline  # noqa: F401  (registers "pipeline")
+from testbed.bench import planner as _planner  # noqa: F401  (registers "planner", "planner-quick")
 from testbed.bench import transport as _transport  # noqa: F401  (registers "transport")
 from testbed.bench import wire as _wire  # noqa: F401  (registers "wire")
 

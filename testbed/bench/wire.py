@@ -118,7 +118,7 @@ def figure(cells: dict[str, dict[str, dict[str, Any]]], acc: dict[str, Any], pat
         left.text(i, fwd[i] + bwd[i], f"{sg['fp32']['total'] / sg[label]['total']:.2f}x",
                   ha="center", va="bottom", fontsize=7)
     left.set_ylabel("MB per step (framed, all links)")
-    left.set_title(f"four-layer sg, 4 stages, batch 128: bytes per step (x = fewer than fp32)",
+    left.set_title("four-layer sg, 4 stages, batch 128: bytes per step (x = fewer than fp32)",
                    fontsize=9)
     left.tick_params(axis="x", labelrotation=30, labelsize=7)
     left.legend(fontsize=7)

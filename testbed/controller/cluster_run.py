@@ -150,11 +150,14 @@ def run_cluster(spec: Spec, run_id: str, report: Report) -> Iterator[RunCluster 
             report("cluster_teardown")
 
 
-def link_schedule(spec: Spec, cluster: RunCluster | None, report: Report) -> LinkSchedule:
-    """The spec's link schedule on this cluster (empty without one); clocked from training."""
+def link_schedule(
+    spec: Spec, cluster: RunCluster | None, report: Report, on_worker: Any = None
+) -> LinkSchedule:
+    """The spec's schedule of link changes and faults on this cluster (empty without one),
+    clocked from training; `on_worker(entry)` injects the faults aimed at a worker."""
     if cluster is None or spec.cluster is None:
         return LinkSchedule([], lambda entry: None, report)
-    return LinkSchedule(list(spec.cluster.schedule), cluster.handle.apply, report)
+    return LinkSchedule(list(spec.cluster.schedule), cluster.handle.apply, report, on_worker)
 
 
 def explain_failure(reason: str, cluster: RunCluster | None, report: Report) -> str:

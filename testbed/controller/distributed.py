@@ -23,8 +23,9 @@ from testbed.controller.cluster_run import (
     run_cluster,
 )
 from testbed.controller.partition_plan import plan_run, with_measured
-from testbed.controller.resplit import Resplitter, resplitter_for
 from testbed.controller.plan import WorkerPlan, device_of, peer_map, plan_workers
+from testbed.controller.recovery import Recovery, resume_point
+from testbed.controller.resplit import Resplitter, resplitter_for
 from testbed.controller.sinks import (
     closing_influx,
     fan_out,
@@ -42,6 +43,7 @@ from testbed.controller.supervisor import (
 from testbed.controller.tail import MetricsTail
 from testbed.controller.workers import WorkerClients, WorkerFailedError
 from testbed.metrics.run_dir import RunDir
+from testbed.metrics.sink import Point
 from testbed.runtime import workdir as contract
 from testbed.runtime.config import WorkerConfig, write_config
 from testbed.runtime.wire.serde import Health
@@ -102,8 +104,10 @@ def worker_configs(
     run_id: str,
     t0: float,
     hosts: dict[str, str] | None = None,
+    resume_step: int = 0,
 ) -> dict[str, WorkerConfig]:
-    """One config per worker; `hosts` gives each its bind address (default job.host)."""
+    """One config per worker; `hosts` gives each its bind address (default job.host);
+    `resume_step` > 0 continues from the checkpoint at that step."""
     hosts = hosts or {}
     return {
         p.name: WorkerConfig(
@@ -117,6 +121,7 @@ def worker_configs(
             advertise_host=None,
             workdir=workdir,
             t0=t0,
+            resume_step=resume_step,
         )
         for p in plans
     }
@@ -149,11 +154,17 @@ def wait_ready(
 
 
 def monitor(
-    clients: WorkerClients, failure: _Failure, total: int, stall_s: float, bar: TrainingProgress,
+    clients: WorkerClients,
+    failure: _Failure,
+    total: int,
+    stall_s: float,
+    bar: TrainingProgress,
     tick: Callable[[dict[str, Health]], None] | None = None,
+    observe: Callable[[int], None] = lambda slowest: None,
 ) -> None:
     """Until every trainer reports done: fail fast on a death, a lost worker or a stall.
-    `tick(health)` runs once per poll (a re-split acts there)."""
+    `tick(health)` runs once per poll (a re-split acts there); `observe` hears the slowest
+    trainer's step at every poll."""
     last_change, last_steps = time.monotonic(), -1
     window, it_s = (time.monotonic(), 0), 0.0
     while True:
@@ -170,6 +181,7 @@ def monitor(
                 f"{ {n: h.step for n, h in health.items()} }"
             )
         slowest, now = min(h.step for h in health.values()), time.monotonic()
+        observe(slowest)
         if now - window[0] >= 2.0:  # rate of the slowest trainer over the last seconds
             it_s, window = (slowest - window[1]) / (now - window[0]), (now, slowest)
         bar.update(min(slowest, total), it_s)
@@ -218,54 +230,59 @@ def _run_workers(
     spec: Spec, run: RunDir, plans: list[WorkerPlan], cluster: RunCluster | None, progress: bool,
     resplitter: Resplitter | None = None,
 ) -> dict[str, Any]:
-    """Launch (on their devices), start, monitor and collect the workers; returns the summary."""
+    """Launch (on their devices), start, monitor and collect the workers; returns the summary.
+
+    The run continues from the latest checkpoint in its workers' folder (a resumed run), and
+    with job.on_failure: restart, every failure starts all workers again from the latest one.
+    """
     workdir = contract.workers_dir(run.path)
     workdir.mkdir(parents=True, exist_ok=True)
     devices = {p.name: device_of(spec, p) for p in plans}
     hosts = {n: cluster.bind_host(d) for n, d in devices.items()} if cluster else {}
-    t0 = time.time()
-    configs = worker_configs(spec, plans, workdir, run.run_id, t0, hosts)
-    commands = []
-    for name, cfg in configs.items():
-        path = cfg.path(contract.CONFIG)
-        write_config(cfg, path)
-        launch = cluster.launcher(devices[name]) if cluster else None
-        commands.append(_command(cfg, path, launch))
-    tags = point_tags(spec, run)
-    failure = _Failure()
+    t0 = time.time() - resume_point(workdir / contract.CHECKPOINTS)[1]  # wall time continues
     run.event("workers_planned", workers=[p.__dict__ for p in plans], devices=devices)
     influx = open_influx(spec, run)
-    schedule = link_schedule(spec, cluster, run.event)
+    tags = point_tags(spec, run)
     write = fan_out(run.write, influx_writer(influx))
+    launch = _Launch(spec, run, plans, workdir, t0, hosts, devices, cluster)
+    schedule = link_schedule(spec, cluster, run.event, launch.inject)
     meter = cluster.power_meter(write, tags) if cluster is not None else None
     marks = _Marks(meter, schedule.start)
-    tail = write
+    tail_write = write
     if resplitter is not None:
         schedule.listeners.append(resplitter.on_schedule)
-        tail = fan_out(write, resplitter.observe)
+        tail_write = fan_out(write, resplitter.observe)
+    recovery = Recovery(spec.job, run.event)
     with (
         closing_influx(influx, run) as sink_counts,
         meter or contextlib.nullcontext(),
-        spawn_workers(commands) as group,
-        watch(group, failure.record, interval=_POLL_S),
-        MetricsTail(workdir, tags, tail),
+        MetricsTail(workdir, tags, tail_write) as tail,
         schedule,
     ):
-        run.event("workers_started", pids=group.pids)
-        try:
-            addresses = wait_ready(configs, failure, spec.job.startup_timeout_s)
-            run.event("workers_ready", addresses=addresses)
-            evals, train_time, started = _train(
-                spec, run, plans, addresses, failure, progress, marks, resplitter
-            )
-        except WorkerFailedError as err:
-            reason = explain_failure(str(err), cluster, run.event)
-            run.event("worker_failed", reason=reason)  # stamped when noticed, before cleanup
-            raise WorkerFailedError(reason) from None
-        _wait_trainers_exit(group, [p.name for p in plans if p.role != "ps"])
+        while True:
+            tail.poll()  # every line of the attempt before, so that the rewind drops it
+            step = resume_point(workdir / contract.CHECKPOINTS)[0]
+            dropped = run.rewind(step)
+            if step or dropped:
+                run.event("resumed", from_step=step, dropped_records=dropped)
+            recovery.start_attempt(step)
+            restart = recovery.point()
+            if restart is not None:
+                run.write(Point.now("failure", restart, tags))
+            try:
+                done = _attempt(spec, run, launch.configs(step), launch, progress, marks,
+                                recovery, resplitter)  # fmt: skip
+                break
+            except WorkerFailedError as err:
+                reason = explain_failure(str(err), cluster, run.event)
+                run.event("worker_failed", reason=reason)  # stamped when noticed
+                if not recovery.failed(reason):
+                    raise WorkerFailedError(reason) from None
+    evals, train_time, started, addresses, group = done
     body = {
         **summarize(spec, plans, workdir, evals, train_time, addresses, group, started - t0),
         **sink_counts,
+        **recovery.summary(),
     }
     if cluster is not None:
         body.update(cluster_summary(spec, plans, devices, body["workers"], cluster, schedule))
@@ -279,12 +296,15 @@ class _Marks:
 
     def __init__(self, meter: Any, on_start: Any) -> None:
         self.meter, self.on_start = meter, on_start
+        self.meter_started = False
         if meter is not None:
             meter.mark("launch")
 
     def started(self) -> None:
-        if self.meter is not None:
+        """Training starts (again, after a restart: energy still counts from the first start)."""
+        if self.meter is not None and not self.meter_started:
             self.meter.mark("train_start")
+            self.meter_started = True
         self.on_start()  # the link schedule's clock starts with training
 
     def ended(self) -> None:
@@ -299,6 +319,66 @@ class _Marks:
         return body
 
 
+class _Launch:
+    """How to start this run's workers: their configs and commands, fresh for each attempt."""
+
+    def __init__(self, spec: Spec, run: RunDir, plans: list[WorkerPlan], workdir: Path, t0: float,
+                 hosts: dict[str, str], devices: dict[str, str | None],
+                 cluster: RunCluster | None) -> None:  # fmt: skip
+        self.spec, self.run, self.plans, self.workdir, self.t0 = spec, run, plans, workdir, t0
+        self.hosts, self.devices, self.cluster = hosts, devices, cluster
+        self.group: WorkerGroup | None = None  # the running attempt's workers
+
+    def inject(self, entry: Any) -> dict[str, Any]:
+        """A scheduled fault aimed at a worker (`worker: ps`): signal its process group."""
+        if self.group is None:
+            raise RuntimeError(f"{entry.label}: no workers are running")
+        sig = {"kill": signal.SIGKILL, "pause": signal.SIGSTOP, "resume": signal.SIGCONT}[entry.fault]
+        return {"worker": entry.worker, "pids": [self.group.signal(entry.worker, sig)]}
+
+    def configs(self, step: int) -> dict[str, WorkerConfig]:
+        """Configs continuing from checkpoint `step`; an earlier attempt's reports are removed."""
+        configs = worker_configs(self.spec, self.plans, self.workdir, self.run.run_id, self.t0,
+                                 self.hosts, step)  # fmt: skip
+        for cfg in configs.values():
+            for stale in (contract.READY, contract.SUMMARY):
+                cfg.path(stale).unlink(missing_ok=True)
+            write_config(cfg, cfg.path(contract.CONFIG))
+        return configs
+
+    def commands(self, configs: dict[str, WorkerConfig]) -> list[WorkerCommand]:
+        cluster = self.cluster
+        return [_command(cfg, cfg.path(contract.CONFIG),
+                         cluster.launcher(self.devices[name]) if cluster else None)
+                for name, cfg in configs.items()]  # fmt: skip
+
+
+def _attempt(
+    spec: Spec,
+    run: RunDir,
+    configs: dict[str, WorkerConfig],
+    launch: _Launch,
+    progress: bool,
+    marks: _Marks,
+    recovery: Recovery,
+    resplitter: Resplitter | None = None,
+) -> tuple[list[Any], float, float, dict[str, str], WorkerGroup]:
+    """Start every worker, train to the end, stop them; WorkerFailedError when one fails."""
+    failure = _Failure()
+    trainers = [p.name for p in launch.plans if p.role != "ps"]
+    with spawn_workers(launch.commands(configs)) as group, \
+            watch(group, failure.record, interval=_POLL_S):  # fmt: skip
+        launch.group = group
+        run.event("workers_started", pids=group.pids)
+        addresses = wait_ready(configs, failure, spec.job.startup_timeout_s)
+        run.event("workers_ready", addresses=addresses)
+        evals, train_time, started = _train(
+            spec, run, launch.plans, addresses, failure, progress, marks, resplitter, recovery
+        )
+        _wait_trainers_exit(group, trainers)
+    return evals, train_time, started, addresses, group
+
+
 def _train(
     spec: Spec,
     run: RunDir,
@@ -308,11 +388,13 @@ def _train(
     progress: bool,
     marks: _Marks | None = None,
     resplitter: Resplitter | None = None,
+    recovery: Recovery | None = None,
 ) -> tuple[list[Any], float, float]:
     """Start the trainers, follow them to the end, wait for the final evaluation, stop them.
     Returns the evaluations, the training time and when training started (Unix seconds)."""
-    total = spec.training.iterations
-    with WorkerClients(plans, addresses, spec.job.deadline_s) as clients:
+    total, job = spec.training.iterations, spec.job
+    observe = recovery.observe if recovery is not None else (lambda slowest: None)
+    with WorkerClients(plans, addresses, job.deadline_s, job.hang_timeout_s, run.event) as clients:
         started, started_at = time.monotonic(), time.time()
         clients.start_all(run.run_id, spec, peer_map(plans, addresses))
         run.event("training_started")
@@ -321,7 +403,7 @@ def _train(
         stall_s = max(120.0, 3 * spec.job.deadline_s)
         tick = None if resplitter is None else clients.resplit_tick(resplitter)
         with TrainingProgress(spec.name, total, progress) as bar:
-            monitor(clients, failure, total, stall_s, bar, tick)
+            monitor(clients, failure, total, stall_s, bar, tick, observe)
         train_time = time.monotonic() - started
         if marks is not None:
             marks.ended()

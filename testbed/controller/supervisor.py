@@ -171,6 +171,13 @@ class WorkerGroup:
             self._exits.append(ended)
             self._cond.notify_all()
 
+    def signal(self, name: str, sig: signal.Signals) -> int:
+        """Send `sig` to one worker's process group (a fault injected into it); returns its pid."""
+        pid = self.pids[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        return pid
+
     def exits(self) -> list[WorkerExit]:
         """Workers that have ended so far, in the order they ended."""
         with self._cond:

@@ -35,7 +35,8 @@ class MetricsTail:
     ) -> None:
         self.workdir, self.run_tags, self._write = workdir, run_tags, write
         self.interval = interval
-        self._offsets: dict[Path, int] = {}
+        # what the files hold already belongs to an earlier part of the run (before a resume)
+        self._offsets: dict[Path, int] = {p: p.stat().st_size for p in workdir.glob(f"*{_SUFFIX}")}
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.points = self.malformed = 0

@@ -18,7 +18,7 @@ from testbed.runtime.wire.proto import common_pb2, stage_pb2_grpc
 from testbed.runtime.wire.serde import Health, Resplit, Start, Stop
 from testbed.spec.experiment import Spec
 
-_HEALTH_DEADLINE_S = 5.0
+_HEALTH_DEADLINE_S = 1.0  # a paused or cut-off worker is noticed within about a second
 _LOST_AFTER_S = 5.0
 
 
@@ -30,9 +30,17 @@ class WorkerClients:
     """Stubs for every trainer (StageService) and the parameter server."""
 
     def __init__(
-        self, plans: list[WorkerPlan], addresses: dict[str, str], deadline_s: float
+        self,
+        plans: list[WorkerPlan],
+        addresses: dict[str, str],
+        deadline_s: float,
+        lost_after_s: float = _LOST_AFTER_S,
+        report: Callable[..., None] | None = None,
     ) -> None:
-        self.deadline_s = deadline_s
+        """`lost_after_s`: how long a trainer may not answer before it counts as lost;
+        `report(event, **fields)` hears when one stops and starts answering again."""
+        self.deadline_s, self.lost_after_s = deadline_s, lost_after_s
+        self.report = report or (lambda event, **fields: None)
         self.trainers = [p for p in plans if p.role != "ps"]
         self.channels = {p.name: grpc_util.open_channel(addresses[p.name]) for p in self.trainers}
         self.stubs = {n: stage_pb2_grpc.StageServiceStub(c) for n, c in self.channels.items()}
@@ -61,14 +69,19 @@ class WorkerClients:
                     self.stubs[p.name].Health, common_pb2.Empty(), _HEALTH_DEADLINE_S
                 )
                 out[p.name] = serde.health_from_message(reply)
-                self._unreachable.pop(p.name, None)
+                since = self._unreachable.pop(p.name, None)
+                if since is not None:
+                    self.report("worker_responsive", worker=p.name,
+                                after_s=time.monotonic() - since)  # fmt: skip
             except grpc.RpcError as err:
-                since = self._unreachable.setdefault(p.name, time.monotonic())
                 failure.check(0.0)  # a death explains it better than the RPC error
-                if time.monotonic() - since > _LOST_AFTER_S:
+                if p.name not in self._unreachable:
+                    self._unreachable[p.name] = time.monotonic()
+                    self.report("worker_unresponsive", worker=p.name, code=err.code().name)  # type: ignore[attr-defined]
+                if time.monotonic() - self._unreachable[p.name] > self.lost_after_s:
                     raise WorkerFailedError(
-                        f"worker {p.name!r} unreachable for {_LOST_AFTER_S:.0f} s: "
-                        f"{err.code().name}"
+                        f"worker {p.name!r} unreachable for {self.lost_after_s:.0f} s "
+                        f"(job.hang_timeout_s): {err.code().name}"
                     ) from None  # type: ignore[attr-defined]
                 out[p.name] = Health(p.role, p.stage_ids, 0, False)
         return out

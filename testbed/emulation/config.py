@@ -17,6 +17,7 @@ __all__ = [
     "PowerSpec",
     "LinkSettings",
     "LinkSpec",
+    "FAULTS",
     "ScheduleEntry",
     "Selector",
     "link_label",
@@ -212,14 +213,23 @@ class LinkSpec(_Selected):
         return self
 
 
+Fault = Literal["kill", "pause", "resume", "link-down", "link-up"]
+FAULTS: tuple[str, ...] = ("kill", "pause", "resume", "link-down", "link-up")
+WORKER_FAULTS = ("kill", "pause", "resume")
+
+
 class ScheduleEntry(_Selected):
-    """At `at_s` seconds after training starts, change a declared link's settings, or (cpus) a
-    device's CPU quota."""
+    """At `at_s` seconds after training starts, change a declared link's settings or (cpus) a
+    device's CPU quota, or inject a fault: kill (SIGKILL) or pause (freeze) / resume a device's
+    processes, take its link down / up, or kill, pause or resume the parameter server wherever it
+    runs (`worker: ps`)."""
 
     at_s: float = Field(ge=0, description="seconds after training starts (all workers started)")
     cpus: float | None = Field(
         default=None, gt=0, description="the device's new CPU quota, as docker update --cpus"
     )
+    fault: Fault | None = Field(default=None, description="instead of link settings: " + " | ".join(FAULTS))
+    worker: Literal["ps"] | None = Field(default=None, description="a fault's target: the parameter server")
 
     @model_validator(mode="after")
     def _cpus_on_a_device(self) -> ScheduleEntry:
@@ -227,6 +237,33 @@ class ScheduleEntry(_Selected):
             raise ValueError(f"schedule entry at {self.at_s}s sets cpus on {self.label}; "
                              "expected 'device: NAME' (a CPU quota belongs to a device)")
         return self
+    @model_validator(mode="after")
+    def _one_selector(self) -> ScheduleEntry:  # replaces _Selected's check for faults
+        if self.fault is None:
+            if self.worker is not None:
+                raise ValueError(f"schedule entry at {self.at_s}s names worker {self.worker!r} "
+                                 "without a fault; expected fault: kill, pause or resume")
+            return super()._one_selector()  # type: ignore[return-value]
+        what = f"schedule entry at {self.at_s}s (fault {self.fault!r})"
+        if self.settings() or self.cpus is not None:
+            raise ValueError(f"{what} also sets {self.settings() or {'cpus': self.cpus}}; "
+                             "expected a fault or new settings, not both")
+        if self.pair is not None or (self.device is None) == (self.worker is None):
+            raise ValueError(f"{what} must name exactly one of 'device: NAME' or 'worker: ps'")
+        if self.worker is not None and self.fault not in WORKER_FAULTS:
+            raise ValueError(f"{what}: worker {self.worker!r} can only be killed, paused or "
+                             "resumed; link faults take a device")
+        return self
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return ("worker:" + self.worker,) if self.worker is not None else super().key
+
+    @property
+    def label(self) -> str:
+        if self.worker is not None:
+            return f"worker {self.worker!r}"
+        return super().label
 
 
 def check_jitter(key: tuple[str, ...], settings: LinkSettings) -> None:
@@ -284,8 +321,10 @@ class ClusterSpec(_Strict):
                 raise ValueError(f"link {link.label} is declared twice")
             seen.add(link.key)
         for entry in self.schedule:
+            if entry.worker is not None:
+                continue
             self._check_refs(entry, names)
-            if entry.key not in seen and entry.settings():
+            if entry.fault is None and entry.key not in seen and entry.settings():
                 raise ValueError(
                     f"schedule entry at {entry.at_s}s changes {entry.label}, which is not "
                     f"declared under links; declared: {[link.label for link in self.links]}"
@@ -296,7 +335,7 @@ class ClusterSpec(_Strict):
     def _check_timeline(self) -> None:
         """Each link's settings after every schedule entry must still be valid."""
         current = {link.key: link.link_settings() for link in self.links}
-        for entry in (e for e in self.timeline() if e.settings()):
+        for entry in (e for e in self.timeline() if e.fault is None and e.settings()):
             current[entry.key] = current[entry.key].merged(entry.link_settings())
             check_jitter(entry.key, current[entry.key])
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 import subprocess
 from types import TracebackType
 from typing import Any, Self
@@ -78,7 +80,7 @@ class ClusterHandle:
         self.fidelity.notes.extend(device_notes(devices))
         self.host_address: str | None = None  # the host's address inside the cluster, if any
         self._procs: list[subprocess.Popen[Any]] = []
-        self._device_pids: dict[str, list[int]] = {name: [] for name in devices}
+        self._device_procs: list[tuple[str, subprocess.Popen[Any]]] = []  # (device name, process)
         self._down = False
         self._torn_down = False
 
@@ -112,7 +114,7 @@ class ClusterHandle:
         full_env = {**os.environ, **self.device_env(resolved), **(env or {})}
         proc: subprocess.Popen[Any] = subprocess.Popen(command, env=full_env, **popen)
         self._procs.append(proc)
-        self._device_pids[resolved.name].append(proc.pid)
+        self._device_procs.append((resolved.name, proc))
         return proc
 
     def device_env(self, device: ResolvedDevice) -> dict[str, str]:
@@ -168,14 +170,45 @@ class ClusterHandle:
         self.links[key] = settings
         return settings
 
-    def apply(self, entry: ScheduleEntry) -> LinkSettings:
-        """Carry out one schedule entry (the caller keeps the clock); returns the link's
-        settings (empty for a CPU-only entry)."""
-        if entry.cpus is not None:
-            self.update_cpus(entry.selector, entry.cpus)  # type: ignore[arg-type]
-        if not entry.settings():
-            return LinkSettings()
-        return self.update_link(entry.selector, **entry.link_settings().settings())
+    def apply(self, entry: ScheduleEntry) -> LinkSettings | dict[str, Any]:
+        """Carry out one schedule entry (the caller keeps the clock): the link's new settings
+        (empty for a CPU-only entry), or a device fault (what it did). Worker faults are the
+        caller's (it knows the workers)."""
+        if entry.fault is None:
+            if entry.cpus is not None:
+                self.update_cpus(entry.selector, entry.cpus)  # type: ignore[arg-type]
+            if not entry.settings():
+                return LinkSettings()
+            return self.update_link(entry.selector, **entry.link_settings().settings())
+        if entry.device is None:
+            raise ValueError(f"{entry.label}: the cluster injects device faults only")
+        return self.inject(entry.device, entry.fault)
+
+    # -- faults ----------------------------------------------------------------------------
+    def inject(self, device: str, fault: str) -> dict[str, Any]:
+        """kill / pause / resume every process of the device (SIGKILL, SIGSTOP, SIGCONT: a
+        paused device's processes are frozen, and a killed or restarted one starts afresh), or
+        take its link down / up (the link stays configured, packets stop). Returns what it did."""
+        self._require_up()
+        self.device(device)
+        if fault in ("link-down", "link-up"):
+            self._set_link_up(device, fault == "link-up")
+            return {"device": device, "fault": fault}
+        sig = {"kill": signal.SIGKILL, "pause": signal.SIGSTOP, "resume": signal.SIGCONT}[fault]
+        pids = self.device_pids(device)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        return {"device": device, "fault": fault, "pids": pids}
+
+    def device_pids(self, device: str) -> list[int]:
+        """Host pids of the processes running as the device (what a device fault reaches):
+        by default every live process this handle spawned there."""
+        name = self.device(device).name
+        return [p.pid for d, p in self._device_procs if d == name and p.poll() is None]
+
+    def _set_link_up(self, device: str, up: bool) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot take a device's link down or up")
 
     def update_cpus(self, device: str, cpus: float) -> None:
         """Change a device's CPU quota while running (what `docker update --cpus` does)."""

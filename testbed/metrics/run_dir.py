@@ -6,6 +6,7 @@ import json
 import math
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,7 @@ class RunDir:
         self.path = path
         self.run_id = path.name
         path.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()  # the metrics tail and the controller both write
         self._metrics: TextIO = open(path / METRICS_FILE, "a", buffering=1 << 16)
         self._events: TextIO = open(path / EVENTS_FILE, "a", buffering=1)
         self.points = 0
@@ -73,18 +75,25 @@ class RunDir:
         (self.path / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
 
     def write(self, point: Point) -> None:
-        self._metrics.write(json.dumps(point_record(point)) + "\n")
-        self.points += 1
-        if time.monotonic() - self._flushed_at > FLUSH_EVERY_S:  # live readers see < 1 s lag
-            self.flush()
+        line = json.dumps(point_record(point)) + "\n"
+        with self._lock:
+            self._metrics.write(line)
+            self.points += 1
+            if time.monotonic() - self._flushed_at > FLUSH_EVERY_S:  # live readers see < 1 s lag
+                self.flush()
 
     def flush(self) -> None:
-        self._metrics.flush()
-        self._flushed_at = time.monotonic()
+        with self._lock:
+            self._metrics.flush()
+            self._flushed_at = time.monotonic()
 
     def rewind(self, step: int) -> int:
         """Drop the metric records past `step` (and a torn last line): the work a resumed run
         does again. Rewrites metrics.jsonl atomically; returns how many records went."""
+        with self._lock:
+            return self._rewind(step)
+
+    def _rewind(self, step: int) -> int:
         self._metrics.close()
         path = self.path / METRICS_FILE
         kept, dropped = [], 0

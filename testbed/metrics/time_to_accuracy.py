@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+
 @dataclass(frozen=True)
 class EvalPoint:
     """One evaluation: the step (weights version), training seconds to it, test accuracy."""

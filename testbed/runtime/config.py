@@ -36,6 +36,8 @@ class WorkerConfig(BaseModel):
     advertise_host: str | None = Field(None, description="host peers dial; default bind's host")
     workdir: Path = Field(description="ready file, metrics, summary and checkpoints go here")
     t0: float = Field(description="run start, Unix seconds; wall_s in metrics counts from it")
+    resume_step: int = Field(0, ge=0, description="continue from the checkpoint at this step "
+                             "(the parameter server loads it, trainers pull their stages' state)")
 
     @field_validator("name")
     @classmethod

@@ -8,6 +8,7 @@ import os
 import queue
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,16 @@ import tensorflow as tf
 
 from testbed.algorithms.bp import accuracy_count, forward
 from testbed.data import Dataset
-from testbed.runtime.replica import Replica, get_named_weights, set_named_weights, weight_specs
 from testbed.runtime import splits
+from testbed.runtime.checkpoints import CheckpointStore
+from testbed.runtime.replica import (
+    Replica,
+    get_named_weights,
+    set_named_weights,
+    stage_state_parts,
+    state_specs,
+    weight_specs,
+)
 from testbed.runtime.splits import SplitTable
 from testbed.runtime.steps import StepTickets, UnknownTicket
 from testbed.runtime.wire import serde, serde_ps
@@ -26,6 +35,7 @@ from testbed.runtime.wire.proto import common_pb2, parameter_pb2, parameter_pb2_
 from testbed.runtime.wire.serde import Weights
 from testbed.runtime.wire.serde_ps import Evaluation, ModelWeights, ParameterStatus
 from testbed.runtime.worker_metrics import WorkerMetrics
+from testbed.training import state
 
 _EVAL_BATCH = 1000
 
@@ -109,9 +119,11 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
         metrics: WorkerMetrics,
         checkpoint_dir: Path,
         t0: float,
+        states: CheckpointStore | None = None,
     ) -> None:
         self.replica, self.evaluate, self.metrics = replica, evaluator, metrics
-        self.checkpoint_dir, self.t0 = checkpoint_dir, t0
+        self.checkpoint_dir, self.t0, self.states = checkpoint_dir, t0, states
+        self.state_every = replica.spec.training.checkpoint_interval(distributed=True)
         t, store = replica.spec.training, replica.spec.job.store
         self.eval_every, self.total, self.staleness_limit = (
             t.eval_every,
@@ -121,6 +133,7 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
         self.specs = [weight_specs(s.model) for s in replica.stages]
         self.table = split_table(replica)  # epochs of the split; a re-split adds one
         self._unit_specs = splits.named_units(self.table, self.specs)
+        self.state_specs = [state_specs(replica, i) for i in range(len(replica.stages))]
         self._lock = threading.Lock()
         self._versions: dict[int, dict[int, list[np.ndarray]]] = {}  # version -> unit -> arrays
         self._units: dict[int, tuple[int, list[np.ndarray]]] = {}  # unit -> newest (version, arrays)
@@ -208,6 +221,52 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         return common_pb2.Ack(id=plan.epoch)
 
+    # --- checkpoints -----------------------------------------------------------------------------
+    def PushState(  # noqa: N802
+        self, request: parameter_pb2.WeightSet, context: grpc.ServicerContext
+    ) -> common_pb2.Ack:
+        if self.states is None or request.stage_id >= len(self.specs):
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION if self.states is None
+                          else grpc.StatusCode.INVALID_ARGUMENT,
+                          f"stage_id {request.stage_id}: no checkpoints taken here, or no such "
+                          f"stage (expected 0..{len(self.specs) - 1})")  # fmt: skip
+        try:
+            w = serde_ps.weights_from_message(request, self.state_specs[request.stage_id])
+        except serde.MessageValidationError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        self.metrics.transfer("received", f"stage{w.stage_id}", request.ByteSize(),
+                              serde.raw_nbytes(w))  # fmt: skip
+        if self.states.add(w.stage_id, w.version, dict(w.tensors)) is not None:  # type: ignore[union-attr]
+            self.metrics.write("checkpoint", {"step": w.version, "wall_s": self._since_t0()})
+        return common_pb2.Ack(id=w.version)
+
+    def PullState(  # noqa: N802
+        self, request: parameter_pb2.PullRequest, context: grpc.ServicerContext
+    ) -> parameter_pb2.WeightSet:
+        loaded = None if self.states is None else self.states.loaded
+        if loaded is None or loaded.step < request.min_version:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"stage {request.stage_id}: no checkpoint "
+                          f"at step >= {request.min_version} loaded")  # fmt: skip
+        shard = self.states.shard(request.stage_id)  # type: ignore[union-attr]
+        return serde_ps.weights_to_message(Weights(request.stage_id, loaded.step, shard))  # type: ignore[union-attr]
+
+    def checkpoint_meta(self, version: int) -> dict[str, object]:
+        """What a checkpoint at `version` holds besides the state: the clock, the evaluations."""
+        with self._lock:
+            evals = [asdict(e) for e in self._evaluations if e.step <= version]
+        return {"wall_s": self._since_t0(), "ps_evaluations": evals}
+
+    def resume(self, step: int) -> None:
+        """Continue from the checkpoint at `step`: its evaluations, and (dp-async) its weights."""
+        assert self.states is not None
+        ckpt = self.states.load(step)
+        with self._lock:
+            self._evaluations = [Evaluation(**e) for e in ckpt.meta.get("ps_evaluations", [])]
+            self._complete = step
+            if self.replica.spec.job.mode == "dp-async":
+                state.restore(stage_state_parts(self.replica, range(len(self.specs))), ckpt.arrays)
+                self.tickets.resume(step)
+
     # --- dp-async replicas ----------------------------------------------------------------------
     def PushGradients(  # noqa: N802
         self, request: parameter_pb2.ModelWeights, context: grpc.ServicerContext
@@ -227,9 +286,21 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
                 snapshot, version = self._apply_if_fresh(grads)
             except UnknownTicket as err:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            full = self._capture_if_due(version)
         if snapshot is not None:
             self._queue.put((version, snapshot, self._since_t0()))
+        for i, shard in (full or {}).items():
+            self.states.add(i, version, shard)  # type: ignore[union-attr]
         return common_pb2.Ack(id=version)
+
+    def _capture_if_due(self, version: int) -> dict[int, dict[str, np.ndarray]] | None:
+        """dp-async: the server's own full state at a checkpoint version, by stage (lock held)."""
+        if self.states is None or not self.state_every or not version:
+            return None
+        if version % self.state_every or version in self.states.written:
+            return None
+        parts = stage_state_parts(self.replica, range(len(self.specs)))
+        return {i: state.capture({i: p}) for i, p in parts.items()}
 
     def _apply_if_fresh(
         self, grads: ModelWeights

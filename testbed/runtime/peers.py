@@ -146,6 +146,16 @@ class ParameterClient:
         raw = sum(serde.raw_nbytes(w) for w in grads.stages)
         self._call("PushGradients", self.stub.PushGradients, serde_ps.model_to_message(grads), raw)
 
+    def push_state(self, stage_state: Weights) -> None:
+        """A stage's full training state for a checkpoint (testbed.training.state names)."""
+        self._call("PushState", self.stub.PushState, serde_ps.weights_to_message(stage_state),
+                   serde.raw_nbytes(stage_state))  # fmt: skip
+
+    def pull_state(self, stage_id: int, step: int) -> parameter_pb2.WeightSet:
+        """A stage's state from the checkpoint at `step` the server loaded."""
+        request = parameter_pb2.PullRequest(stage_id=stage_id, min_version=step)
+        return self._call("PullState", self.stub.PullState, request)  # type: ignore[no-any-return]
+
     def pull_model(self) -> parameter_pb2.ModelWeights:
         t = time.perf_counter()
         reply = self._call("PullModel", self.stub.PullModel, common_pb2.Empty())

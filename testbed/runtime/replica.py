@@ -15,6 +15,8 @@ from testbed.models import Stage
 from testbed.runtime.kt_replica import build_kt
 from testbed.runtime.wire.serde import TensorSpec
 from testbed.spec.experiment import Spec
+from testbed.training import state
+from testbed.training.state import SAMPLER_KEY, StageParts, stage_parts
 from testbed.training.tfsetup import configure_threads, make_optimizer  # noqa: F401  (re-exported)
 from testbed.training.trainables import build_trainables
 
@@ -84,3 +86,22 @@ def get_named_weights(model: keras.Model) -> dict[str, np.ndarray]:
 
 def set_named_weights(model: keras.Model, tensors: dict[str, np.ndarray]) -> None:
     model.set_weights([tensors[n] for n in weight_names(model)])
+
+
+def stage_state_parts(replica: Replica, ids: Sequence[int]) -> dict[int, StageParts]:
+    """What a checkpoint holds of stages `ids`: models, optimizers, SG modules and theirs."""
+    return stage_parts(ids, [s.model for s in replica.stages], replica.optimizers, replica.sgs,
+                       replica.sg_optimizers)  # fmt: skip
+
+
+SAMPLER_SPEC = TensorSpec("uint8", (None,))  # the data sampler's position, JSON bytes
+
+
+def state_specs(replica: Replica, stage_id: int) -> dict[str, TensorSpec]:
+    """Expected name -> dtype/shape of one stage's state (what the PS validates on PushState).
+    Stage 0's state also carries the data sampler's position."""
+    specs = {name: TensorSpec(dtype, shape)
+             for name, (dtype, shape) in state.specs(stage_state_parts(replica, [stage_id])).items()}
+    if stage_id == 0:
+        specs[SAMPLER_KEY] = SAMPLER_SPEC
+    return specs

@@ -12,6 +12,7 @@ from testbed.algorithms.wire_codec import wire_codecs
 from testbed.data import Dataset, load_dataset
 from testbed.modes import get_mode, load
 from testbed.runtime import workdir
+from testbed.runtime.checkpoints import CheckpointStore
 from testbed.runtime.config import WorkerConfig
 from testbed.runtime.kt_replica import section_specs
 from testbed.runtime.parameter_server import Evaluator, ParameterServer
@@ -68,7 +69,14 @@ def run_ps(cfg: WorkerConfig, replica: Replica, metrics: WorkerMetrics, on_ready
     concurrent = get_mode(cfg.spec.job.mode).layout == "replicas"  # PS applies while it evaluates
     eval_replica = build_replica(cfg.spec) if concurrent else replica
     evaluator = Evaluator(eval_replica, data, cfg.spec.training.eval_samples)
-    ps = ParameterServer(replica, evaluator, metrics, cfg.workdir / workdir.CHECKPOINT, cfg.t0)
+    t = cfg.spec.training
+    states = CheckpointStore(cfg.workdir / workdir.CHECKPOINTS, len(replica.stages),
+                             t.checkpoint_keep)  # fmt: skip
+    ps = ParameterServer(replica, evaluator, metrics, cfg.workdir / workdir.CHECKPOINT, cfg.t0,
+                         states)  # fmt: skip
+    states.meta = ps.checkpoint_meta
+    if cfg.resume_step:
+        ps.resume(cfg.resume_step)
     register = functools.partial(parameter_pb2_grpc.add_ParameterServiceServicer_to_server, ps)
     server = grpc_util.start_server(register, bind=cfg.bind, max_workers=_SERVER_THREADS)
     try:
@@ -157,6 +165,8 @@ def train(
     io = StageIO(cfg, node, replica, data, peers)
     try:
         loop = load(mode.loops[cfg.role])(io)
+        if cfg.resume_step and cfg.role == "stage":
+            io.restore(cfg.resume_step)  # the loop continues from io.start_step
         version = int(loop.run(cfg.spec.training.iterations))
         node.metrics.training_ended()
         loop.finish(version)

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
 from testbed.algorithms.wire_codec import wire_codecs
 from testbed.data import Dataset
-from testbed.data.batches import batch_indices
+from testbed.data.batches import BatchSampler
 from testbed.runtime.config import WorkerConfig
 from testbed.runtime.outbox import Outbox
 from testbed.runtime.peers import ParameterClient, StagePeer
-from testbed.runtime.replica import Replica, get_named_weights
+from testbed.runtime.replica import Replica, get_named_weights, stage_state_parts, state_specs
 from testbed.runtime.stage_service import StageNode
+from testbed.runtime.wire import serde_ps
 from testbed.runtime.wire.serde import Activation, Gradient, TensorSpec, Weights
+from testbed.training import state
+from testbed.training.state import SAMPLER_KEY, StageParts
 
 _FLUSH_S = 60.0
 _PULL_POLL_S = 0.05
@@ -47,10 +50,16 @@ class StageIO:
         self.up = self._outbox("upstream", lambda p: Outbox("upstream", p.backward, 1))
         self.ps: Outbox[Weights] = Outbox("ps", self.ps_client.push_weights, len(replica.stages) + 1)
         self.sections = self._section_outboxes(peers)  # kt-sections teacher: stage id -> outbox
-        self._batches: Iterator[np.ndarray] | None = None
-        push = job.push_every or cfg.spec.training.eval_every
+        t = cfg.spec.training
+        self.sampler = BatchSampler(len(data.y_train), t.batch_size, t.seed) if data else None
+        self.state_out: Outbox[Weights] = Outbox("ps-state", self.ps_client.push_state,
+                                                 len(replica.stages) + 1)  # fmt: skip
+        self.start_step = 0  # where the loop continues from (a checkpoint's step, else 0)
         self.split_epoch = 0  # a re-split moves this worker to the next epoch
+        push = job.push_every or t.eval_every
         self.push_every, self.next_push, self.pushed = push, push, 0
+        self.state_every = t.checkpoint_interval(distributed=True)
+        self.next_state = self.state_every
         m.gauges.update(
             outbox_down=lambda: self.down.depth() if self.down else 0,
             outbox_up=lambda: self.up.depth() if self.up else 0,
@@ -85,10 +94,8 @@ class StageIO:
             raise RuntimeError(
                 f"worker {self.cfg.name!r} holds no dataset; only stage 0 reads data"
             )
-        t = self.cfg.spec.training
-        if self._batches is None:
-            self._batches = batch_indices(len(self.data.y_train), t.batch_size, t.seed)
-        idx = next(self._batches)
+        assert self.sampler is not None
+        idx = next(self.sampler)
         return self.data.x_train[idx], self.data.y_train[idx]
 
     def next_input(self) -> Activation | None:
@@ -148,10 +155,41 @@ class StageIO:
         return w
 
     def maybe_push(self, version: int) -> None:
-        """Push at the first step at or past each multiple of push_every."""
+        """Push the weights at the first step at or past each multiple of push_every, and the
+        full state (a checkpoint) at each multiple of training.checkpoint_every."""
         if version >= self.next_push:
             self.push_weights(self.next_push)
             self.next_push += self.push_every * (1 + (version - self.next_push) // self.push_every)
+        if self.state_every and version >= self.next_state:
+            self.push_state(self.next_state)
+            self.next_state += self.state_every * (1 + (version - self.next_state) // self.state_every)
+
+    def _parts(self, stage_id: int) -> dict[int, StageParts]:
+        return stage_state_parts(self.replica, [stage_id])
+
+    def push_state(self, version: int) -> None:
+        """Snapshot this worker's stages' full state (and the data position) for the PS."""
+        for i in self.node.stage_ids:
+            arrays = state.capture(self._parts(i))
+            if i == 0 and self.sampler is not None:
+                arrays[SAMPLER_KEY] = self.sampler.encode()
+            self.node.metrics.add("blocked_output_s", self.state_out.put(Weights(i, version, arrays)))
+
+    def restore(self, step: int) -> None:
+        """Continue from the checkpoint at `step`: pull every held stage's state from the PS."""
+        for i in self.node.stage_ids:
+            msg = self.ps_client.pull_state(i, step)
+            w = serde_ps.weights_from_message(msg, state_specs(self.replica, i))
+            if w.version != step:
+                raise RuntimeError(f"the parameter server holds the checkpoint at step {w.version}; "
+                                   f"expected {step}")  # fmt: skip
+            state.restore(self._parts(i), w.tensors)
+            if i == 0 and self.sampler is not None:
+                self.sampler.decode_into(w.tensors[SAMPLER_KEY])
+        self.start_step = self.pushed = step
+        self.next_push = (step // self.push_every + 1) * self.push_every
+        if self.state_every:
+            self.next_state = (step // self.state_every + 1) * self.state_every
 
     def finish(self, version: int) -> None:
         """Push the final weights and deliver everything queued."""
@@ -161,7 +199,7 @@ class StageIO:
     def flush(self) -> None:
         """Deliver everything queued in the outboxes, then close them."""
         unique = {id(b): b for b in self.sections.values()}
-        for box in (self.down, self.up, self.ps, *unique.values()):
+        for box in (self.down, self.up, self.ps, self.state_out, *unique.values()):
             if box is not None:
                 box.close(_FLUSH_S)
 

@@ -39,6 +39,14 @@ class StepTickets:
         self.outstanding.add(ticket)
         return ticket
 
+    def resume(self, applied: int) -> None:
+        """Continue from a checkpoint: steps 1..`applied` are done, none is in flight."""
+        if not 0 <= applied <= self.total:
+            raise ValueError(f"applied steps: got {applied}; expected 0..{self.total}")
+        self.applied, self._next = applied, applied + 1
+        self.outstanding.clear()
+        self._returned.clear()
+
     def settle(self, ticket: int, applied: bool) -> None:
         """The step's gradients were applied, or refused (the step is free again)."""
         if ticket not in self.outstanding:

@@ -26,9 +26,9 @@ from testbed.models import MODELS
 from testbed.modes import MODES, get_mode
 from testbed.paths import experiments_dir
 from testbed.spec.errors import SpecError, read_yaml
-from testbed.spec.planner import PlannerCfg, check_planner
 from testbed.spec.kt import KtCfg, check_kt
 from testbed.spec.overrides import apply_overrides, format_overrides
+from testbed.spec.planner import PlannerCfg, check_planner
 from testbed.spec.wire import WireCfg, check_wire
 
 MODE_NAMES = tuple(MODES)
@@ -153,6 +153,13 @@ class JobCfg(_Strict):
     deadline_s: PositiveFloat = Field(30.0, description="deadline of every RPC")
     startup_timeout_s: PositiveFloat = Field(180.0, description="time allowed for workers to report ready")
     resplit: ResplitCfg | None = Field(None, description="re-split during the run (sg with a cluster)")
+    on_failure: Literal["stop", "restart"] = Field(
+        "stop", description="a dead or hung worker: stop the run (failed), or restart the workers "
+        "from the latest checkpoint (training.checkpoint_every)")
+    max_restarts: NonNegativeInt = Field(3, description="restarts allowed per run (on_failure: restart)")
+    hang_timeout_s: PositiveFloat = Field(
+        10.0, description="a worker that answers no health check for this long is lost (hung, "
+        "paused or cut off); shorter outages are ridden out")
 
 
 class InfluxCfg(_Strict):
@@ -217,6 +224,7 @@ class Spec(_Strict):
         check_wire(self.job.wire, mode.name, mode.layout, self.algorithm.name)
         check_placement(self.placement, self.cluster)
         check_planner(self.planner, self.job.mode, self.cluster)
+        check_resilience(self)
         return self
 
 
@@ -239,6 +247,25 @@ def check_auto_split(spec: Spec) -> None:
     if any(k.isdigit() for k in spec.placement or {}):
         raise ValueError("placement: stage keys with model.split_after: auto; expected the "
                          "partitioner to place the stages (keep only 'ps')")
+
+
+def check_resilience(spec: Spec) -> None:
+    """Checkpoints and restarts cover the BP and SG modes with a fixed split; knowledge transfer
+    and re-splitting runs have neither yet."""
+    if spec.job.resplit is not None and (
+        spec.job.on_failure == "restart" or spec.training.checkpoint_every
+    ):
+        raise ValueError("job.resplit with job.on_failure: restart or training.checkpoint_every: "
+                         "checkpoints hold a fixed split; expected on_failure: stop and "
+                         "checkpoint_every: 0 when re-splitting")
+    if spec.algorithm.name != "kt":
+        return
+    if spec.job.on_failure == "restart":
+        raise ValueError("job.on_failure: got 'restart'; knowledge-transfer runs cannot restart "
+                         "workers yet, expected 'stop'")
+    if spec.training.checkpoint_every and get_mode(spec.job.mode).distributed:
+        raise ValueError(f"training.checkpoint_every: got {spec.training.checkpoint_every}; "
+                         "distributed knowledge-transfer runs take no checkpoints, expected 0")
 
 
 _WORKER_KEY = re.compile(r"^(\d+|ps|local|teacher|replica\d+)$")

@@ -96,6 +96,15 @@ def load(path: Path) -> Checkpoint:
     return Checkpoint(int(meta["step"]), arrays, meta)
 
 
+def read_meta(path: Path) -> dict[str, Any]:
+    """Only the metadata of a checkpoint file (the arrays stay unread)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return dict(json.loads(z[META].tobytes().decode()))
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint: {err}") from None
+
+
 def latest(directory: Path) -> Checkpoint | None:
     """The newest checkpoint in `directory`, or None when there is none."""
     found = steps(directory)

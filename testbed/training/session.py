@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,13 +12,13 @@ import tensorflow as tf
 
 from testbed.algorithms.bp import accuracy_count, bp_step, forward
 from testbed.algorithms.sg import sends_target, sg_train_step
-from testbed.algorithms.wire_codec import crossing, wire_codecs
 from testbed.algorithms.sg_module import SGModule
+from testbed.algorithms.wire_codec import crossing, wire_codecs
 from testbed.data import Dataset
 from testbed.models import Stage
 from testbed.spec.experiment import Spec
-from testbed.training.tfsetup import configure_threads, make_optimizer  # noqa: F401  (re-exported)
 from testbed.training.state import StageParts, stage_parts
+from testbed.training.tfsetup import configure_threads, make_optimizer  # noqa: F401  (re-exported)
 from testbed.training.trainables import build_trainables
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
-SAMPLER_KEY = "data/sampler"  # the data sampler's position (testbed.data.batches), uint8 JSON
+SAMPLER_KEY = "stage0/sampler"  # the data sampler's position (testbed.data.batches), uint8 JSON
 
 
 class StateError(ValueError):

@@ -330,6 +330,26 @@ class DockerCluster(ClusterHandle):
         self._procs.append(proc)
         return proc
 
+    def device_pids(self, device: str) -> list[int]:
+        """Host pids of the device container's processes, except its init and idle `sleep`
+        (killing those would stop the container: the device, not its processes)."""
+        container = self.container(device)
+        container.reload()
+        init = int(container.attrs["State"]["Pid"])
+        top = container.top()
+        pid_col, cmd_col = top["Titles"].index("PID"), top["Titles"].index("CMD")
+        return [int(row[pid_col]) for row in top["Processes"] or []
+                if int(row[pid_col]) != init and not row[cmd_col].startswith("sleep")]
+
+    def _set_link_up(self, device: str, up: bool) -> None:
+        """The host's end of the container's eth0 veth down (or up): as the local backend's hub
+        port, the device loses carrier and keeps its address (needs root on the engine's host)."""
+        from pyroute2 import IPRoute
+
+        out = self.container(device).exec_run(["cat", "/sys/class/net/eth0/iflink"]).output
+        with IPRoute() as ipr:
+            ipr.link("set", index=int(out.decode().strip()), state="up" if up else "down")
+
     def exec_json(self, device: str, argv: list[str], user: str = "root") -> dict[str, Any]:
         """Run a helper in the device's container and parse the JSON line it prints."""
         result = self.container(device).exec_run(argv, user=user, demux=True)

@@ -163,6 +163,19 @@ class NamespacedCluster(ClusterHandle):
         """CPU of the device's cgroup; bytes of its eth0 (read through a process inside)."""
         return cgroup_reader(self.cgroups[self.device(device).name])
 
+    def device_pids(self, device: str) -> list[int]:
+        """Every process in the device's cgroup."""
+        return self.cgroups[self.device(device).name].pids()
+
+    def _set_link_up(self, device: str, up: bool) -> None:
+        """The hub's end of the device's veth down (or up): the device loses carrier, its
+        addresses and routes stay, packets in flight are dropped (TCP retransmits them later)."""
+        from pyroute2 import IPRoute
+
+        with IPRoute(netns=self.names.hub_netns) as ipr:
+            (index,) = ipr.link_lookup(ifname=self.names.hub_veth(self.index[device]))
+            ipr.link("set", index=index, state="up" if up else "down")
+
     def resource_events(self, device: str) -> CgroupEvents:
         """OOM kills and memory-limit hits recorded for the device's cgroup."""
         return self.cgroups[self.device(device).name].events()

@@ -70,6 +70,10 @@ class DegradedCluster(ClusterHandle):
 
     @classmethod
     def create(cls, run_id: str, cluster: ClusterSpec) -> DegradedCluster:
+        cut = [e.label for e in cluster.schedule if e.fault in ("link-down", "link-up")]
+        if cut:
+            raise ValueError(f"cluster.schedule: link-down/link-up of {cut} need the kernel's "
+                             "links (run as root); without root only kill, pause and resume work")
         devices = resolve_devices(cluster.devices, gpu_count())
         return cls(
             run_id,
@@ -107,8 +111,8 @@ class DegradedCluster(ClusterHandle):
 
     def counter_reader(self, device: str) -> CounterReader:
         """CPU seconds of the processes spawned on the device (no link counters on loopback)."""
-        pids = self._device_pids[self.device(device).name]
-        return process_reader(lambda: list(pids))
+        name = self.device(device).name
+        return process_reader(lambda: [p.pid for d, p in self._device_procs if d == name])
 
     def _apply_link(self, key: tuple[str, ...], settings: LinkSettings) -> None:
         """Nothing to write: the new settings are only recorded for the runtime to read."""

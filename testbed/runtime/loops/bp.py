@@ -101,7 +101,7 @@ class BPStage(StageLoop):
 
     def run(self, total_steps: int) -> int:
         node, t = self.io.node, self.io.cfg.spec.training
-        for step in range(1, total_steps + 1):
+        for step in range(self.io.start_step + 1, total_steps + 1):
             if node.stopped.is_set():
                 return step - 1
             kept, grads, extra = self._forward_phase(step)
@@ -132,7 +132,7 @@ class LocalBP(StageLoop):
 
     def run(self, total_steps: int) -> int:
         node, t = self.io.node, self.io.cfg.spec.training
-        for step in range(1, total_steps + 1):
+        for step in range(self.io.start_step + 1, total_steps + 1):
             if node.stopped.is_set():
                 return step - 1
             x, y = self.io.batch()

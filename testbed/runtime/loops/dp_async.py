@@ -18,7 +18,6 @@ from testbed.runtime.wire import serde_ps
 from testbed.runtime.wire.serde import Weights
 from testbed.runtime.wire.serde_ps import ModelWeights
 
-
 _NO_STEP_WAIT_S = 0.05
 
 

@@ -228,7 +228,7 @@ class SGStage(StageLoop):
     def run(self, total: int) -> int:
         """Train until the final batch; returns the pipeline version (last batch id) reached."""
         node, t = self.io.node, self.io.cfg.spec.training
-        step, batch_id = 0, 0
+        step = batch_id = self.io.start_step
         while not node.stopped.is_set():
             if not self.last:
                 self._learn_targets(step)

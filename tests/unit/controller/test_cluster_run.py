@@ -120,3 +120,25 @@ def test_schedule_applies_entries_in_order_and_reports_failures() -> None:
     assert seen == ["2mbit", "1mbit"]
     assert [e[0] for e in events] == ["link_changed", "link_change_failed"]
     assert "link gone" in events[1][1]["error"]
+
+
+def test_schedule_sends_worker_faults_to_the_controller_and_device_faults_to_the_cluster() -> None:
+    entries = [ScheduleEntry(at_s=0.0, worker="ps", fault="kill"),
+               ScheduleEntry(at_s=0.01, device="a", fault="pause")]
+    events: list[tuple[str, dict[str, Any]]] = []
+    done = threading.Event()
+
+    def apply(entry: ScheduleEntry) -> Any:
+        done.set()
+        return {"device": entry.device, "fault": entry.fault, "pids": [7]}
+
+    def on_worker(entry: ScheduleEntry) -> Any:
+        return {"worker": entry.worker, "pids": [3]}
+
+    with LinkSchedule(entries, apply, lambda name, **kw: events.append((name, kw)), on_worker) as s:
+        s.start()
+        assert done.wait(5.0)
+    assert [(e, kw["fault"], kw["pids"]) for e, kw in events] == [
+        ("fault_injected", "kill", [3]), ("fault_injected", "pause", [7])]
+    assert events[0][1]["fault"] == "kill" and events[0][1]["worker"] == "ps"
+    assert [a["fault"] for a in s.applied] == ["kill", "pause"]

@@ -9,7 +9,14 @@ from dataclasses import dataclass, replace
 import pytest
 
 from testbed.planner.choose import check_preference, rank
-from testbed.planner.cluster import Config, DeviceProfile, Links, PowerFit, Workload, enumerate_configs
+from testbed.planner.cluster import (
+    Config,
+    DeviceProfile,
+    Links,
+    PowerFit,
+    Workload,
+    enumerate_configs,
+)
 from testbed.planner.estimate import estimate, step_rates, utilisation
 from testbed.planner.power_fit import fit_power
 from testbed.planner.ranking import make_plan

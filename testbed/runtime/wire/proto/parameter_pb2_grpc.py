@@ -65,6 +65,16 @@ class ParameterServiceStub:
                 request_serializer=testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.SplitPlan.SerializeToString,
                 response_deserializer=testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.Ack.FromString,
                 _registered_method=True)
+        self.PushState = channel.unary_unary(
+                '/testbed.v1.ParameterService/PushState',
+                request_serializer=testbed_dot_runtime_dot_wire_dot_proto_dot_parameter__pb2.WeightSet.SerializeToString,
+                response_deserializer=testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.Ack.FromString,
+                _registered_method=True)
+        self.PullState = channel.unary_unary(
+                '/testbed.v1.ParameterService/PullState',
+                request_serializer=testbed_dot_runtime_dot_wire_dot_proto_dot_parameter__pb2.PullRequest.SerializeToString,
+                response_deserializer=testbed_dot_runtime_dot_wire_dot_proto_dot_parameter__pb2.WeightSet.FromString,
+                _registered_method=True)
 
 
 class ParameterServiceServicer:
@@ -109,6 +119,22 @@ class ParameterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushState(self, request, context):
+        """Checkpoints: a worker's full training state of one stage at `version` (weights, optimizer
+        variables, SG module; names as testbed/training/state.py gives them). The server writes a
+        checkpoint once every stage's state at that version is in.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PullState(self, request, context):
+        """A resumed or restarted worker's state of one stage, from the checkpoint the server loaded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ParameterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +167,16 @@ def add_ParameterServiceServicer_to_server(servicer, server):
                     servicer.Resplit,
                     request_deserializer=testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.SplitPlan.FromString,
                     response_serializer=testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.Ack.SerializeToString,
+            ),
+            'PushState': grpc.unary_unary_rpc_method_handler(
+                    servicer.PushState,
+                    request_deserializer=testbed_dot_runtime_dot_wire_dot_proto_dot_parameter__pb2.WeightSet.FromString,
+                    response_serializer=testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.Ack.SerializeToString,
+            ),
+            'PullState': grpc.unary_unary_rpc_method_handler(
+                    servicer.PullState,
+                    request_deserializer=testbed_dot_runtime_dot_wire_dot_proto_dot_parameter__pb2.PullRequest.FromString,
+                    response_serializer=testbed_dot_runtime_dot_wire_dot_proto_dot_parameter__pb2.WeightSet.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -305,6 +341,60 @@ class ParameterService:
             '/testbed.v1.ParameterService/Resplit',
             testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.SplitPlan.SerializeToString,
             testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.ParameterService/PushState',
+            testbed_dot_runtime_dot_wire_dot_proto_dot_parameter__pb2.WeightSet.SerializeToString,
+            testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.ParameterService/PullState',
+            testbed_dot_runtime_dot_wire_dot_proto_dot_parameter__pb2.PullRequest.SerializeToString,
+            testbed_dot_runtime_dot_wire_dot_proto_dot_parameter__pb2.WeightSet.FromString,
             options,
             channel_credentials,
             insecure,

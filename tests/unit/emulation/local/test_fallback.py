@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -86,3 +87,36 @@ def test_degraded_notes_say_what_the_pacing_leaves_out() -> None:
     assert any("downloads and pair-link rates are not limited" in n for n in notes)
     assert "rate changes at run time reach only processes spawned after them" in notes
     assert not any("rate changes" in n for n in degraded_notes(_spec(), {}))
+
+
+def _state(pid: int) -> str:
+    stat = open(f"/proc/{pid}/stat").read()
+    return stat[stat.rindex(")") + 2]
+
+
+def test_device_faults_freeze_resume_and_kill_only_that_device() -> None:
+    handle = LocalBackend("test-degraded-faults", privileged=False).start(_spec())
+    try:
+        target = handle.spawn("edge1", ["sleep", "60"])
+        bystander = handle.spawn("big", ["sleep", "60"])
+        done = handle.apply(ScheduleEntry(at_s=1, device="edge1", fault="pause"))
+        assert done == {"device": "edge1", "fault": "pause", "pids": [target.pid]}
+        deadline = time.monotonic() + 5
+        while _state(target.pid) != "T" and time.monotonic() < deadline:  # stopped
+            time.sleep(0.01)
+        assert _state(target.pid) == "T" and _state(bystander.pid) != "T"
+        handle.apply(ScheduleEntry(at_s=2, device="edge1", fault="resume"))
+        while _state(target.pid) == "T" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _state(target.pid) != "T"
+        handle.apply(ScheduleEntry(at_s=3, device="edge1", fault="kill"))
+        assert target.wait(timeout=5) == -9 and bystander.poll() is None
+        assert handle.device_pids("edge1") == []
+    finally:
+        handle.down()
+
+
+def test_link_faults_need_the_kernel_links() -> None:
+    spec = _spec().model_copy(update={"schedule": [ScheduleEntry(at_s=1, device="edge1", fault="link-down")]})
+    with pytest.raises(ValueError, match="link-down/link-up of \\[\"device 'edge1'\"\\] need"):
+        LocalBackend("test-degraded-cut", privileged=False).start(spec)

@@ -18,6 +18,14 @@ from testbed.bench import transport as _transport  # noqa: F401  (registers "tra
 from testbed.bench import wire as _wire  # noqa: F401  (registers "wire")
 
 
+@BENCHES.register("faults")
+def faults(results_root: Path | None = None) -> Path:
+    """Injected faults on 4 edge devices under restart: detection, recovery, steps lost, leftovers."""
+    from testbed.bench.faults import main
+
+    return main(results_root)
+
+
 @BENCHES.register("cli")
 def cli(results_root: Path | None = None) -> Path:
     """Wall time of `testbed --help`, list, validate and --dry-run in a fresh interpreter."""

@@ -207,6 +207,7 @@ class WorkerGroup:
         groups = [w.pid for w in self._workers]
         try:
             _signal_groups(groups, signal.SIGTERM)
+            _signal_groups(groups, signal.SIGCONT)  # a paused (stopped) worker handles it too
             _wait_groups_gone(groups, time.monotonic() + grace_s)
         finally:
             self._kill_and_reap(groups)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,15 +21,16 @@ from typing import Any
 import pytest
 
 from testbed.emulation.cleanup import clean, find
-from testbed.emulation.config import ClusterSpec
+from testbed.emulation.config import ClusterSpec, ScheduleEntry
 from testbed.emulation.docker import cleanup as docker_cleanup
 from testbed.emulation.docker.backend import (
+    RELAY,
     DockerBackend,
     DockerCluster,
     DockerUnavailable,
     connect,
 )
-from testbed.emulation.docker.devices import RUN_LABEL
+from testbed.emulation.docker.devices import RUN_LABEL, exec_user
 from testbed.emulation.fidelity import FULL
 from testbed.emulation.netem import NetemUnavailable
 from testbed.emulation.probe import probe_link
@@ -252,3 +254,77 @@ def test_clean_removes_only_labelled_resources(engine: Any) -> None:
         assert not find(run_id)
     finally:
         stranger.remove(force=True)
+
+
+# -- faults and a killed controller ------------------------------------------------------
+
+ORPHAN = "import sys, time; print('up', flush=True); time.sleep(600)"
+SERVER = ("import socket; s = socket.socket(); s.bind(('0.0.0.0', 7777)); s.listen(); "
+          "print('up', flush=True)\nwhile True: s.accept()[0].close()")
+CONNECT = ("import socket, sys\ntry:\n    socket.create_connection((sys.argv[1], 7777), timeout=2)"
+           ".close(); print('ok')\nexcept OSError: print('cut')")  # fmt: skip
+
+
+@pytest.fixture
+def twins(engine: Any, tmp_path: Path) -> Iterator[DockerCluster]:
+    spec = _spec([{"name": "a", "profile": "cloud"}, {"name": "b", "profile": "cloud"}])
+    run_id = _run_id("faults")
+    with DockerBackend(run_id, mounts=[tmp_path], client=engine, mount_source=True).up(spec) as h:
+        yield h
+    assert docker_cleanup.find(run_id, engine) == ([], []), "labelled containers/networks left"
+
+
+def _state(pid: int) -> str:
+    stat = open(f"/proc/{pid}/stat").read()
+    return stat[stat.rindex(")") + 2]
+
+
+def _started(handle: DockerCluster, device: str, script: str, *args: str) -> subprocess.Popen[str]:
+    proc = handle.spawn(device, [sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
+                        text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+    return proc
+
+
+def _reach(handle: DockerCluster) -> str:
+    proc = handle.spawn("b", [sys.executable, "-c", CONNECT, handle.address("a")],
+                        stdout=subprocess.PIPE, text=True)  # fmt: skip
+    return proc.communicate(timeout=60)[0].strip()
+
+
+def test_device_faults_pause_cut_and_kill_the_container_processes(twins: DockerCluster) -> None:
+    server = _started(twins, "a", SERVER)
+    pids = twins.device_pids("a")
+    assert pids and all(_state(p) in "SR" for p in pids)
+    twins.apply(ScheduleEntry(at_s=0, device="a", fault="pause"))
+    assert all(_state(p) == "T" for p in twins.device_pids("a"))
+    twins.apply(ScheduleEntry(at_s=1, device="a", fault="resume"))
+    assert all(_state(p) != "T" for p in twins.device_pids("a"))
+    assert _reach(twins) == "ok"
+    twins.apply(ScheduleEntry(at_s=2, device="a", fault="link-down"))
+    assert _reach(twins) == "cut"
+    twins.apply(ScheduleEntry(at_s=3, device="a", fault="link-up"))
+    assert _reach(twins) == "ok"
+    twins.apply(ScheduleEntry(at_s=4, device="a", fault="kill"))
+    assert server.wait(timeout=30) == -signal.SIGKILL  # the relay reports the program's death
+    assert twins.device_pids("a") == []
+    assert twins.container("a").status == "running" or twins.container("a").reload() is None
+
+
+def test_a_relay_whose_parent_is_killed_stops_its_program(twins: DockerCluster) -> None:
+    marker = f"orphan-{os.getpid()}"
+    relay = [*RELAY, "--container", twins.container("b").id, "--user", exec_user(), "--",
+             "python3", "-c", ORPHAN, marker]  # fmt: skip
+    parent = subprocess.Popen(["sh", "-c", " ".join(f"'{a}'" for a in relay) + " & wait"],
+                              start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not _running(twins, "b", marker):
+        assert time.monotonic() < deadline, "the program never started"
+        time.sleep(0.2)
+    os.kill(parent.pid, signal.SIGKILL)  # like a SIGKILLed controller
+    parent.wait()
+    killed = time.monotonic()
+    while _running(twins, "b", marker) and time.monotonic() - killed < 20:
+        time.sleep(0.2)
+    assert not _running(twins, "b", marker), "the program outlived its relay's parent"
+    print(f"program gone {time.monotonic() - killed:.1f} s after its relay's parent was killed")

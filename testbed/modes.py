@@ -17,7 +17,7 @@ from typing import Any, Literal
 from testbed.registry import Registry
 
 Layout = Literal["inprocess", "pipeline", "local", "replicas", "sections"]
-Receives = Literal["nothing", "bp", "sg", "kt"]
+Receives = Literal["nothing", "bp", "sg", "forward", "kt"]
 DataRole = Literal["stage0", "replica", "teacher"]
 
 _DISTRIBUTED = "testbed.controller.distributed:run_distributed"
@@ -31,8 +31,8 @@ class Mode:
       local (one worker holds every stage); replicas (job.replicas full-model copies);
       sections (a KT teacher streaming to student-section workers).
     receives: the buffers a stage worker gets: nothing, bp (activations in, true gradients
-      back, blocking), sg (activations in, SG targets back, bounded staleness), kt (the teacher's
-      section stream).
+      back, blocking), sg (activations in, SG targets back, bounded staleness), forward
+      (activations in, nothing back), kt (the teacher's section stream).
     loops: worker role -> "module:Class" of its training loop (see testbed.runtime.loops).
     """
 
@@ -84,6 +84,10 @@ register_mode(Mode(
     "sg", "sg", "one stage per worker, updated at once from its SG module; targets come late",
     layout="pipeline", receives="sg", loops={"stage": f"{_LOOPS}.sg:SGStage"},
     one_stage_per_worker=True,
+))
+register_mode(Mode(
+    "local", "local", "stages train on their own auxiliary heads; activations go forward only",
+    layout="pipeline", receives="forward", loops={"stage": f"{_LOOPS}.local:LocalStage"},
 ))
 register_mode(Mode(
     "bp-sync", "bp", "model-parallel backprop: one batch in flight across the stage workers",

@@ -132,17 +132,28 @@ def final_section_step(section: keras.Model, optimizer: keras.optimizers.Optimiz
     return value, logits
 
 
+def student_path(student: tf.Tensor, teacher: tf.Tensor, share: tf.Tensor | float) -> tf.Tensor:
+    """A section's input batch: the first round(share * batch) samples from the student's own
+    upstream sections (their adapted output), the rest from the teacher's section input."""
+    k = tf.cast(tf.round(tf.cast(share, tf.float32) * tf.cast(tf.shape(teacher)[0], tf.float32)),
+                tf.int32)
+    return tf.concat([student[:k], teacher[k:]], axis=0)
+
+
 def section_kt_step(sections: Sequence[keras.Model], adapters: Sequence[keras.Model],
                     optimizers: Sequence[keras.optimizers.Optimizer],
                     teacher_outs: Sequence[tf.Tensor], labels: tf.Tensor,
-                    loss: KtLoss, inputs: str = "teacher",
+                    loss: KtLoss, student_share: tf.Tensor | float = 0.0,
                     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """One step of every student section, in process (the distributed reference).
 
-    teacher_outs is `teacher_outputs(teacher, x)`. With inputs "teacher" (the decoupled form)
-    section i reads the teacher's section input; with "student" it reads the previous student
-    section's adapted output of this step (forward-chained, still no gradient between sections).
-    Returns (last-section loss, its logits, per-section representation losses as a vector).
+    teacher_outs is `teacher_outputs(teacher, x)`. With student_share 0 (the decoupled form)
+    section i reads the teacher's section input; with share s the first round(s * batch)
+    samples instead follow the student's own chain (the previous student section's adapted
+    output of this step, computed before that section's update: still no gradient between
+    sections), so each section also learns on the errors its upstream sections make; 1 is the
+    forward-chained form. Returns (last-section loss, its logits, per-section representation
+    losses as a vector).
     """
     n = len(sections)
     if len(adapters) != n - 1 or len(optimizers) != n or len(teacher_outs) != n + 1:
@@ -150,15 +161,13 @@ def section_kt_step(sections: Sequence[keras.Model], adapters: Sequence[keras.Mo
             f"section_kt_step: {n} sections need {n - 1} adapters, {n} optimizers and {n + 1} "
             f"teacher outputs; got {len(adapters)}, {len(optimizers)}, {len(teacher_outs)}"
         )
-    if inputs not in SECTION_INPUTS:
-        raise ValueError(f"section inputs {inputs!r}; expected one of {SECTION_INPUTS}")
     rep, h = [], teacher_outs[0]
     for i in range(n - 1):
-        h_in = teacher_outs[i] if inputs == "teacher" else h
+        h_in = student_path(h, teacher_outs[i], student_share)
         value, h = section_step(sections[i], adapters[i], optimizers[i], h_in,
                                 teacher_outs[i + 1], loss)
         rep.append(value)
-    h_in = teacher_outs[-2] if inputs == "teacher" else h
+    h_in = student_path(h, teacher_outs[-2], student_share)
     value, logits = final_section_step(sections[-1], optimizers[-1], h_in, labels,
                                        teacher_outs[-1], loss)
     return value, logits, tf.stack(rep) if rep else tf.zeros((0,))

@@ -7,9 +7,9 @@ from typing import Any
 from testbed.controller.kt_run import run_kt
 from testbed.controller.sinks import recording
 from testbed.metrics.run_dir import RunDir
-from testbed.planner.profile import profile_stages
+from testbed.planner.profile import profile_stages, time_head
 from testbed.spec.experiment import Spec
-from testbed.training.loop import environment_info, setup, train
+from testbed.training.loop import KindRecorder, environment_info, setup, train
 from testbed.training.resume import CHECKPOINTS_DIR
 from testbed.training.session import Session
 
@@ -28,6 +28,22 @@ def sg_cost(session: Session) -> list[dict[str, Any]]:
     ]
 
 
+def head_cost(session: Session) -> list[dict[str, Any]]:
+    """Parameters and measured compute of each auxiliary head (local) relative to its stage."""
+    t = session.spec.training
+    profiles = profile_stages(session.stages, None, t.batch_size, session.data.num_classes)
+    out = []
+    for p, head in zip(profiles, session.heads, strict=False):
+        head_s = time_head(session.stages[p.stage], head, t.batch_size)
+        out.append({
+            "stage": p.stage, "units": list(p.units), "step_s": p.step_s, "params": p.params,
+            "head_step_s": head_s, "head_params": head.count_params(),
+            "extra_params_fraction": head.count_params() / max(p.params, 1),
+            "extra_compute_fraction": head_s / p.step_s if p.step_s else 0.0,
+        })
+    return out
+
+
 def run_inprocess(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, Any]:
     """Train the spec's model in this process; writes metrics and returns the summary body."""
     if spec.algorithm.name == "kt":
@@ -35,7 +51,9 @@ def run_inprocess(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, A
     data = setup(spec, run)
     session = Session.build(spec, data)
     with recording(spec, run) as (rec, sink_counts):
-        result = train(session, rec, progress, run.path / CHECKPOINTS_DIR)
+        rename = {"sg_loss": "local_loss"} if session.heads else {}  # the heads' mean loss
+        result = train(session, KindRecorder(rec, rename=rename), progress,  # type: ignore[arg-type]
+                       run.path / CHECKPOINTS_DIR)
     summary: dict[str, Any] = {
         **result,
         **sink_counts,
@@ -45,4 +63,6 @@ def run_inprocess(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, A
     }
     if session.sgs:
         summary["sg_cost"] = sg_cost(session)
+    if session.heads:
+        summary["head_cost"] = head_cost(session)
     return summary

@@ -16,7 +16,7 @@ from testbed.runtime import workdir
 from testbed.runtime.parameter_server import load_checkpoint
 from testbed.spec.experiment import Spec
 from testbed.spec.kt import student_split
-from testbed.training.kt_phase import KindRecorder, accuracy, eval_split
+from testbed.training.kt_phase import accuracy, eval_split
 from testbed.training.kt_session import KtSession, finetune_phase
 from testbed.training.kt_teacher import Teacher, obtain_teacher
 from testbed.training.kt_trainables import build_student, save_teacher

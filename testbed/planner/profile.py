@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from testbed.algorithms.bp import apply_stage_grads, last_stage_step, stage_grads
+from testbed.algorithms.bp import apply_stage_grads, cross_entropy, last_stage_step, stage_grads
 from testbed.algorithms.sg import sg_module_step, synthetic_gradient
 from testbed.models import Stage
 
@@ -71,6 +71,29 @@ def _sg_fn(stage: Stage, sg: keras.Model, batch: int, classes: int) -> Callable[
         return sg_module_step(sg, opt, h, y, g)
 
     return lambda: step().numpy()
+
+
+def _head_fn(stage: Stage, head: keras.Model, batch: int) -> Callable[[], object]:
+    opt = keras.optimizers.Adam(1e-9)
+    h = tf.random.normal((batch, *stage.output_shape))
+    y = tf.zeros((batch,), tf.int32)
+
+    @tf.function
+    def step() -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            tape.watch(h)
+            loss = cross_entropy(head(h, training=True), y)
+        *grads, g_h = tape.gradient(loss, [*head.trainable_variables, h])
+        opt.apply_gradients(zip(grads, head.trainable_variables, strict=True))
+        return g_h
+
+    return lambda: step().numpy()
+
+
+def time_head(stage: Stage, head: keras.Model, batch: int, reps: int = 10) -> float:
+    """Median seconds of an auxiliary head's share of a local-loss step: its forward, its
+    backward (to its weights and to the stage's output) and its update."""
+    return median_time(_head_fn(stage, head, batch), reps)
 
 
 def profile_stages(

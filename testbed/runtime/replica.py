@@ -9,6 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from testbed.algorithms.aux_head import AuxHead
 from testbed.algorithms.sg_module import SGModule
 from testbed.data import get_spec
 from testbed.models import Stage
@@ -23,7 +24,7 @@ from testbed.training.trainables import build_trainables
 
 @dataclass
 class Replica:
-    """All stages (a worker keeps using only its own), their optimizers and SG modules."""
+    """All stages (a worker keeps using only its own), their optimizers, SG modules or heads."""
 
     spec: Spec
     stages: list[Stage]
@@ -31,6 +32,8 @@ class Replica:
     num_classes: int
     sgs: list[SGModule] = field(default_factory=list)
     sg_optimizers: list[keras.optimizers.Optimizer] = field(default_factory=list)
+    heads: list[AuxHead] = field(default_factory=list)
+    head_optimizers: list[keras.optimizers.Optimizer] = field(default_factory=list)
     kt: Any = None  # kt-sections: the teacher and the student's parts (runtime.kt_replica.KtParts)
 
     def models(self, ids: Sequence[int]) -> list[keras.Model]:
@@ -49,6 +52,7 @@ def build_replica(spec: Spec) -> Replica:
     t = build_trainables(spec, ds.input_shape, ds.num_classes)
     replica = Replica(spec, t.stages, t.optimizers, ds.num_classes)
     replica.sgs, replica.sg_optimizers = t.sgs, t.sg_optimizers
+    replica.heads, replica.head_optimizers = t.heads, t.head_optimizers
     return replica
 
 

@@ -108,7 +108,7 @@ def build_node(cfg: WorkerConfig, replica: Replica, metrics: WorkerMetrics) -> S
         node.in_spec = dataclasses.replace(input_spec(replica.stages[ids[0]]), codec=act_codec)
         cap, on_full = (max(store.capacity, m), "block") if bp else (store.capacity, store.on_full)
         node.inputs = BoundedBuffer(cap, on_full)  # type: ignore[arg-type]
-    if ids[-1] < n - 1:
+    if ids[-1] < n - 1 and mode.receives != "forward":  # local losses: nothing comes back
         node.grad_spec = dataclasses.replace(output_spec(replica.stages[ids[-1]]), codec=grad_codec)
         node.grads = (
             BoundedBuffer(m, "block") if bp else BoundedBuffer(store.target_staleness, "drop")

@@ -1,4 +1,4 @@
-"""What the KT runner's phases (teacher, student, fine-tune) share: loop adapter, recorder."""
+"""What the KT runner's phases (teacher, student, fine-tune) share: loop adapter, accuracy."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import tensorflow as tf
 
 from testbed.algorithms.bp import accuracy_count, forward
 from testbed.data import Dataset
-from testbed.metrics.run_dir import RunDir
 from testbed.spec.experiment import Spec
 
 
@@ -24,21 +23,6 @@ class Phase:
     data: Dataset
     compile_step: Callable[[], Any]
     evaluator: Callable[[], Callable[[], float]]
-
-
-class KindRecorder:
-    """A view of a Recorder that prefixes point kinds and renames fields.
-
-    The teacher phase writes `teacher_train`/`teacher_eval`, the fine-tune `finetune_*`, so the
-    student's own `train`/`eval` curve (what figures and compare read) stays the method's.
-    """
-
-    def __init__(self, rec: Any, prefix: str = "", rename: dict[str, str] | None = None) -> None:
-        self.rec, self.prefix, self.rename = rec, prefix, rename or {}
-        self.run: RunDir = rec.run
-
-    def point(self, kind: str, **fields: float) -> None:
-        self.rec.point(self.prefix + kind, **{self.rename.get(k, k): v for k, v in fields.items()})
 
 
 def accuracy_fn(models: Sequence[keras.Model], x: np.ndarray, y: np.ndarray,

@@ -45,6 +45,22 @@ class Recorder:
             s.write(p)
 
 
+class KindRecorder:
+    """A view of a Recorder that prefixes point kinds and renames fields.
+
+    The KT teacher phase writes `teacher_train`/`teacher_eval`, the fine-tune `finetune_*`, so
+    the student's own `train`/`eval` curve (what figures and compare read) stays the method's;
+    local-loss runs name their auxiliary loss `local_loss`.
+    """
+
+    def __init__(self, rec: Any, prefix: str = "", rename: dict[str, str] | None = None) -> None:
+        self.rec, self.prefix, self.rename = rec, prefix, rename or {}
+        self.run: RunDir = rec.run
+
+    def point(self, kind: str, **fields: float) -> None:
+        self.rec.point(self.prefix + kind, **{self.rename.get(k, k): v for k, v in fields.items()})
+
+
 def environment_info(data: Dataset) -> dict[str, Any]:
     return {
         "data_source": data.source,

@@ -1,4 +1,5 @@
-"""What one in-process training run holds: data, stages, SG modules, optimizers, compiled steps."""
+"""What one in-process training run holds: data, stages, SG modules or auxiliary heads,
+optimizers, compiled steps."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from testbed.algorithms.aux_head import AuxHead
 from testbed.algorithms.bp import accuracy_count, bp_step, forward
+from testbed.algorithms.local import local_train_step
 from testbed.algorithms.sg import sends_target, sg_train_step
 from testbed.algorithms.sg_module import SGModule
 from testbed.algorithms.wire_codec import crossing, wire_codecs
@@ -32,11 +35,14 @@ class Session:
     optimizers: list[keras.optimizers.Optimizer]
     sgs: list[SGModule] = field(default_factory=list)
     sg_optimizers: list[keras.optimizers.Optimizer] = field(default_factory=list)
+    heads: list[AuxHead] = field(default_factory=list)
+    head_optimizers: list[keras.optimizers.Optimizer] = field(default_factory=list)
 
     @classmethod
     def build(cls, spec: Spec, data: Dataset) -> Session:
         t = build_trainables(spec, data.input_shape, data.num_classes)
-        return cls(spec, data, t.stages, t.optimizers, t.sgs, t.sg_optimizers)
+        return cls(spec, data, t.stages, t.optimizers, t.sgs, t.sg_optimizers, t.heads,
+                   t.head_optimizers)
 
     @property
     def models(self) -> list[keras.Model]:
@@ -48,8 +54,9 @@ class Session:
                            self.sg_optimizers)  # fmt: skip
 
     def compile_step(self) -> Any:
-        """The per-batch training step: (x, y) -> (loss, correct, sg_loss), called once per
-        batch in order. Stages meet through job.wire's codecs, as over the network."""
+        """The per-batch training step: (x, y) -> (loss, correct, aux loss), called once per
+        batch in order; the aux loss is the SG modules' regression loss (sg) or the heads' mean
+        loss (local). Stages meet through job.wire's codecs, as over the network."""
         models, opts = self.models, self.optimizers
         wire = wire_codecs(self.spec.job.wire)
         if self.spec.algorithm.name == "bp":
@@ -60,7 +67,21 @@ class Session:
                 return loss, accuracy_count(logits, y), tf.constant(0.0)
 
             return tf.function(step)
+        if self.spec.algorithm.name == "local":
+            return self._local_step(wire[0])
         return self._sg_step(wire)
+
+    def _local_step(self, act_codec: Any) -> Any:
+        """Local losses' step: every stage on its head (the last on the true loss); aux loss =
+        the heads' mean loss. Activations cross through the wire's codec; nothing comes back."""
+        models, opts = self.models, self.optimizers
+        heads, head_opts = self.heads, self.head_optimizers
+
+        def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            loss, logits, local = local_train_step(models, heads, opts, head_opts, x, y, act_codec)
+            return loss, accuracy_count(logits, y), tf.reduce_mean(local)
+
+        return tf.function(step)
 
     def _sg_step(self, wire: Any) -> Any:
         """SG's step: batches 1, 1 + k, ... send targets (k = algorithm.sg.target_every) and the
@@ -109,6 +130,7 @@ class Session:
         return {
             "stages": [s.model.count_params() for s in self.stages],
             "sg_modules": [m.count_params() for m in self.sgs],
+            "aux_heads": [h.count_params() for h in self.heads],
         }
 
 

@@ -25,7 +25,8 @@ def _spec(mode: str, steps: int, split: list[str], **over: Any) -> Spec:
     raw: dict[str, Any] = {
         "name": f"ref-{mode}",
         "model": {"name": "four-layer", "split_after": split, "width": 0.5},
-        "algorithm": {"name": "sg" if mode == "sg" else "bp", "sg": {"lr": 3.0e-3}},
+        "algorithm": {"name": {"sg": "sg", "local": "local"}.get(mode, "bp"),
+                      "sg": {"lr": 3.0e-3}},
         "training": {"batch_size": 32, "optimizer": "sgd", "lr": 0.05, "iterations": steps,
                      "eval_every": steps, "log_every": 5, "eval_samples": 500, "threads": 1},
         "job": {"mode": mode},
@@ -37,11 +38,17 @@ def _spec(mode: str, steps: int, split: list[str], **over: Any) -> Spec:
 
 def _distributed(spec: Spec, tmp_path: Path) -> list[list[np.ndarray]]:
     """Run it over worker processes; the parameter server's final weights per stage."""
+    return _run_distributed(spec, tmp_path)[0]
+
+
+def _run_distributed(spec: Spec, tmp_path: Path) -> tuple[list[list[np.ndarray]], dict[str, Any]]:
+    """(the parameter server's final weights per stage, the run's summary)."""
     run = run_experiment(spec, tmp_path, progress=False)
-    assert read_summary(run.path)["status"] == "completed"
+    summary = read_summary(run.path)
+    assert summary["status"] == "completed"
     version, stages = load_checkpoint(run.path / "workers" / "checkpoint")
     assert version == spec.training.iterations
-    return stages
+    return stages, summary
 
 
 def _in_process(spec: Spec) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
@@ -90,3 +97,25 @@ def test_sg_matches_in_process_every_stage(tmp_path: Path) -> None:
     initial, want = _in_process(spec)
     ratio = _moves(initial, got) / _moves(initial, want)
     assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
+
+
+def test_local_gives_the_in_process_weights_and_sends_nothing_back(tmp_path: Path) -> None:
+    """Three local-loss workers, 6 SGD steps: every stage where in-process local-loss puts it
+    (nothing waits for a backward message, so nothing is stale or lost), activations go forward
+    once per step and not one message goes back (counted by every worker)."""
+    steps = 6
+    spec = _spec("local", steps, ["conv1", "fc1"])
+    got, summary = _run_distributed(spec, tmp_path)
+    peers = {n: w["peers"] for n, w in summary["workers"].items()}
+    assert set(peers) == {"stage0", "stage1", "stage2"}
+    for name, counts in peers.items():
+        assert "sent:upstream" not in counts and "received:downstream" not in counts, name
+    assert peers["stage0"]["sent:downstream"]["messages"] == steps
+    assert peers["stage1"]["received:upstream"]["messages"] == steps
+    assert peers["stage1"]["sent:downstream"]["messages"] == steps
+    assert "sent:downstream" not in peers["stage2"]
+    initial, want = _in_process(spec)
+    for start, end, mine in zip(initial, want, got, strict=True):
+        for a, b, c in zip(start, end, mine, strict=True):
+            assert not np.array_equal(a, b) or not b.any()  # training moved the weights
+            np.testing.assert_allclose(c, b, rtol=1e-4, atol=1e-6)

@@ -48,7 +48,7 @@ def test_scale_overrides_merge_deeply():
     ("path", "value", "expected"),
     [
         ("model.name", "resnet9", r"t\.yaml: model\.name: got 'resnet9'; unknown model 'resnet9'; known models: alexnet-cifar, eight-layer, four-layer, mnist-student, nin-cifar, resnet20, squeezenet-cifar, tf-cifar10, vgg16"),
-        ("algorithm.name", "dfa", r"algorithm\.name: got 'dfa'; unknown algorithm 'dfa'; known algorithms: bp, kt, sg"),
+        ("algorithm.name", "dfa", r"algorithm\.name: got 'dfa'; unknown algorithm 'dfa'; known algorithms: bp, kt, local, sg"),
         ("training.batch_size", 0, r"training\.batch_size: got 0; Input should be greater than 0"),
         ("training.iterations", "many", r"training\.iterations: got 'many'; Input should be a valid integer"),
         ("training.optimizer", "rmsprop", r"training\.optimizer: got 'rmsprop'; Input should be 'adam' or 'sgd'"),

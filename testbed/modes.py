@@ -52,6 +52,12 @@ class Mode:
     def distributed(self) -> bool:
         return self.layout != "inprocess"
 
+    @property
+    def ps_trains(self) -> bool:
+        """Whether the parameter server is part of the training (dp-async applies the
+        gradients) rather than its observer (it evaluates the weights stage workers push)."""
+        return self.layout == "replicas"
+
     def micro_batches(self, job: Any) -> int:
         """Micro-batches per batch for this mode under `job` (1 unless micro-batched)."""
         return int(job.micro_batches) if self.micro_batched else 1

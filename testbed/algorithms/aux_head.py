@@ -18,7 +18,7 @@ class AuxHead(keras.Model):
     """
 
     def __init__(self, act_shape: tuple[int, ...], num_classes: int, width: int = 128,
-                 depth: int = 0, pool: int = 2) -> None:
+                 depth: int = 1, pool: int = 7) -> None:
         super().__init__()
         self.act_shape = tuple(act_shape)
         self.is_conv = len(self.act_shape) == 3

@@ -21,7 +21,6 @@ from testbed.algorithms.bp import cross_entropy
 
 METHODS = ("independent", "kd", "section-kt")
 SECTION_LOSSES = ("mse", "l1")
-SECTION_INPUTS = ("teacher", "student")
 
 
 @dataclass(frozen=True)

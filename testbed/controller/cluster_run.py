@@ -81,11 +81,22 @@ class RunCluster:
                         reason="the device's counters are not readable from this host")  # fmt: skip
         return PowerMeter(targets, emit, rapl=rapl)
 
+    def leave_observer_unshaped(self) -> None:
+        """The parameter server on the host only observes: the weights pushed for evaluation
+        bypass the devices' links (they would compete with the training's own traffic)."""
+        host = self.handle.host_address
+        if host is None or self.handle.fidelity_level == DEGRADED_NO_ROOT:
+            return  # the fallback leaves it unpaced in the workers (runtime.stage_io.ps_shaped)
+        self.handle.leave_unshaped([host])
+        self.report("observer_unshaped", address=host)
+
     def rate_of(self, src: str, dst: str) -> int | None:
         """Configured rate (bit/s) of the path src -> dst; HOST is reached through the hub."""
         if src == HOST and dst == HOST:
             return None
         if HOST in (src, dst):
+            if dst == HOST and self.handle.host_address in self.handle.unshaped:
+                return None  # the observer's traffic bypasses the link
             rate = self.handle.configured_rate_bps(dst if src == HOST else src)
             return None if rate is None else int(rate)
         rate = self.handle.path_rate_bps(src, dst)

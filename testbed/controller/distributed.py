@@ -46,6 +46,7 @@ from testbed.metrics.run_dir import RunDir
 from testbed.metrics.sink import Point
 from testbed.runtime import workdir as contract
 from testbed.runtime.config import WorkerConfig, write_config
+from testbed.runtime.stage_io import ps_shaped
 from testbed.runtime.wire.serde import Health
 from testbed.spec.experiment import Spec
 from testbed.training.progress import TrainingProgress
@@ -216,6 +217,8 @@ def run_distributed(spec: Spec, run: RunDir, progress: bool = True) -> dict[str,
     with sigterm_raises(), run_cluster(spec, run.run_id, run.event) as cluster:
         if cluster is not None:
             cluster.probe()  # before any worker loads the links
+            if not ps_shaped(spec):
+                cluster.leave_observer_unshaped()
         body = _run_workers(spec, run, plans, cluster, progress, resplitter)
     if resplitter is not None:
         body["resplit"] = resplitter.summary()

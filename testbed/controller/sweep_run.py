@@ -20,7 +20,8 @@ from testbed.spec.sweep import Sweep, expand, levels
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("status", "final_test_accuracy", "best_test_accuracy", "mean_it_s", "wall_time_s")
+COLUMNS = ("status", "fidelity_level", "final_test_accuracy", "best_test_accuracy", "mean_it_s",
+           "wall_time_s")
 
 
 def tta_columns(level: float) -> tuple[str, str]:
@@ -36,6 +37,7 @@ def cell_row(labels: dict[str, str], spec: Spec, run: Path | None, levels: list[
     s = read_summary(run) if run is not None and (run / "summary.json").is_file() else {}
     for key in COLUMNS:
         row[key] = s.get(key, "failed" if key == "status" else "")
+    row["stage_bytes_per_step"] = (s.get("transfer") or {}).get("wire_bytes_per_step", "")
     for level in levels:
         hit = reached(s, level) if s.get("status") == "completed" else None
         time_col, steps_col = tta_columns(level)
@@ -97,6 +99,7 @@ def _run_cell(spec: Spec, results_root: Path, progress: bool) -> tuple[Path | No
 def run_sweep(sweep: Sweep, scale: str | None = None, results_root: Path | None = None,
               progress: bool = True, overrides: dict[str, Any] | None = None) -> Path:
     """Validate every cell, run each, write results/<sweep>/<id>/{table.csv,table.md,sweep.json,figures}."""
+    from testbed.report.figures import accuracy_figure
     from testbed.report.paper import all_figures
 
     root = results_root or default_results_root()
@@ -112,6 +115,8 @@ def run_sweep(sweep: Sweep, scale: str | None = None, results_root: Path | None 
         write_sweep_files(out, sweep, rows, lvls)  # the tables grow as cells finish
     target = sweep.sweep.target_accuracy or lvls[0]
     figs = all_figures(runs, out / "figures", target_acc=target)
+    if runs:
+        accuracy_figure(runs, out / "figures" / "accuracy", f"{sweep.name}: {sweep.description}")
     write_json_atomic(out / "sweep.json", {
         "sweep": sweep.model_dump(mode="json"), "rows": rows,
         "figures": {k: [str(p) for p in f.paths] for k, f in figs.items()},

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import signal
 import subprocess
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -79,6 +80,7 @@ class ClusterHandle:
         self.gpu_indices = assign_gpus(devices)
         self.fidelity.notes.extend(device_notes(devices))
         self.host_address: str | None = None  # the host's address inside the cluster, if any
+        self.unshaped: tuple[str, ...] = ()  # destinations the devices reach without shaping
         self._procs: list[subprocess.Popen[Any]] = []
         self._device_procs: list[tuple[str, subprocess.Popen[Any]]] = []  # (device name, process)
         self._down = False
@@ -96,6 +98,9 @@ class ClusterHandle:
 
     def _teardown(self) -> None:
         raise NotImplementedError
+
+    def _reshape_all(self) -> None:
+        """Re-plan and re-apply every device's shaping (nothing to do where nothing shapes)."""
 
     # -- processes -------------------------------------------------------------------------
     def spawn(
@@ -169,6 +174,14 @@ class ClusterHandle:
         self._apply_link(key, settings)
         self.links[key] = settings
         return settings
+
+    def leave_unshaped(self, addresses: Sequence[str]) -> None:
+        """Let the devices' traffic to these addresses bypass their links' shaping: for the
+        host's parameter server when it only observes (the weights stage workers push for
+        evaluation are not the training's traffic, and would otherwise compete with it)."""
+        self._require_up()
+        self.unshaped = tuple(addresses)
+        self._reshape_all()
 
     def apply(self, entry: ScheduleEntry) -> LinkSettings | dict[str, Any]:
         """Carry out one schedule entry (the caller keeps the clock): the link's new settings

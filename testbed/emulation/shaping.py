@@ -29,7 +29,7 @@ The plans are data; `tc.apply_plan` writes them with pyroute2.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from testbed.emulation.config import LinkSettings
@@ -38,6 +38,7 @@ UNLIMITED_BPS = 100 * 10**9  # "no rate": far above what a veth carries here
 CONSERVATIVE_HZ = 100  # lowest common kernel HZ; see burst_bytes
 BURST_FLOOR_BYTES = 32 * 1024
 ROOT_MINOR, SMALL_MINOR, DEFAULT_MINOR, PAIR_MINOR_BASE = 0x1, 0x2, 0x10, 0x100
+UNSHAPED_MINOR_BASE = 0x200  # classes beside the link (not under it) for unshaped destinations
 SMALL_PACKET_BYTES = 128  # IPv4 total length below which a packet takes the priority class
 SMALL_SHARE = 0.1  # rate guaranteed to the small-packet class (it may borrow up to the link)
 
@@ -175,14 +176,22 @@ def compose(outer: LinkSettings, inner: LinkSettings) -> LinkSettings:
 Links = Mapping[tuple[str, ...], LinkSettings]
 
 
-def device_egress(links: Links, device: str, addresses: Mapping[str, str]) -> EgressPlan | None:
-    """Plan for the device's own eth0: its upload, and its pair links keyed by peer address."""
+def device_egress(links: Links, device: str, addresses: Mapping[str, str],
+                  unshaped: Sequence[str] = ()) -> EgressPlan | None:
+    """Plan for the device's own eth0: its upload, and its pair links keyed by peer address.
+    Packets for an `unshaped` address (the host's observer services) bypass the link: a class
+    of their own directly under the qdisc, at no limit."""
     pairs = [
         (addresses[_peer(key, device)], settings)
         for key, settings in sorted(links.items())
         if len(key) == 2 and device in key
     ]
-    return egress_plan(links.get((device,)), pairs)
+    plan = egress_plan(links.get((device,)), pairs)
+    if plan is None or not unshaped:
+        return plan
+    free = [ClassPlan(UNSHAPED_MINOR_BASE + i, None, UNLIMITED_BPS, dst=address)
+            for i, address in enumerate(unshaped)]
+    return EgressPlan(plan.default_minor, (*plan.classes, *free))
 
 
 def hub_egress(links: Links, device: str) -> EgressPlan | None:

@@ -11,10 +11,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from testbed.metrics.run_dir import read_metrics, read_summary  # noqa: E402
+from testbed.metrics.time_to_accuracy import from_summary  # noqa: E402
 
 
 def eval_curve(run_path: Path) -> tuple[list[int], list[float], list[float]]:
-    """(steps, wall seconds, test accuracies) of a run's evaluation points."""
+    """(steps, training seconds, test accuracies) of a run's evaluations: from summary.json
+    (time to accuracy's clock: startup and evaluation excluded), else while it runs from its
+    eval points (their wall seconds)."""
+    evals = from_summary(read_summary(run_path))
+    if evals:
+        return [e.step for e in evals], [e.train_s for e in evals], [e.test_acc for e in evals]
     recs = list(read_metrics(run_path, "eval"))
     return [r["step"] for r in recs], [r["wall_s"] for r in recs], [r["test_acc"] for r in recs]
 
@@ -34,7 +40,7 @@ def _save(fig: plt.Figure, out: Path) -> list[Path]:
 
 
 def accuracy_figure(runs: Sequence[Path], out: Path, title: str = "") -> list[Path]:
-    """Test accuracy vs iteration (left) and vs wall time (right), one line per run."""
+    """Test accuracy vs iteration (left) and vs training time (right), one line per run."""
     fig, (ax_it, ax_t) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for run in runs:
         steps, wall, acc = eval_curve(run)
@@ -42,7 +48,7 @@ def accuracy_figure(runs: Sequence[Path], out: Path, title: str = "") -> list[Pa
         ax_it.plot(steps, acc, marker="o", ms=3, label=label)
         ax_t.plot(wall, acc, marker="o", ms=3, label=label)
     ax_it.set_xlabel("iteration")
-    ax_t.set_xlabel("wall time (s)")
+    ax_t.set_xlabel("training time (s)")
     ax_it.set_ylabel("test accuracy")
     for ax in (ax_it, ax_t):
         ax.grid(alpha=0.3)

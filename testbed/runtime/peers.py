@@ -116,9 +116,11 @@ class ParameterClient:
         deadline_s: float,
         metrics: WorkerMetrics | None,
         uplink: pacing.TokenBucket | None = None,
+        paced: bool = True,
     ) -> None:
+        """`paced`: False when the server only observes (its traffic is not the link's)."""
         self.address, self.deadline_s, self.metrics = address, deadline_s, metrics
-        self.uplink = uplink or pacing.process_uplink()
+        self.uplink = uplink or (pacing.process_uplink() if paced else None)
         self.channel = grpc_util.open_channel(address)
         self.stub = parameter_pb2_grpc.ParameterServiceStub(self.channel)
 

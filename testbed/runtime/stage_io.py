@@ -10,6 +10,7 @@ import numpy as np
 from testbed.algorithms.wire_codec import wire_codecs
 from testbed.data import Dataset
 from testbed.data.batches import BatchSampler
+from testbed.modes import get_mode
 from testbed.runtime.config import WorkerConfig
 from testbed.runtime.outbox import Outbox
 from testbed.runtime.peers import ParameterClient, StagePeer
@@ -17,11 +18,20 @@ from testbed.runtime.replica import Replica, get_named_weights, stage_state_part
 from testbed.runtime.stage_service import StageNode
 from testbed.runtime.wire import serde_ps
 from testbed.runtime.wire.serde import Activation, Gradient, TensorSpec, Weights
+from testbed.spec.experiment import Spec
 from testbed.training import state
 from testbed.training.state import SAMPLER_KEY, StageParts
 
 _FLUSH_S = 60.0
 _PULL_POLL_S = 0.05
+
+
+def ps_shaped(spec: Spec) -> bool:
+    """Whether traffic to the parameter server crosses the emulated links: when the server
+    trains (dp-async), moves units between stages (job.resplit) or is placed on a device; not
+    when it only observes from the host."""
+    return (get_mode(spec.job.mode).ps_trains or spec.job.resplit is not None
+            or "ps" in (spec.placement or {}))
 
 
 class StageIO:
@@ -43,7 +53,7 @@ class StageIO:
             for r in ("downstream", "upstream")
             if r in peers
         ]
-        self.ps_client = ParameterClient(peers["ps"], job.deadline_s, m)
+        self.ps_client = ParameterClient(peers["ps"], job.deadline_s, m, paced=ps_shaped(cfg.spec))
         # one message waits while one is on the wire: the receiver's store is the buffer, so
         # a link holds at most capacity + 2 batches (bounds the staleness of SG targets)
         self.down = self._outbox("downstream", lambda p: Outbox("downstream", p.forward, 1))

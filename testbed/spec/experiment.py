@@ -80,8 +80,8 @@ class LocalCfg(_Strict):
     """Local-loss learning: the auxiliary classifier at each split point."""
 
     width: PositiveInt = Field(128, description="units of the head's hidden dense layers")
-    depth: int = Field(0, ge=0, le=4, description="hidden layers after the pooling; 0 = linear")
-    pool: PositiveInt = Field(2, description="feature maps are average-pooled to about pool x pool")
+    depth: int = Field(1, ge=0, le=4, description="hidden layers after the pooling; 0 = linear")
+    pool: PositiveInt = Field(7, description="feature maps are average-pooled to about pool x pool")
     lr: PositiveFloat | None = Field(None, description="heads' learning rate; default training.lr")
 
 

@@ -67,11 +67,12 @@ class KtSession:
                 value, logits = kd_step(models, opts, x, y, forward(teacher, x), loss)
                 return value, accuracy_count(logits, y), tf.constant(0.0)
         else:
-            adapters, inputs = self.adapters, self.spec.algorithm.kt.section_input
+            adapters = self.adapters
+            share = 0.0 if self.spec.algorithm.kt.section_input == "teacher" else 1.0
 
             def step(x: tf.Tensor, y: tf.Tensor) -> Step:
                 outs = teacher_outputs(teacher, x)
-                value, logits, rep = section_kt_step(models, adapters, opts, outs, y, loss, inputs)
+                value, logits, rep = section_kt_step(models, adapters, opts, outs, y, loss, share)
                 return value, accuracy_count(logits, y), tf.reduce_mean(rep)
         return tf.function(step)
 

@@ -369,10 +369,13 @@ class DockerCluster(ClusterHandle):
         check_settings(key, settings, bool(self.fidelity.netem))
         self._reshape(set(key), {**self.links, key: settings})
 
+    def _reshape_all(self) -> None:
+        self._reshape(set(self.devices), dict(self.links))
+
     def _reshape(self, devices: set[str], links: dict[tuple[str, ...], LinkSettings]) -> None:
         """Re-plan each named device's eth0 egress and ifb download; apply what changed."""
         for name in sorted(devices):
-            plans = (device_egress(links, name, self.addresses), hub_egress(links, name))
+            plans = (device_egress(links, name, self.addresses, self.unshaped), hub_egress(links, name))
             previous = self._plans.get(name, (None, None))
             if plans == previous:
                 continue

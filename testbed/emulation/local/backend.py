@@ -139,12 +139,15 @@ class NamespacedCluster(ClusterHandle):
         check_settings(key, settings, bool(self.fidelity.netem))
         self._reshape(set(key), {**self.links, key: settings})
 
+    def _reshape_all(self) -> None:
+        self._reshape(set(self.devices), dict(self.links))
+
     def _reshape(self, devices: set[str], links: dict[tuple[str, ...], LinkSettings]) -> None:
         """Re-plan and re-apply the egress of each named device and of its hub port."""
         from pyroute2 import IPRoute
 
         for name in sorted(devices):
-            plan = device_egress(links, name, self.addresses)
+            plan = device_egress(links, name, self.addresses, self.unshaped)
             with IPRoute(netns=self.netns(name)) as ipr:
                 self._apply(ipr, (self.netns(name), DEVICE_IFNAME), plan)
             with IPRoute(netns=self.names.hub_netns) as ipr:

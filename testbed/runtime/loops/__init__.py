@@ -1,4 +1,4 @@
-"""Worker training loops, one module per method: sg, bp (sync, pipeline, local), kt, dp_async.
+"""Worker training loops, one module per method: sg, local, bp (sync, pipeline, local), kt, dp_async.
 
 Every loop is built from the worker's StageIO, runs to the step budget, then finishes (delivers
 what is queued). `testbed.modes` names the loop each mode's worker roles run.

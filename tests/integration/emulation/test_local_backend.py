@@ -191,6 +191,56 @@ def test_host_link_reaches_a_device() -> None:
     assert not find(_run_id("host"))
 
 
+def _host_receive_rate(handle: NamespacedCluster, device: str, nbytes: int) -> float:
+    """bit/s at which the host receives nbytes sent by a process in `device`."""
+    import threading
+    import time
+
+    server = socket.create_server((handle.host_address, 0))
+    got: dict[str, float] = {}
+
+    def receive() -> None:
+        conn, _ = server.accept()
+        with conn:
+            first, n = conn.recv(65536), 0
+            t0, n = time.perf_counter(), len(first)
+            while chunk := conn.recv(1 << 20):
+                n += len(chunk)
+            got.update(rate=8 * (n - len(first)) / (time.perf_counter() - t0), n=n)
+
+    receiver = threading.Thread(target=receive, daemon=True)
+    receiver.start()
+    sender = [sys.executable, "-I", "-c", SEND, handle.host_address, str(server.getsockname()[1]),
+              str(nbytes)]
+    handle.spawn(device, sender).wait(timeout=120)
+    receiver.join(timeout=60)
+    server.close()
+    assert got["n"] == nbytes
+    return got["rate"]
+
+
+def test_traffic_to_the_host_observer_can_bypass_the_link() -> None:
+    """The parameter server on the host only observes: leave_unshaped lets the weights pushed
+    to it bypass the device's 10 Mbit link, and device-to-device traffic stays shaped."""
+    run_id = _run_id("observer")
+    with LocalBackend(run_id).up(_spec([{"device": "a", "rate": "10mbit"}]),
+                                 host_link=True) as handle:
+        assert isinstance(handle, NamespacedCluster) and handle.host_address
+        shaped = _host_receive_rate(handle, "a", 1_500_000)
+        assert shaped < 1.1e7, shaped
+        handle.leave_unshaped([handle.host_address])
+        assert _host_receive_rate(handle, "a", 20_000_000) > 5e7  # 5x the link at least
+        still = probe_link(handle, "a", "b", seconds=1.0)
+        assert still.within(TOLERANCE), still.describe()
+    assert not find(run_id)
+
+
+SEND = textwrap.dedent("""
+    import socket, sys
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60) as s:
+        s.sendall(b"x" * int(sys.argv[3]))
+""")
+
 ECHO_ONCE = textwrap.dedent("""
     import socket, sys
     s = socket.socket(); s.bind((sys.argv[1], 0)); s.listen(1)

@@ -200,6 +200,20 @@ def test_pair_inside_device_link_composes() -> None:
     assert path_rate_bps(links, "b", "c") is None
 
 
+def test_unshaped_destinations_get_a_class_beside_the_link() -> None:
+    from testbed.emulation.shaping import UNLIMITED_BPS, UNSHAPED_MINOR_BASE
+
+    links = {("a",): LinkSettings(rate="10mbit")}
+    shaped = device_egress(links, "a", {"a": "10.213.0.1"})
+    plan = device_egress(links, "a", {"a": "10.213.0.1"}, ["10.213.0.254"])
+    assert plan is not None and shaped is not None
+    assert plan.classes[: len(shaped.classes)] == shaped.classes  # the link is unchanged
+    (free,) = plan.classes[len(shaped.classes):]
+    assert (free.minor, free.parent_minor, free.dst) == (UNSHAPED_MINOR_BASE, None, "10.213.0.254")
+    assert free.ceil == UNLIMITED_BPS and plan.default_minor == shaped.default_minor
+    assert device_egress({}, "a", {"a": "10.213.0.1"}, ["10.213.0.254"]) is None  # nothing shaped
+
+
 def test_netem_refused_with_link_and_setting_named() -> None:
     spec = _cluster(links=[{"device": "a", "rate": "10mbit", "delay": "20ms"}])
     with pytest.raises(NetemUnavailable, match=r"link device 'a' asks for delay '20ms'.*netem"):

@@ -1,0 +1,64 @@
+"""The time-to-accuracy bench's plan and verdict: step budgets from measured rates, the target
+as a ratio or a bound (pure functions; the runs themselves are `make bench`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed.bench import time_to_accuracy as tta
+
+
+def _cell(train_s: float, **levels: float | None) -> dict:
+    return {"train_time_s": train_s, "time_to_accuracy": [
+        {"level": float(k.replace("_", ".")), "step": None if v is None else 1, "train_s": v}
+        for k, v in levels.items()]}
+
+
+def test_grid_runs_faster_rates_first_and_bp_local_once() -> None:
+    cells = tta.grid()
+    assert cells.index(("four-layer", "1gbit", "sg")) < cells.index(("four-layer", "10mbit", "sg"))
+    assert [c for c in cells if c[2] == "bp-local"] == [
+        ("four-layer", "1gbit", "bp-local"), ("eight-layer", "1gbit", "bp-local")]
+    assert tta.grid("four-layer/10mbit/*,eight-layer/*/local") == [
+        ("four-layer", "10mbit", m) for m in tta.methods() if m != "bp-local"] + [
+        ("eight-layer", r, "local") for r in tta.RATES]
+
+
+def test_slow_link_budget_comes_from_the_measured_rate_and_link() -> None:
+    assert tta.planned_steps("four-layer", "1gbit", None) == tta.STEPS["four-layer"]
+    # 3.2 MB on the busiest link per step at 100 Mbit: 10 Mbit allows 0.39 it/s -> 420 s x 0.39
+    faster = {"mean_it_s": 3.5, "busiest_link_bits_per_step": 8 * 3.2e6}
+    assert tta.planned_steps("four-layer", "10mbit", faster) == int(420 * 1e7 / (8 * 3.2e6))
+    # compute-bound before and after (a tiny message): the measured rate, capped by the budget
+    assert tta.planned_steps("four-layer", "10mbit", {"mean_it_s": 1.0,
+                                                      "busiest_link_bits_per_step": 8}) == 420
+    assert tta.planned_steps("four-layer", "100mbit", {"mean_it_s": 50.0}) == 800
+    assert tta.planned_steps("four-layer", "10mbit", {"mean_it_s": 0.01}) == 2 * tta.EVALS
+
+
+def test_target_is_a_ratio_or_a_bound_and_names_the_cells() -> None:
+    cells = {
+        "four-layer/1gbit/bp-local": _cell(30.0, **{"0_95": 20.0}),
+        "four-layer/10mbit/bp-pipeline": _cell(600.0, **{"0_95": 400.0}),
+        "four-layer/10mbit/sg": _cell(420.0, **{"0_95": None}),
+        "four-layer/10mbit/local": _cell(420.0, **{"0_95": 150.0}),
+    }
+    t = tta.targets(cells)
+    assert (t["best_decoupled"], t["strongest_bp"], t["bp_local_s"]) == ("local", "bp-pipeline", 20.0)
+    assert t["ratio"] == {"value": pytest.approx(150 / 400), "kind": "="} and t["met"]
+    cells["four-layer/10mbit/bp-pipeline"] = _cell(600.0, **{"0_95": None})  # BP never got there
+    t = tta.targets(cells)
+    assert t["ratio"]["kind"] == "<=" and t["ratio"]["value"] == pytest.approx(150 / 600)
+    assert t["met"]
+    cells["four-layer/10mbit/local"] = _cell(420.0, **{"0_95": 350.0})
+    assert not tta.targets(cells)["met"]  # 350 / 600 is no proof of <= 0.5
+    assert tta.targets({})["met"] is None
+
+
+def test_every_cell_makes_a_valid_spec() -> None:
+    for model, rate, method in tta.grid():
+        spec = tta.make_spec(model, rate, method, 100)
+        assert spec.job.mode == tta.methods()[method]["job.mode"]
+        assert len(spec.cluster.devices) == (1 if method == "bp-local" else tta.DEVICES)
+        assert {str(link.rate) for link in spec.cluster.links} <= {rate}
+        assert spec.training.eval_every == 100 // tta.EVALS

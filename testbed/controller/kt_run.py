@@ -20,7 +20,7 @@ from testbed.training.kt_phase import accuracy, eval_split
 from testbed.training.kt_session import KtSession, finetune_phase
 from testbed.training.kt_teacher import Teacher, obtain_teacher
 from testbed.training.kt_trainables import build_student, save_teacher
-from testbed.training.loop import Recorder, environment_info, setup, train
+from testbed.training.loop import KindRecorder, Recorder, environment_info, setup, train
 
 
 def _params(models: list[keras.Model]) -> list[int]:

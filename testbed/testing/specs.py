@@ -28,7 +28,7 @@ def stage_spec(mode: str, iterations: int = 4, split: tuple[str, ...] = ("conv1"
                **over: Any) -> dict[str, Any]:
     """Four-layer at quarter width on MNIST-shaped input, split after `split`, batch 8, SGD:
     small enough that a worker loop runs a few steps in about a second."""
-    algo = "sg" if mode == "sg" else "bp"
+    algo = {"sg": "sg", "local": "local"}.get(mode, "bp")
     raw: dict[str, Any] = {
         "name": f"loop-{mode}",
         "model": {"name": "four-layer", "split_after": list(split), "width": 0.25},

@@ -43,7 +43,7 @@ def kt_summary(session: KtSession, teacher: Teacher, student: list[keras.Model],
         "compression": compression(sum(tp), sum(sp)),
         "loss": {"temperature": kt.temperature, "kd_weight": kt.kd_weight,
                  "section_loss": kt.section_loss, "section_weight": kt.section_weight,
-                 "section_input": kt.section_input},
+                 "section_input": kt.section_input, "student_share": kt.student_share},
         "section_losses": losses,
     }
 

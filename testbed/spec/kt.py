@@ -32,9 +32,13 @@ class KtCfg(BaseModel):
     kd_weight: float = Field(0.5, ge=0, le=1, description="weight of the soft (teacher) loss")
     section_loss: Literal["mse", "l1"] = "mse"
     section_weight: PositiveFloat = 1.0
-    section_input: Literal["teacher", "student"] = Field(
+    section_input: Literal["teacher", "student", "mixed"] = Field(
         "teacher", description="section-kt: each section reads the teacher's section input "
-        "(decoupled) or the previous student section's output (forward-chained)")
+        "(decoupled), the previous student section's output (forward-chained), or a mix of the "
+        "two in each batch (student_share of it from the student's chain)")
+    student_share: float = Field(
+        0.5, ge=0, le=1, description="section_input mixed: the fraction of each batch a section "
+        "reads from the student's own upstream sections (it learns to tolerate their errors)")
     finetune_steps: int = Field(0, ge=0, description="section-kt: joint steps after assembly")
 
     @field_validator("pair")

@@ -68,7 +68,8 @@ class KtSession:
                 return value, accuracy_count(logits, y), tf.constant(0.0)
         else:
             adapters = self.adapters
-            share = 0.0 if self.spec.algorithm.kt.section_input == "teacher" else 1.0
+            kt = self.spec.algorithm.kt
+            share = {"teacher": 0.0, "student": 1.0, "mixed": kt.student_share}[kt.section_input]
 
             def step(x: tf.Tensor, y: tf.Tensor) -> Step:
                 outs = teacher_outputs(teacher, x)

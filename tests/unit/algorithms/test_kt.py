@@ -267,9 +267,32 @@ def test_section_kt_with_teacher_inputs_feeds_each_section_the_teachers_activati
     want_last = float(kd_loss(sections[-1](outs[-2]), outs[-1], y, loss.temperature,
                               loss.kd_weight))
     opts = [keras.optimizers.SGD(0.0) for _ in sections]  # lr 0: values only
-    value, _, rep = section_kt_step(sections, adapters, opts, outs, y, loss, "teacher")
+    value, _, rep = section_kt_step(sections, adapters, opts, outs, y, loss, 0.0)
     np.testing.assert_allclose(rep.numpy(), want, rtol=1e-5)
     assert float(value) == pytest.approx(want_last, rel=1e-5)
     assert abs(chained[0] - want[1]) > 1e-3 * want[1]  # the two inputs give different losses
-    _, _, rep_student = section_kt_step(sections, adapters, opts, outs, y, loss, "student")
+    _, _, rep_student = section_kt_step(sections, adapters, opts, outs, y, loss, 1.0)
     assert float(rep_student[1]) == pytest.approx(chained[0], rel=1e-4)
+
+
+def test_section_kt_with_a_student_share_mixes_the_two_inputs_in_each_batch():
+    """student_share 0.5: the first half of the batch follows the student's own chain (its
+    upstream errors included), the rest the teacher's clean section input; every section,
+    the last one too."""
+    teacher, sections, adapters = _tiny_pair()
+    x, y = tf.random.uniform((6, 8, 8, 1)), tf.constant([0, 1, 2, 3, 4, 5])
+    outs = teacher_outputs(teacher, x)
+    loss = KtLoss()
+    student_1 = adapters[0](sections[0](x))  # section 0 reads x either way
+    mixed_1 = tf.concat([student_1[:3], outs[1][3:]], axis=0)
+    want_1 = float(representation_loss(adapters[1](sections[1](mixed_1)), outs[2]))
+    h = mixed_1
+    for i in (1, 2):  # on to the last section's input, mixing again at every split
+        h = tf.concat([adapters[i](sections[i](h))[:3], outs[i + 1][3:]], axis=0)
+    want_last = float(kd_loss(sections[-1](h), outs[-1], y, loss.temperature, loss.kd_weight))
+    opts = [keras.optimizers.SGD(0.0) for _ in sections]  # lr 0: values only
+    value, _, rep = section_kt_step(sections, adapters, opts, outs, y, loss, 0.5)
+    assert float(rep[1]) == pytest.approx(want_1, rel=1e-5)
+    assert float(value) == pytest.approx(want_last, rel=1e-5)
+    _, _, clean = section_kt_step(sections, adapters, opts, outs, y, loss, 0.0)
+    assert abs(float(clean[1]) - want_1) > 1e-3 * want_1  # the mix is not the clean input

@@ -139,6 +139,15 @@ def student_path(student: tf.Tensor, teacher: tf.Tensor, share: tf.Tensor | floa
     return tf.concat([student[:k], teacher[k:]], axis=0)
 
 
+def ramped_share(step: tf.Tensor | float, share: float, ramp_steps: int) -> tf.Tensor:
+    """The student share at `step` (0-based): growing linearly from 0 to `share` over
+    `ramp_steps` (sections first learn on clean inputs, then more and more on their upstream
+    sections' own outputs); constant `share` when ramp_steps is 0."""
+    if ramp_steps <= 0:
+        return tf.constant(share, tf.float32)
+    return share * tf.minimum(1.0, tf.cast(step, tf.float32) / float(ramp_steps))
+
+
 def section_kt_step(sections: Sequence[keras.Model], adapters: Sequence[keras.Model],
                     optimizers: Sequence[keras.optimizers.Optimizer],
                     teacher_outs: Sequence[tf.Tensor], labels: tf.Tensor,

@@ -45,7 +45,11 @@ RATES = ("1gbit", "100mbit", "10mbit")
 LEVELS = [0.9, 0.95, 0.98]
 MODELS: dict[str, list[str] | None] = {  # split after: the seed's, and edge-pipeline's balance
     "four-layer": None, "eight-layer": ["block1", "block2", "block3"]}
-STEPS = {"four-layer": 800, "eight-layer": 500}  # the budget at 1 Gbit (and the most anywhere)
+# the quick form (named in TESTBED_BENCH_ONLY, never in the full grid): four-layer cut after fc1
+# on 2 devices, a 128 KB activation per step instead of the seed split's 3.2 MB, so a 10 Mbit
+# cell takes about 2 minutes: `TESTBED_BENCH_ONLY='quick/*' make bench NAME=time-to-accuracy`
+QUICK = {"quick": ("four-layer", ["fc1"])}
+STEPS = {"four-layer": 800, "eight-layer": 500, "quick": 400}  # the budget at 1 Gbit (and the most anywhere)
 CAP_S = {"100mbit": 300.0, "10mbit": 420.0}  # training seconds a slow-link cell is sized for
 SG = {"conditioned": True, "depth": 0, "width": 64, "lr": 3.0e-3}
 BP = ("bp-sync", "bp-pipeline")  # distributed backprop on the same devices
@@ -81,7 +85,8 @@ def cell_id(model: str, rate: str, method: str) -> str:
 
 def grid(only: str | None = None) -> list[tuple[str, str, str]]:
     """(model, rate, method) in run order (a method's faster rates first); `only`: patterns."""
-    cells = [(m, r, k) for m in MODELS for k in methods() for r in RATES
+    models = [*MODELS, *QUICK] if only else list(MODELS)
+    cells = [(m, r, k) for m in models for k in methods() for r in RATES
              if not (k == "bp-local" and r != RATES[0])]  # one device: no link to vary
     if not only:
         return cells
@@ -105,11 +110,14 @@ def planned_steps(model: str, rate: str, faster: dict[str, Any] | None) -> int:
 
 
 def make_spec(model: str, rate: str, method: str, steps: int) -> Spec:
-    """Four 0.4-CPU edge devices (one for bp-local), stage i on edge<i>, links at `rate`."""
-    names = [f"edge{i}" for i in range(1 if method == "bp-local" else DEVICES)]
+    """Four 0.4-CPU edge devices (one for bp-local; the quick form's one per stage), stage i on
+    edge<i>, links at `rate`."""
+    zoo, split = QUICK.get(model, (model, MODELS.get(model)))
+    n = DEVICES if split is None else len(split) + 1
+    names = [f"edge{i}" for i in range(1 if method == "bp-local" else n)]
     raw: dict[str, Any] = {
         "name": f"tta-{model}-{rate}-{method.replace('+', '-')}",
-        "model": {"name": model, "split_after": MODELS[model]},
+        "model": {"name": zoo, "split_after": split},
         "algorithm": {"name": "sg", "sg": dict(SG)},
         "training": {"batch_size": BATCH, "lr": LR, "iterations": steps, "threads": 1,
                      "eval_every": max(1, steps // EVALS), "log_every": 10, "eval_samples": 2000},
@@ -184,7 +192,7 @@ def targets(cells: dict[str, dict[str, Any]], model: str = "four-layer", rate: s
 
 def figure(cells: dict[str, dict[str, Any]], out: Path) -> None:
     """Test accuracy vs training time per method, a panel per model and link rate."""
-    models = [m for m in MODELS if any(k.startswith(f"{m}/") for k in cells)]
+    models = [m for m in [*MODELS, *QUICK] if any(k.startswith(f"{m}/") for k in cells)]
     fig, axes = plt.subplots(len(models), len(RATES), figsize=(4.2 * len(RATES),
                                                               3.4 * max(1, len(models))),
                              squeeze=False)  # fmt: skip

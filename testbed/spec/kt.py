@@ -39,6 +39,9 @@ class KtCfg(BaseModel):
     student_share: float = Field(
         0.5, ge=0, le=1, description="section_input mixed: the fraction of each batch a section "
         "reads from the student's own upstream sections (it learns to tolerate their errors)")
+    student_share_ramp: int = Field(
+        0, ge=0, description="section_input mixed: steps over which the share grows linearly "
+        "from 0 to student_share (clean inputs first, progressively the student's); 0 = constant")
     finetune_steps: int = Field(0, ge=0, description="section-kt: joint steps after assembly")
 
     @field_validator("pair")

@@ -11,6 +11,7 @@ import tensorflow as tf
 from testbed.algorithms.bp import accuracy_count, bp_step, forward
 from testbed.algorithms.kt import (
     kd_step,
+    ramped_share,
     representation_loss,
     section_kt_step,
     section_variables,
@@ -70,10 +71,12 @@ class KtSession:
             adapters = self.adapters
             kt = self.spec.algorithm.kt
             share = {"teacher": 0.0, "student": 1.0, "mixed": kt.student_share}[kt.section_input]
+            ramp = kt.student_share_ramp if kt.section_input == "mixed" else 0
 
             def step(x: tf.Tensor, y: tf.Tensor) -> Step:
                 outs = teacher_outputs(teacher, x)
-                value, logits, rep = section_kt_step(models, adapters, opts, outs, y, loss, share)
+                now = ramped_share(opts[-1].iterations, share, ramp)  # the last section's steps
+                value, logits, rep = section_kt_step(models, adapters, opts, outs, y, loss, now)
                 return value, accuracy_count(logits, y), tf.reduce_mean(rep)
         return tf.function(step)
 

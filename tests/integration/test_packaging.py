@@ -30,7 +30,7 @@ def test_pip_install_dot_in_an_empty_venv_runs_the_cli(tmp_path: Path) -> None:
     helped = testbed("--help")
     assert helped.returncode == 0 and "validate" in helped.stdout, helped.stderr
     valid = testbed("validate", "quickstart")
-    assert valid.returncode == 0 and "quickstart: valid suite of 2" in valid.stdout, valid.stderr
+    assert valid.returncode == 0 and "quickstart: valid sweep of 3 cells" in valid.stdout, valid.stderr
     dry = testbed("run", "four-layer-sg", "--dry-run")
     assert dry.returncode == 1 and "pip install 'testbed[runtime]'" in dry.stdout, dry.stdout
     run = testbed("run", "four-layer-sg")

@@ -55,6 +55,15 @@ def test_target_is_a_ratio_or_a_bound_and_names_the_cells() -> None:
     assert tta.targets({})["met"] is None
 
 
+def test_the_quick_form_is_named_not_in_the_full_grid() -> None:
+    assert not [c for c in tta.grid() if c[0] == "quick"]
+    quick = tta.grid("quick/10mbit/*")
+    assert quick == [("quick", "10mbit", m) for m in tta.methods() if m != "bp-local"]
+    spec = tta.make_spec("quick", "10mbit", "local", 400)
+    assert (spec.model.name, spec.model.split_after, len(spec.cluster.devices)) == (
+        "four-layer", ["fc1"], 2)
+
+
 def test_every_cell_makes_a_valid_spec() -> None:
     for model, rate, method in tta.grid():
         spec = tta.make_spec(model, rate, method, 100)

@@ -24,6 +24,10 @@ METHODS = ("independent", "kd", "section-kt")
 # steps, so those baselines get as many student steps as section-kt plus its fine-tune
 VARIANTS: dict[str, tuple[str, dict[str, Any], str | None]] = {
     "section-kt (student input)": ("section-kt", {"section_input": "student"}, None),
+    # tolerating upstream error progressively: clean teacher inputs first, then the student's
+    "section-kt (student share 0->1 over 300)": (
+        "section-kt", {"section_input": "mixed", "student_share": 1.0,
+                       "student_share_ramp": 300}, None),
     "independent (+ft steps)": ("independent", {}, "+ft"),
     "kd (+ft steps)": ("kd", {}, "+ft"),
 }
@@ -81,6 +85,12 @@ def targets(cells: dict[str, dict[str, Any]], teacher_acc: float) -> dict[str, A
         "smaller_met": skt["compression"]["smaller_pct"] >= TARGETS["smaller_pct_min"],
         "gaps_pt": gap,
     }
+    tolerant = {k: v for k, v in gap.items() if k.startswith("section-kt (")}
+    if tolerant:  # sections trained on (partly) the student's own upstream outputs, no fine-tune
+        best = min(tolerant, key=tolerant.__getitem__)
+        out.update(tolerant_best=best, tolerant_gap_pt=tolerant[best],
+                   tolerant_within_met=tolerant[best] <= TARGETS["section_kt_gap_max_pt"],
+                   tolerant_above_kd=cells[best]["final"] > cells["kd"]["final"])
     if ft:
         fgap = 100 * (teacher_acc - ft["final_test_accuracy"])
         out.update(finetuned_gap_pt=fgap,

@@ -125,3 +125,25 @@ def test_the_step_checks_its_heads():
     opts = [keras.optimizers.SGD(0.1) for _ in models]
     with pytest.raises(ValueError, match="3 stages need 2 heads"):
         local_train_step(models, heads[:1], opts, [keras.optimizers.SGD(0.1)], *_toy_problem(8))
+
+
+def test_the_next_stage_reads_the_activation_through_the_wire_codec():
+    """job.wire in process: each stage's output crosses int8 before the next stage reads it,
+    as it would on the network (and the heads see the stage's exact output)."""
+    from testbed.algorithms.wire_codec import Codec, round_trip
+
+    x, y = _toy_problem(64)
+    models, heads = _toy()
+    opts = [keras.optimizers.SGD(0.0) for _ in models]  # lr 0: values only
+    int8 = Codec("int8")
+    h = x
+    for m in models[:-1]:
+        h = round_trip(m(h).numpy(), int8)
+    want = float(cross_entropy(models[-1](h), y))
+    exact = float(cross_entropy(forward(models, x), y))
+    assert abs(want - exact) > 1e-6  # the codec changes what the last stage sees
+    head_opts = [keras.optimizers.SGD(0.0) for _ in heads]
+    loss, _, local = local_train_step(models, heads, opts, head_opts, x, y, int8)
+    assert float(loss) == pytest.approx(want, rel=1e-5)
+    assert float(local[0]) == pytest.approx(float(cross_entropy(heads[0](models[0](x)), y)),
+                                            rel=1e-5)

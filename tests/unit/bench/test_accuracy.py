@@ -28,3 +28,14 @@ def test_every_method_names_a_spec_algorithm_and_valid_overrides() -> None:
         assert spec.algorithm.name == algo, label
     spec = load_spec("four-layer-sg", accuracy.SCALE, accuracy.METHODS["sg int8/fp16"][1])
     assert (spec.job.wire.activations, spec.job.wire.gradients) == ("int8", "fp16")
+
+
+def test_table_reports_local_losses_against_bp_and_their_wire_cost() -> None:
+    cells = {"eight-layer": {"bp": _cell(0.990), "local": _cell(0.975),
+                             "local int8": _cell(0.974)}}  # a subset: no SG cell
+    (row,) = accuracy.table(cells)
+    assert row["gap"] is None and not row["gap_met"]
+    assert row["local_gap"] == pytest.approx(0.015) and not row["local_gap_met"]  # > 1 point
+    assert row["wire_cost"] == pytest.approx({"local": 0.001})
+    cells["eight-layer"]["local"] = _cell(0.982)
+    assert accuracy.table(cells)[0]["local_gap_met"]

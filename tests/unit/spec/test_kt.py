@@ -36,7 +36,7 @@ def test_pair_fills_teacher_and_splits():
         ({"teacher": "missing.keras"}, r"saved teacher missing\.keras does not exist"),
         ({"method": "kd", "finetune_steps": 10}, r"finetune_steps applies to method 'section-kt'"),
         ({"method": "independent", "section_input": "student"}, r"section_input applies to method 'section-kt'"),
-        ({"section_input": "cloud"}, r"algorithm\.kt\.section_input: got 'cloud'; Input should be 'teacher' or 'student'"),
+        ({"section_input": "cloud"}, r"algorithm\.kt\.section_input: got 'cloud'; Input should be 'teacher', 'student' or 'mixed'"),
         ({"lr": 0.1}, r"algorithm\.kt\.lr: unknown field; expected one of: method, pair, teacher"),
     ],
 )

@@ -83,7 +83,7 @@ MUTANTS: tuple[Mutant, ...] = (
            "tf.exp(log_student) * (log_student - log_teacher)", (_T_KT,)),
     Mutant("section-kt-ignores-teacher-inputs",
            "section-kt sections read the previous student section, not the teacher's input",
-           _KT, r"teacher_outs\[(?:i|-2)\] if inputs == \"teacher\" else h", "h", (_T_KT,),
+           _KT, r"student_path\(h, teacher_outs\[(?:i|-2)\], student_share\)", "h", (_T_KT,),
            count=2),
     # bugs the first review's tests already caught (kept so they stay caught)
     Mutant("sg-sign-flipped", "stage update ascends the synthetic gradient",

@@ -4,8 +4,8 @@ Per cell (model x link rate), on `experiments/planner-seed.yaml`'s desktop / Jet
 profile the three devices (the planner's own profiling runs), estimate the 7 configurations, then
 run every configuration for the same S steps (the ground truth: the emulated meter's energy, the
 measured wall time) and compare, for each of the 4 preferences, the planner's pick with the true
-best. `planner-quick` is one cell (ResNet-20, 100 Mbit) for smoke runs; `planner` the seed's
-5 models x 3 link rates.
+best. `planner-quick` is one cell (the TF tutorial convnet, 100 Mbit, 40 steps) for smoke runs;
+`planner` the seed's 5 models x 3 link rates (60 steps).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from testbed.bench import BENCHES, bench_dir, command, write_result
 
 EXPERIMENT = "planner-seed"
 PREFERENCES = ("time", "power", "energy", "edp")
-QUICK = (("resnet20", "100mbit"),)
+QUICK = (("tf-cifar10", "100mbit"),)
 FULL = tuple((m, r) for m in ("alexnet-cifar", "tf-cifar10", "nin-cifar", "resnet20",
                               "squeezenet-cifar") for r in ("1gbit", "100mbit", "10mbit"))
-STEPS = 60  # ground-truth steps per configuration (after profiling)
+STEPS = {"planner": 60, "planner-quick": 40}  # ground-truth steps per configuration
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
@@ -81,8 +81,8 @@ def _metrics(d: Mapping[str, Any]) -> dict[str, float]:
             "power_w": d["power_w"], "energy_j": d["energy_j"]}  # fmt: skip
 
 
-def run_cell(model: str, rate: str, root: Path, report: Any) -> dict[str, Any]:
-    """Profile, plan, and run every feasible configuration for STEPS steps."""
+def run_cell(model: str, rate: str, steps: int, root: Path, report: Any) -> dict[str, Any]:
+    """Profile, plan, and run every feasible configuration for `steps` steps."""
     from testbed.controller.experiment import run_experiment
     from testbed.controller.planned import plan_cluster, spec_for
     from testbed.metrics.run_dir import read_summary
@@ -94,16 +94,16 @@ def run_cell(model: str, rate: str, root: Path, report: Any) -> dict[str, Any]:
     spec = load_spec(EXPERIMENT, "smoke", {"model.name": model, "cluster.links.*.rate": rate})
     assert spec.planner is not None
     spec = spec.model_copy(update={"training": spec.training.model_copy(
-        update={"iterations": spec.planner.profile.total + STEPS})})  # fmt: skip
+        update={"iterations": spec.planner.profile.total + steps})})  # fmt: skip
     out = root / f"{model}-{rate}"
     out.mkdir(parents=True, exist_ok=True)
     plan, profiling = plan_cluster(spec, out, report)
-    work = profiling.workload(STEPS)
+    work = profiling.workload(steps)
     predicted, measured, runs = {}, {}, {}
     for est in plan.ranked:
         label = est.config.label
         report(f"{model} {rate}: ground truth {label}")
-        run = run_experiment(spec_for(spec, est.config, STEPS), out / "truth", progress=False)
+        run = run_experiment(spec_for(spec, est.config, steps), out / "truth", progress=False)
         summary = read_summary(run.path)
         got = outcome(summary, read_jsonl(run.path / "events.jsonl"))
         predicted[label] = _metrics(est.as_dict())
@@ -112,7 +112,7 @@ def run_cell(model: str, rate: str, root: Path, report: Any) -> dict[str, Any]:
     timing = [make_plan(profiling.profiles, profiling.links, work, "edp").estimation_s
               for _ in range(5)]  # fmt: skip
     return {
-        "model": model, "rate": rate, "steps": STEPS, "profiling_s": profiling.seconds,
+        "model": model, "rate": rate, "steps": steps, "profiling_s": profiling.seconds,
         "estimation_s": min(timing), "predicted": predicted, "measured": measured,
         "infeasible": [{"config": i.config.label, "reason": i.reason} for i in plan.infeasible],
         "decisions": decisions(predicted, measured), "errors": errors(predicted, measured),
@@ -179,7 +179,7 @@ def main(name: str, cells_set: Sequence[tuple[str, str]], results_root: Path | N
 
     cells = []
     for model, rate in cells_set:
-        cells.append(run_cell(model, rate, root, report))
+        cells.append(run_cell(model, rate, STEPS[name], root, report))
         (root / "cells.json").write_text(json.dumps(cells, indent=2, default=str) + "\n")
     figure(cells, out_dir / f"{name}.png")
     body = {"experiment": EXPERIMENT, "data": "synthetic (cifar10-synthetic): timing and power "
@@ -190,7 +190,7 @@ def main(name: str, cells_set: Sequence[tuple[str, str]], results_root: Path | N
 
 @BENCHES.register("planner-quick")
 def planner_quick(results_root: Path | None = None) -> Path:
-    """Cluster planner, one cell (ResNet-20, 100 Mbit): 7 configurations x 4 preferences."""
+    """Cluster planner, one cell (tf-cifar10, 100 Mbit): 7 configurations x 4 preferences."""
     return main("planner-quick", QUICK, results_root)
 
 

@@ -177,3 +177,29 @@ def dashboard(doc: dict[str, Any]) -> list[Headline]:
     return [Headline(f"dashboard run page + charts of a {round(doc['metric_points'], -3) // 1000}k-point run, "
                      "first view as served", f"{doc['first_view_as_served_s']:.2f} s",
                      f"< {doc['target_s']:.0f} s", doc["meets_target"])]  # fmt: skip
+
+
+def _planner(doc: dict[str, Any]) -> list[Headline]:
+    t, cells = doc["totals"], doc["cells"]
+    where = f"{len(cells)} cell{'s' * (len(cells) > 1)} ({t['decisions']} decisions, synthetic data)"
+    pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
+    rows = [
+        Headline(f"planner best pick, {where}; the seed: 76.67% of 240",
+                 pct(t["best_pick"]), "≥ 95%", t["best_pick"] >= 0.95),
+        Headline("planner median regret (pick vs true best)", pct(t["median_regret"]), "≤ 3%",
+                 t["median_regret"] <= 0.03),
+        Headline("planner step-time error, median / worst; the seed: 0.98–16.01%",
+                 f"{pct(t['step_error_median'])} / {pct(t['step_error_worst'])}", "≤ 5% / 10%",
+                 t["step_error_median"] <= 0.05 and t["step_error_worst"] <= 0.10),
+        Headline("planner energy error against the meter, median", pct(t["energy_error_median"]),
+                 "≤ 5%", t["energy_error_median"] <= 0.05),
+    ]  # fmt: skip
+    if "estimation_5_devices_s_max" in t:
+        s5 = t["estimation_5_devices_s_max"]
+        rows.append(Headline("planner: ranking 31 configurations of 5 devices",
+                             f"{1e3 * s5:.0f} ms", "< 1 s", s5 < 1.0))
+    return rows
+
+
+headline("planner")(_planner)
+headline("planner-quick")(_planner)

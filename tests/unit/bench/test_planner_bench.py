@@ -25,7 +25,7 @@ def test_a_right_pick_and_a_wrong_one_with_its_regret() -> None:
     assert e["energy_j"]["worst"] == pytest.approx(0.1)  # a: 100/1000; b: 50/600; c: 20/500
     assert e["energy_j"]["median"] == pytest.approx(50 / 600)
     t = totals([{"decisions": list(by.values()), "errors": e, "profiling_s": 1.0,
-                 "estimation_s": 0.001}])  # fmt: skip
+                 "estimation_s": 0.001, "estimation_5_devices_s": 0.002}])  # fmt: skip
     assert t["decisions"] == 4 and 0 < t["best_pick"] < 1
 
 

@@ -3,7 +3,6 @@ seed's eq. (4) under dynamic assignment, power and energy, and the preference or
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 
 import pytest
@@ -169,9 +168,10 @@ def test_power_fit_recovers_a_linear_model() -> None:
         fit_power([{"utilisation": 1.0, "power_w": 15.0}] * 4)
 
 
-def test_ranking_31_configurations_of_5_devices_takes_under_a_second() -> None:
+def test_five_devices_give_31_configurations_ranked_and_timed() -> None:
+    """The time itself is measured by `make bench NAME=planner` (estimation_5_devices_s)."""
     five = {f"d{i}": replace(TX2, name=f"d{i}", step_s=0.2 + 0.1 * i) for i in range(5)}
     links = Links(dict.fromkeys(five, 8e7))
-    started = time.perf_counter()
     plan = make_plan(five, links, Workload(500_000, 1_000_000, 1_000_000), "edp")
-    assert len(plan.ranked) == 31 and time.perf_counter() - started < 1.0
+    assert len(plan.ranked) == 31 and plan.estimation_s > 0
+    assert [e.edp for e in plan.ranked] == sorted(e.edp for e in plan.ranked)

@@ -99,13 +99,18 @@ def run_cell(model: str, rate: str, steps: int, root: Path, report: Any) -> dict
     out.mkdir(parents=True, exist_ok=True)
     plan, profiling = plan_cluster(spec, out, report)
     work = profiling.workload(steps)
-    predicted, measured, runs = {}, {}, {}
+    predicted, measured, runs, failed = {}, {}, {}, {}
     for est in plan.ranked:
         label = est.config.label
         report(f"{model} {rate}: ground truth {label}")
-        run = run_experiment(spec_for(spec, est.config, steps), out / "truth", progress=False)
-        summary = read_summary(run.path)
-        got = outcome(summary, read_jsonl(run.path / "events.jsonl"))
+        try:
+            run = run_experiment(spec_for(spec, est.config, steps), out / "truth", progress=False)
+            summary = read_summary(run.path)
+            got = outcome(summary, read_jsonl(run.path / "events.jsonl"))
+        except Exception as err:  # noqa: BLE001 - recorded and reported, the other runs go on
+            report(f"{label}: ground-truth run failed: {err}")
+            failed[label] = f"{type(err).__name__}: {err}"
+            continue
         predicted[label] = _metrics(est.as_dict())
         measured[label] = _metrics(got.as_dict())
         runs[label] = str(run.path.relative_to(root))
@@ -119,7 +124,7 @@ def run_cell(model: str, rate: str, steps: int, root: Path, report: Any) -> dict
         "configurations_5_devices": len(timing5[0].ranked), "predicted": predicted, "measured": measured,
         "infeasible": [{"config": i.config.label, "reason": i.reason} for i in plan.infeasible],
         "decisions": decisions(predicted, measured), "errors": errors(predicted, measured),
-        "runs": runs, "synthetic": True,
+        "runs": runs, "failed": failed, "synthetic": True,
     }  # fmt: skip
 
 

@@ -29,10 +29,11 @@ def spec_for(spec: Spec, config: Config, steps: int) -> Spec:
     the server on the configuration's server device."""
     assert spec.cluster is not None
     keep = set(config.devices)
+    alone = len(keep) == 1  # server and worker on one device: nothing crosses a link
     cluster = spec.cluster.model_copy(update={
         "devices": [d for d in spec.cluster.devices if d.name in keep],
-        "links": [link for link in spec.cluster.links if set(link.key) <= keep],
-        "schedule": [e for e in spec.cluster.schedule if set(e.key) <= keep]})  # fmt: skip
+        "links": [] if alone else [link for link in spec.cluster.links if set(link.key) <= keep],
+        "schedule": [] if alone else [e for e in spec.cluster.schedule if set(e.key) <= keep]})  # fmt: skip
     placement = {"ps": config.ps, **{f"replica{i}": d for i, d in enumerate(config.devices)}}
     training = spec.training.model_copy(update={"iterations": steps})
     job = spec.job.model_copy(update={"mode": "dp-async", "replicas": len(config.devices)})

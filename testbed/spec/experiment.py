@@ -260,14 +260,20 @@ def check_auto_split(spec: Spec) -> None:
 
 
 def check_resilience(spec: Spec) -> None:
-    """Checkpoints and restarts cover the BP and SG modes with a fixed split; knowledge transfer
-    and re-splitting runs have neither yet."""
+    """Checkpoints and restarts cover the BP and SG modes with a fixed split; knowledge transfer,
+    local-loss and re-splitting runs have neither yet."""
     if spec.job.resplit is not None and (
         spec.job.on_failure == "restart" or spec.training.checkpoint_every
     ):
         raise ValueError("job.resplit with job.on_failure: restart or training.checkpoint_every: "
                          "checkpoints hold a fixed split; expected on_failure: stop and "
                          "checkpoint_every: 0 when re-splitting")
+    if spec.algorithm.name == "local" and (
+        spec.job.on_failure == "restart" or spec.training.checkpoint_every
+    ):
+        raise ValueError("algorithm.name: local with job.on_failure: restart or "
+                         "training.checkpoint_every: checkpoints do not hold the auxiliary heads "
+                         "yet; expected on_failure: stop and checkpoint_every: 0")
     if spec.algorithm.name != "kt":
         return
     if spec.job.on_failure == "restart":

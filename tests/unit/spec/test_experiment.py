@@ -101,3 +101,15 @@ def test_yaml_tags_are_not_executed(tmp_path):
 def test_unknown_experiment_lists_known():
     with pytest.raises(SpecError, match=r"unknown experiment 'nope'; known experiments: .*four-layer-sg"):
         load_spec("nope")
+
+
+@pytest.mark.parametrize("job", [{"on_failure": "restart"}, {"on_failure": "stop"}])
+def test_local_loss_runs_refuse_restart_their_checkpoints_lack_the_heads(job):
+    """A restart would silently start the auxiliary heads afresh."""
+    raw = _with("algorithm.name", "local")
+    raw["job"] = job
+    if job["on_failure"] == "stop":
+        assert parse_spec(raw, "t.yaml").job.on_failure == "stop"
+        return
+    with pytest.raises(SpecError, match=r"auxiliary heads yet; expected on_failure: stop"):
+        parse_spec(raw, "t.yaml")

@@ -57,3 +57,15 @@ def require_modules(extra: str, *modules: str) -> None:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         fail(f"this command needs {', '.join(missing)}: pip install 'testbed[{extra}]'")
+
+def say_scale(doc: Document) -> None:
+    """One line saying which scale runs, and how to get the paper's budget when it was defaulted."""
+    iterations = sorted({s.training.iterations for s in doc.specs})
+    budget = f"{'/'.join(map(str, iterations))} iterations"
+    if not doc.scale_defaulted:
+        typer.echo(f"{doc.name}: scale {doc.scale} ({budget})")
+    elif doc.scale == "paper":
+        typer.echo(f"{doc.name}: the spec as written ({budget}); it defines no smoke scale")
+    else:
+        typer.echo(f"{doc.name}: scale {doc.scale} ({budget}), the default; "
+                   "--scale paper runs the spec as written (the paper's budget)")

@@ -5,15 +5,13 @@ from __future__ import annotations
 import typer
 import yaml
 
-from testbed.cli.common import table
+from testbed.cli.common import say_scale, table
 from testbed.spec.document import Document
 from testbed.spec.experiment import Spec, spec_to_dict
 
 
 def show(doc: Document) -> int:
     """Print everything a run of `doc` would start; 0 if it could start, 1 if something blocks it."""
-    from testbed.cli.experiments import say_scale
-
     say_scale(doc)
     if doc.kind == "sweep":
         typer.echo(table([(s.name, ", ".join(f"{k}={v}" for k, v in labels.items()))

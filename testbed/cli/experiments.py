@@ -16,6 +16,7 @@ from testbed.cli.common import (
     fail,
     load,
     require_modules,
+    say_scale,
     table,
 )
 
@@ -65,18 +66,6 @@ def run(
         title = doc.suite.title or doc.suite.name
         _compare_paths(paths, title, results, f"{doc.suite.name}-{doc.scale}")
 
-
-def say_scale(doc: Document) -> None:
-    """One line saying which scale runs, and how to get the paper's budget when it was defaulted."""
-    iterations = sorted({s.training.iterations for s in doc.specs})
-    budget = f"{'/'.join(map(str, iterations))} iterations"
-    if not doc.scale_defaulted:
-        typer.echo(f"{doc.name}: scale {doc.scale} ({budget})")
-    elif doc.scale == "paper":
-        typer.echo(f"{doc.name}: the spec as written ({budget}); it defines no smoke scale")
-    else:
-        typer.echo(f"{doc.name}: scale {doc.scale} ({budget}), the default; "
-                   "--scale paper runs the spec as written (the paper's budget)")
 
 
 def _resume(path: Path, progress: bool) -> None:

@@ -6,6 +6,7 @@ validate and the CLI answers without it; `Stage` and `build_stages` load Keras o
 
 from typing import Any
 
+from testbed.models import cifar as _cifar  # noqa: F401  (registers the CIFAR-10 models in MODELS)
 from testbed.models.zoo import MODELS, LayerSpec, ModelDef, Unit, get_model, resolve_split
 
 _KERAS_NAMES = ("Stage", "build_stages")

@@ -256,5 +256,3 @@ _register(
     )
 )
 
-
-import testbed.models.cifar  # noqa: E402,F401  (registers the CIFAR-10 models)

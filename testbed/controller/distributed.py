@@ -265,7 +265,9 @@ def _run_workers(
         while True:
             tail.poll()  # every line of the attempt before, so that the rewind drops it
             step = resume_point(workdir / contract.CHECKPOINTS)[0]
-            dropped = run.rewind(step)
+            # only after an earlier attempt (here or in the resumed process): on a fresh run the
+            # records so far are a phase before the workers (the kt teacher's), not to be redone
+            dropped = run.rewind(step) if any(workdir.glob("*" + contract.METRICS)) else 0
             if step or dropped:
                 run.event("resumed", from_step=step, dropped_records=dropped)
             recovery.start_attempt(step)

@@ -61,7 +61,10 @@ class Recovery:
     def start_attempt(self, step: int) -> None:
         """An attempt begins at checkpoint `step`; a failure before it learns where it went."""
         if self.failures and self.failures[-1].restarted:
-            self.failures[-1].resumed_from = step
+            last = self.failures[-1]
+            last.resumed_from = step
+            # a checkpoint at `step` means every trainer got there, whatever the last poll saw
+            last.reached_step = max(last.reached_step, step)
             self._resumed = False
         self.attempt_step = self.reached = step
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -315,7 +316,7 @@ def test_a_relay_whose_parent_is_killed_stops_its_program(twins: DockerCluster) 
     marker = f"orphan-{os.getpid()}"
     relay = [*RELAY, "--container", twins.container("b").id, "--user", exec_user(), "--",
              "python3", "-c", ORPHAN, marker]  # fmt: skip
-    parent = subprocess.Popen(["sh", "-c", " ".join(f"'{a}'" for a in relay) + " & wait"],
+    parent = subprocess.Popen(["sh", "-c", shlex.join(relay) + " & wait"],
                               start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 60
     while not _running(twins, "b", marker):

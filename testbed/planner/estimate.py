@@ -19,13 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from testbed.planner.cluster import Config, DeviceProfile, Links, Workload
+from testbed.planner.costs import Costs
 from testbed.planner.schedule import dynamic_schedule
 
 _ITERATIONS = 50
 
 
 @dataclass(frozen=True)
-class Estimate:
+class Estimate(Costs):
     """One configuration's predicted numbers (seconds, watts, joules)."""
 
     config: Config
@@ -37,33 +38,9 @@ class Estimate:
     device_power_w: dict[str, float] = field(default_factory=dict)
     device_energy_j: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def time_s(self) -> float:
-        return self.startup_s + self.train_s
-
-    @property
-    def power_w(self) -> float:
-        """Average power over the whole time (startup and training)."""
-        return self.energy_j / self.time_s
-
-    @property
-    def edp(self) -> float:
-        return self.energy_j * self.time_s
-
-    @property
-    def step_s(self) -> float:
-        """Training seconds per step of the whole cluster."""
-        return self.train_s / sum(self.steps.values())
-
-    def metric(self, name: str) -> float:
-        return {"time": self.time_s, "power": self.power_w, "energy": self.energy_j,
-                "edp": self.edp}[name]  # fmt: skip
-
     def as_dict(self) -> dict[str, object]:
-        return {"config": self.config.label, "ps": self.config.ps, "time_s": self.time_s,
-                "startup_s": self.startup_s, "train_s": self.train_s, "step_s": self.step_s,
-                "power_w": self.power_w, "energy_j": self.energy_j, "edp_js": self.edp,
-                "steps": self.steps, "rates": self.rates,
+        return {"config": self.config.label, "ps": self.config.ps, **self.costs(),
+                "rates": self.rates,
                 "device_power_w": self.device_power_w,
                 "device_energy_j": self.device_energy_j}  # fmt: skip
 

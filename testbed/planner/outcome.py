@@ -7,9 +7,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from testbed.planner.costs import Costs
+
 
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(Costs):
     """Startup (launch to the start of training) plus training (S steps), and the meter's
     energy over both."""
 
@@ -18,30 +20,8 @@ class Outcome:
     energy_j: float
     steps: dict[str, int]
 
-    @property
-    def time_s(self) -> float:
-        return self.startup_s + self.train_s
-
-    @property
-    def power_w(self) -> float:
-        return self.energy_j / self.time_s
-
-    @property
-    def edp(self) -> float:
-        return self.energy_j * self.time_s
-
-    @property
-    def step_s(self) -> float:
-        return self.train_s / sum(self.steps.values())
-
-    def metric(self, name: str) -> float:
-        return {"time": self.time_s, "power": self.power_w, "energy": self.energy_j,
-                "edp": self.edp}[name]  # fmt: skip
-
     def as_dict(self) -> dict[str, Any]:
-        return {"time_s": self.time_s, "startup_s": self.startup_s, "train_s": self.train_s,
-                "step_s": self.step_s, "power_w": self.power_w, "energy_j": self.energy_j,
-                "edp_js": self.edp, "steps": self.steps}  # fmt: skip
+        return self.costs()
 
 
 def event_t(events: Sequence[Mapping[str, Any]], kind: str) -> float:

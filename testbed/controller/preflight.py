@@ -134,7 +134,7 @@ def _docker(spec: Spec) -> list[Check]:
 
 
 def _arches(spec: Spec) -> list[tuple[str, bool]]:
-    from testbed.emulation.profiles import resolve
+    from testbed.emulation.resolve import resolve
 
     assert spec.cluster is not None
     devices = [resolve(d) for d in spec.cluster.devices]
@@ -167,7 +167,8 @@ def _stack(client: Any, spec: Spec) -> Check:
 
 
 def _gpus(spec: Spec) -> list[Check]:
-    from testbed.emulation.profiles import gpu_count, resolve
+    from testbed.emulation.profiles import gpu_count
+    from testbed.emulation.resolve import resolve
 
     assert spec.cluster is not None
     wanted = sum(resolve(d).gpus for d in spec.cluster.devices)

@@ -97,7 +97,7 @@ class DeviceSpec(_Strict):
 
     @model_validator(mode="after")
     def _power_resolves(self) -> DeviceSpec:
-        from testbed.emulation.profiles import resolve_power
+        from testbed.emulation.power import resolve_power
 
         resolve_power(PROFILES.get(self.profile).power, self.power)  # raises with the reason
         return self

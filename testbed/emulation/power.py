@@ -18,6 +18,7 @@ Wired links cost nothing per bit here (their power is in the board's idle figure
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 NANO = 1e-9
 
@@ -156,3 +157,24 @@ class Integrator:
 def edp(energy_j: float, seconds: float) -> float:
     """Energy-delay product (J*s)."""
     return energy_j * seconds
+
+
+def resolve_power(base: PowerModel | None, override: Any | None) -> PowerModel | None:
+    """The profile's power model with the spec's fields (a `config.PowerSpec`) over it (None: no
+    model at all)."""
+    if override is None:
+        return base
+    fields = override.model_dump(exclude_none=True)
+    if base is None and not {"idle_w", "busy_w"} <= set(fields):
+        raise ValueError(
+            f"power: got {fields}; this device's profile has no power model, so both idle_w "
+            "and busy_w are needed"
+        )
+    radio = fields.pop("radio", None)
+    model = base or PowerModel(idle_w=fields["idle_w"], busy_w=fields["busy_w"])
+    if radio is not None:
+        model = model.with_radio(radio)
+    nano = {k: fields.pop(k) * 1e-9 for k in ("tx_nj_per_bit", "rx_nj_per_bit") if k in fields}
+    changed = {**fields, **{k.replace("_nj_", "_j_"): v for k, v in nano.items()}}
+    source = f"{model.source}; overridden in the spec: {override.model_dump(exclude_none=True)}"
+    return replace(model, **changed, source=source.lstrip("; "))

@@ -11,15 +11,10 @@ from __future__ import annotations
 import glob
 import math
 import platform
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from testbed.emulation.power import PowerModel
-from testbed.emulation.units import parse_memory
 from testbed.registry import Registry
-
-if TYPE_CHECKING:
-    from testbed.emulation.config import DeviceSpec, PowerSpec
 
 
 class ResourceUnavailable(RuntimeError):
@@ -149,64 +144,6 @@ def host_arch() -> str:
     return ARCH_ALIASES.get(platform.machine().lower(), platform.machine().lower())
 
 
-def resolve(spec: DeviceSpec, gpus_available: int | None = None) -> ResolvedDevice:
-    """Profile defaults overridden by the spec's own fields; GPUs checked when counted."""
-    profile = get_profile(spec.profile)
-    memory = spec.memory if spec.memory is not None else profile.memory
-    device = ResolvedDevice(
-        name=spec.name,
-        profile=spec.profile,
-        cpus=spec.cpus if spec.cpus is not None else profile.cpus,
-        memory_bytes=parse_memory(memory) if memory is not None else None,
-        arch=normalize_arch(spec.arch or profile.arch),
-        gpus=spec.gpus if spec.gpus is not None else profile.gpus,
-        power=resolve_power(profile.power, spec.power),
-    )
-    if gpus_available is None or device.gpus <= gpus_available:
-        return device
-    return _missing_gpu(device, gpus_available, spec.on_missing_gpu)
-
-
-def resolve_power(base: PowerModel | None, override: PowerSpec | None) -> PowerModel | None:
-    """The profile's power model with the spec's fields over it (None: no model at all)."""
-    if override is None:
-        return base
-    fields = override.model_dump(exclude_none=True)
-    if base is None and not {"idle_w", "busy_w"} <= set(fields):
-        raise ValueError(
-            f"power: got {fields}; this device's profile has no power model, so both idle_w "
-            "and busy_w are needed"
-        )
-    radio = fields.pop("radio", None)
-    model = base or PowerModel(idle_w=fields["idle_w"], busy_w=fields["busy_w"])
-    if radio is not None:
-        model = model.with_radio(radio)
-    nano = {k: fields.pop(k) * 1e-9 for k in ("tx_nj_per_bit", "rx_nj_per_bit") if k in fields}
-    changed = {**fields, **{k.replace("_nj_", "_j_"): v for k, v in nano.items()}}
-    source = f"{model.source}; overridden in the spec: {override.model_dump(exclude_none=True)}"
-    return replace(model, **changed, source=source.lstrip("; "))
-
-
-def _missing_gpu(device: ResolvedDevice, available: int, policy: str) -> ResolvedDevice:
-    wanted = f"device {device.name!r} asks for {device.gpus} GPU(s) but {available} are available"
-    if policy == "refuse":
-        raise ResourceUnavailable(
-            f"{wanted}; set on_missing_gpu: fallback on the device to run it on the CPU instead"
-        )
-    note = f"{wanted}; running with {available} (on_missing_gpu: fallback)"
-    return replace(device, gpus=available, notes=device.notes + (note,))
-
-
 def gpu_count() -> int:
     """NVIDIA GPUs visible on this host (device nodes /dev/nvidiaN)."""
     return len(glob.glob("/dev/nvidia[0-9]*"))
-
-
-def resolve_devices(specs: list[DeviceSpec], gpus_available: int) -> dict[str, ResolvedDevice]:
-    """Resolve every device, handing out the host's GPUs in spec order."""
-    devices = {}
-    for spec in specs:
-        device = resolve(spec, gpus_available)
-        gpus_available -= device.gpus
-        devices[spec.name] = device
-    return devices

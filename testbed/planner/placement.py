@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from testbed.emulation.profiles import ResolvedDevice, resolve
+from testbed.emulation.profiles import ResolvedDevice
+from testbed.emulation.resolve import resolve
 from testbed.modes import get_mode
 from testbed.planner.chain_profile import ChainSizes, ChainTimes, chain_of
 from testbed.planner.partition import (

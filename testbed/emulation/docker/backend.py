@@ -61,7 +61,8 @@ from testbed.emulation.fidelity import FULL, Fidelity
 from testbed.emulation.handle import ClusterHandle
 from testbed.emulation.naming import RunNames, check_run_id
 from testbed.emulation.netem import check_settings, require_netem
-from testbed.emulation.profiles import ResolvedDevice, gpu_count, resolve_devices
+from testbed.emulation.profiles import ResolvedDevice, gpu_count
+from testbed.emulation.resolve import resolve_devices
 from testbed.emulation.shaping import EgressPlan, device_egress, hub_egress
 from testbed.emulation.usage import CounterReader, pid_reader
 

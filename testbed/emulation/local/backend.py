@@ -32,7 +32,8 @@ from testbed.emulation.local import topology
 from testbed.emulation.local.fallback import DegradedCluster
 from testbed.emulation.naming import DEVICE_IFNAME, RunNames, check_run_id
 from testbed.emulation.netem import check_settings, netem_available, require_netem
-from testbed.emulation.profiles import ResolvedDevice, gpu_count, resolve_devices
+from testbed.emulation.profiles import ResolvedDevice, gpu_count
+from testbed.emulation.resolve import resolve_devices
 from testbed.emulation.shaping import EgressPlan, device_egress, hub_egress
 from testbed.emulation.tc import apply_plan
 from testbed.emulation.usage import CounterReader, cgroup_reader

@@ -19,7 +19,8 @@ import os
 from testbed.emulation.config import ClusterSpec, LinkSettings
 from testbed.emulation.fidelity import DEGRADED_NO_ROOT, Fidelity
 from testbed.emulation.handle import ClusterHandle
-from testbed.emulation.profiles import ResolvedDevice, gpu_count, resolve_devices
+from testbed.emulation.profiles import ResolvedDevice, gpu_count
+from testbed.emulation.resolve import resolve_devices
 from testbed.emulation.usage import CounterReader, process_reader
 
 LOOPBACK = "127.0.0.1"

@@ -12,7 +12,8 @@ from testbed.emulation.fidelity import Fidelity, FidelityWarning, ProbeResult
 from testbed.emulation.local.fallback import assign_cpus
 from testbed.emulation.naming import RunNames, is_labelled_link, is_labelled_netns
 from testbed.emulation.netem import NetemUnavailable, netem_options, require_netem
-from testbed.emulation.profiles import ResourceUnavailable, get_profile, resolve
+from testbed.emulation.profiles import ResourceUnavailable, get_profile
+from testbed.emulation.resolve import resolve
 from testbed.emulation.shaping import (
     BURST_FLOOR_BYTES,
     DEFAULT_MINOR,

@@ -8,8 +8,9 @@ from pydantic import ValidationError
 from testbed.emulation.config import DeviceSpec
 from testbed.emulation.meter import MeterTarget, PowerMeter
 from testbed.emulation.power import RADIOS, Integrator, PowerModel, Usage, edp
-from testbed.emulation.profiles import REFERENCE_CPUS, get_profile, resolve
+from testbed.emulation.profiles import REFERENCE_CPUS, get_profile
 from testbed.emulation.rapl import Rapl
+from testbed.emulation.resolve import resolve
 from testbed.emulation.usage import LinkBytes, ProcessCpu, net_bytes
 
 

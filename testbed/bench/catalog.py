@@ -6,6 +6,7 @@ from pathlib import Path
 
 from testbed.bench import BENCHES, bench_dir
 from testbed.bench import accuracy as _accuracy  # noqa: F401  (registers "accuracy")
+from testbed.bench import devices as _devices  # noqa: F401  (registers "devices")
 from testbed.bench import edge_pipeline as _edge_pipeline  # noqa: F401  (registers "edge-pipeline")
 from testbed.bench import kt as _kt  # noqa: F401  (registers "kt")
 from testbed.bench import kt_edge as _kt_edge  # noqa: F401  (registers "kt-edge")

@@ -179,6 +179,20 @@ def dashboard(doc: dict[str, Any]) -> list[Headline]:
                      f"< {doc['target_s']:.0f} s", doc["meets_target"])]  # fmt: skip
 
 
+@headline("devices")
+def devices(doc: dict[str, Any]) -> list[Headline]:
+    classes = {c: v for c, v in doc["classes"].items() if c != doc["setup"]["reference"]}
+    names = _slash(c.replace("jetson-", "").upper() for c in classes)
+    got = _slash(_mark(f"{v['achieved_median'] / v['stated']:.3f}", v["within"])
+                 for v in classes.values())  # fmt: skip
+    worst = _slash(f"{100 * v['worst_error']:+.1f}%" for v in classes.values())
+    return [Headline(
+        f"device classes: achieved / stated training speed vs the desktop, {names} (median of "
+        f"{len(doc['cells'])} CIFAR models; worst model)",
+        f"{got} ({worst})", "within ±10%", doc["target_met"],
+    )]  # fmt: skip
+
+
 def _planner(doc: dict[str, Any]) -> list[Headline]:
     t, cells = doc["totals"], doc["cells"]
     where = f"{len(cells)} cell{'s' * (len(cells) > 1)} ({t['decisions']} decisions, synthetic data)"

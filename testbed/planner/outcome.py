@@ -39,9 +39,22 @@ def outcome(summary: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> 
         raise ValueError("the run has no metered energy: expected a cluster whose devices have "
                          "power models (summary.power.energy_j)")  # fmt: skip
     startup = event_t(events, "training_started") - event_t(events, "workers_started")
-    steps = {name: int(w["step"]) for name, w in summary["workers"].items()}
+    steps = steps_per_device(summary["workers"], events)
     energy = float(power["energy_j"]) + float(power.get("startup", {}).get("energy_j", 0.0))
     return Outcome(startup, float(summary["train_time_s"]), energy, steps)
+
+
+def steps_per_device(
+    workers: Mapping[str, Mapping[str, Any]], events: Sequence[Mapping[str, Any]]
+) -> dict[str, int]:
+    """Steps each device took, keyed like a prediction's (by device, not by worker): the
+    workers' steps summed over the devices the run placed them on (`workers_planned`)."""
+    placed = next((e.get("devices") or {} for e in events if e["event"] == "workers_planned"), {})
+    steps: dict[str, int] = {}
+    for name, w in workers.items():
+        device = placed.get(name) or name
+        steps[device] = steps.get(device, 0) + int(w["step"])
+    return steps
 
 
 def relative_error(predicted: float, measured: float) -> float:

@@ -4,8 +4,14 @@ Per cell (model x link rate), on `experiments/planner-seed.yaml`'s desktop / Jet
 profile the three devices (the planner's own profiling runs), estimate the 7 configurations, then
 run every configuration for the same S steps (the ground truth: the emulated meter's energy, the
 measured wall time) and compare, for each of the 4 preferences, the planner's pick with the true
-best. `planner-quick` is one cell (the TF tutorial convnet, 100 Mbit, 30 steps) for smoke runs;
-`planner` the seed's 5 models x 3 link rates (60 steps).
+best. `planner-quick` is one cell (the TF tutorial convnet, 100 Mbit) for smoke runs; `planner`
+the seed's 5 models x 3 link rates. Both run S = 30 steps per configuration.
+
+What does not depend on the link rate is measured once per model and shared by its cells
+(`run_model`): the devices' profiling runs (one device alone, no link) and the ground truth of
+the three one-device configurations (nothing crosses a link); each rate adds its link probe and
+the four multi-device configurations. Every cell records the seconds of each of its runs
+(`truth_s`, `probe_s`, `profiling_devices_s`), from which docs/benchmarks.md sizes the full set.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ PREFERENCES = ("time", "power", "energy", "edp")
 QUICK = (("tf-cifar10", "100mbit"),)
 FULL = tuple((m, r) for m in ("alexnet-cifar", "tf-cifar10", "nin-cifar", "resnet20",
                               "squeezenet-cifar") for r in ("1gbit", "100mbit", "10mbit"))
-STEPS = {"planner": 60, "planner-quick": 30}  # ground-truth steps per configuration
+STEPS = {"planner": 30, "planner-quick": 30}  # ground-truth steps per configuration
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
@@ -81,30 +87,96 @@ def _metrics(d: Mapping[str, Any]) -> dict[str, float]:
             "power_w": d["power_w"], "energy_j": d["energy_j"]}  # fmt: skip
 
 
-def run_cell(model: str, rate: str, steps: int, root: Path, report: Any) -> dict[str, Any]:
-    """Profile, plan, and run every feasible configuration for `steps` steps."""
-    from testbed.controller.experiment import run_experiment
-    from testbed.controller.planned import plan_cluster, spec_for
-    from testbed.metrics.run_dir import read_summary
-    from testbed.planner.outcome import outcome
-    from testbed.planner.profiling import read_jsonl
-    from testbed.planner.ranking import make_plan
+def by_model(cells_set: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """The (model, rate) cells grouped by model, in order: one profiling per model. Pure."""
+    out: dict[str, list[str]] = {}
+    for model, rate in cells_set:
+        out.setdefault(model, []).append(rate)
+    return out
+
+
+def _bench_spec(model: str, rate: str, steps: int) -> Any:
     from testbed.spec.experiment import load_spec
 
     spec = load_spec(EXPERIMENT, "smoke", {"model.name": model, "cluster.links.*.rate": rate})
     assert spec.planner is not None
-    spec = spec.model_copy(update={"training": spec.training.model_copy(
+    return spec.model_copy(update={"training": spec.training.model_copy(
         update={"iterations": spec.planner.profile.total + steps})})  # fmt: skip
-    out = root / f"{model}-{rate}"
+
+
+def run_model(
+    model: str, rates: Sequence[str], steps: int, root: Path, report: Any
+) -> list[dict[str, Any]]:
+    """One cell per link rate for `model`, sharing what does not depend on the rate.
+
+    The devices are profiled once: a profiling run is one device alone, with no link
+    (`profiling.device_spec`), so it is the same run at every rate; only the link probe is
+    repeated per rate. Likewise a one-device configuration's ground truth crosses no link
+    (`planned.spec_for`): it runs once and scores at every rate. Each cell's `profiling_s` is
+    what a user pays for it (the devices' profiling plus that rate's probe)."""
+    import time
+    from dataclasses import replace
+
+    from testbed.controller.planned import plan_record
+    from testbed.planner.profiling import probe_links, profile_cluster
+    from testbed.planner.ranking import make_plan
+
+    out = root / model
     out.mkdir(parents=True, exist_ok=True)
-    plan, profiling = plan_cluster(spec, out, report)
-    work = profiling.workload(steps)
-    predicted, measured, runs, failed = {}, {}, {}, {}
+    first = _bench_spec(model, rates[0], steps)
+    assert first.cluster is not None and first.planner is not None
+    bare = first.model_copy(update={"cluster": first.cluster.model_copy(update={"links": []})})
+    devices = profile_cluster(bare, first.planner.profile, out / "profiling", report)
+    alone: dict[str, tuple[dict[str, float], str, float]] = {}  # one-device truths, any rate
+    cells = []
+    for rate in rates:
+        spec = _bench_spec(model, rate, steps)
+        assert spec.planner is not None
+        started = time.monotonic()
+        links, notes = probe_links(spec, report)
+        probe_s = time.monotonic() - started
+        profiling = replace(devices, links=links, notes=notes, seconds=devices.seconds + probe_s)
+        plan = make_plan(profiling.profiles, profiling.links, profiling.workload(steps),
+                         spec.planner.prefer)  # fmt: skip
+        (out / rate).mkdir(exist_ok=True)
+        (out / rate / "plan.json").write_text(
+            json.dumps(plan_record(plan, profiling), indent=2, default=str) + "\n")
+        cell = truths(spec, plan, steps, out, rate, alone, report)
+        cells.append({"model": model, "rate": rate, "profiling_s": profiling.seconds,
+                      "profiling_devices_s": devices.seconds, "probe_s": probe_s,
+                      **cell, **timings(profiling, steps)})  # fmt: skip
+    return cells
+
+
+def truths(
+    spec: Any, plan: Any, steps: int, out: Path, rate: str,
+    alone: dict[str, tuple[dict[str, float], str, float]], report: Any,
+) -> dict[str, Any]:
+    """Run every feasible configuration of `plan` for `steps` steps (one-device ones only when
+    `alone` has no run of them yet) and score the planner's picks against what they measured."""
+    import time
+
+    from testbed.controller.experiment import run_experiment
+    from testbed.controller.planned import spec_for
+    from testbed.metrics.run_dir import read_summary
+    from testbed.planner.outcome import outcome
+    from testbed.planner.profiling import read_jsonl
+
+    model = spec.model.name
+    predicted, measured, runs, failed, seconds, reused = {}, {}, {}, {}, {}, []
     for est in plan.ranked:
         label = est.config.label
+        single = len(est.config.devices) == 1
+        if single and label in alone:
+            measured[label], runs[label], seconds[label] = alone[label]
+            predicted[label] = _metrics(est.as_dict())
+            reused.append(label)
+            continue
         report(f"{model} {rate}: ground truth {label}")
+        started = time.monotonic()
+        where = out / "truth" if single else out / rate / "truth"
         try:
-            run = run_experiment(spec_for(spec, est.config, steps), out / "truth", progress=False)
+            run = run_experiment(spec_for(spec, est.config, steps), where, progress=False)
             summary = read_summary(run.path)
             got = outcome(summary, read_jsonl(run.path / "events.jsonl"))
         except KeyboardInterrupt:  # the bench's time limit: score what was measured
@@ -117,21 +189,32 @@ def run_cell(model: str, rate: str, steps: int, root: Path, report: Any) -> dict
             continue
         predicted[label] = _metrics(est.as_dict())
         measured[label] = _metrics(got.as_dict())
-        runs[label] = str(run.path.relative_to(root))
+        runs[label] = str(run.path.relative_to(out.parent))
+        seconds[label] = time.monotonic() - started
+        if single:
+            alone[label] = (measured[label], runs[label], seconds[label])
     if not measured:
         raise RuntimeError(f"no configuration measured: {failed}")
+    return {
+        "steps": steps, "predicted": predicted, "measured": measured,
+        "infeasible": [{"config": i.config.label, "reason": i.reason} for i in plan.infeasible],
+        "decisions": decisions(predicted, measured), "errors": errors(predicted, measured),
+        "runs": runs, "failed": failed, "truth_s": seconds, "reused": reused, "synthetic": True,
+    }  # fmt: skip
+
+
+def timings(profiling: Any, steps: int) -> dict[str, Any]:
+    """How long ranking takes: these 3 devices (best of 5) and 5 devices (31 configurations)."""
+    from testbed.planner.ranking import make_plan
+
+    work = profiling.workload(steps)
     timing = [make_plan(profiling.profiles, profiling.links, work, "edp").estimation_s
               for _ in range(5)]  # fmt: skip
     five = five_devices(profiling.profiles, profiling.links)
     timing5 = [make_plan(*five, work, "edp") for _ in range(5)]
-    return {
-        "model": model, "rate": rate, "steps": steps, "profiling_s": profiling.seconds,
-        "estimation_s": min(timing), "estimation_5_devices_s": min(p.estimation_s for p in timing5),
-        "configurations_5_devices": len(timing5[0].ranked), "predicted": predicted, "measured": measured,
-        "infeasible": [{"config": i.config.label, "reason": i.reason} for i in plan.infeasible],
-        "decisions": decisions(predicted, measured), "errors": errors(predicted, measured),
-        "runs": runs, "failed": failed, "synthetic": True,
-    }  # fmt: skip
+    return {"estimation_s": min(timing),
+            "estimation_5_devices_s": min(p.estimation_s for p in timing5),
+            "configurations_5_devices": len(timing5[0].ranked)}  # fmt: skip
 
 
 def five_devices(profiles: Mapping[str, Any], links: Any) -> tuple[dict[str, Any], Any]:
@@ -204,9 +287,9 @@ def main(name: str, cells_set: Sequence[tuple[str, str]], results_root: Path | N
     def report(message: str) -> None:
         print(message, flush=True)
 
-    cells = []
-    for model, rate in cells_set:
-        cells.append(run_cell(model, rate, STEPS[name], root, report))
+    cells: list[dict[str, Any]] = []
+    for model, rates in by_model(cells_set).items():
+        cells.extend(run_model(model, rates, STEPS[name], root, report))
         (root / "cells.json").write_text(json.dumps(cells, indent=2, default=str) + "\n")
     figure(cells, out_dir / f"{name}.png")
     body = {"experiment": EXPERIMENT, "data": "synthetic (cifar10-synthetic): timing and power "

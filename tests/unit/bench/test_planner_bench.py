@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.bench.planner import decisions, errors, spearman, totals
+from testbed.bench.planner import FULL, by_model, decisions, errors, spearman, totals
 
 
 def _row(time: float, energy: float, step: float = 0.1) -> dict[str, float]:
@@ -32,3 +32,11 @@ def test_a_right_pick_and_a_wrong_one_with_its_regret() -> None:
 def test_spearman_extremes() -> None:
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+
+
+def test_cells_group_by_model_in_order_so_each_model_is_profiled_once() -> None:
+    cells = [("a", "1gbit"), ("a", "10mbit"), ("b", "1gbit"), ("a", "100mbit")]
+    assert by_model(cells) == {"a": ["1gbit", "10mbit", "100mbit"], "b": ["1gbit"]}
+    assert list(by_model(FULL)) == ["alexnet-cifar", "tf-cifar10", "nin-cifar", "resnet20",
+                                    "squeezenet-cifar"]  # fmt: skip
+    assert all(len(rates) == 3 for rates in by_model(FULL).values())

@@ -53,6 +53,18 @@ def test_target_is_a_ratio_or_a_bound_and_names_the_cells() -> None:
     cells["four-layer/10mbit/local"] = _cell(420.0, **{"0_95": 350.0})
     assert not tta.targets(cells)["met"]  # 350 / 600 is no proof of <= 0.5
     assert tta.targets({})["met"] is None
+    # the strongest BP is the faster of bp-sync and bp-pipeline on the same devices
+    cells["four-layer/10mbit/bp-sync"] = _cell(500.0, **{"0_95": 300.0})
+    t = tta.targets(cells)
+    assert t["strongest_bp"] == "bp-sync" and t["ratio"]["value"] == pytest.approx(350 / 300)
+
+
+def test_targets_are_judged_per_model_the_quick_form_included() -> None:
+    cells = {"quick/10mbit/bp-sync": _cell(90.0, **{"0_95": 60.0}),
+             "quick/10mbit/local": _cell(50.0, **{"0_95": 20.0})}
+    t = tta.all_targets(cells)
+    assert list(t) == ["quick"] and t["quick"]["ratio"]["value"] == pytest.approx(20 / 60)
+    assert "bp-sync" in tta.methods() and tta.methods()["bp-sync"]["job.mode"] == "bp-sync"
 
 
 def test_the_quick_form_is_named_not_in_the_full_grid() -> None:

@@ -217,3 +217,44 @@ def _planner(doc: dict[str, Any]) -> list[Headline]:
 
 headline("planner")(_planner)
 headline("planner-quick")(_planner)
+
+
+@headline("time-to-accuracy")
+def time_to_accuracy(doc: dict[str, Any]) -> list[Headline]:
+    rows = []
+    for model, t in doc["targets"].items():
+        if t.get("met") is None:
+            continue
+        r = t["ratio"]
+        where = "the quick form: four-layer cut after fc1 on 2" if model == "quick" else model
+        rows.append(Headline(
+            f"time to {t['level']} at {t['rate']}, best decoupled ({t['best_decoupled']}) / "
+            f"strongest distributed BP ({t['strongest_bp']}), {where} edge devices at "
+            f"{doc['cpus']} CPU",
+            _mark(f"{'≤ ' if r['kind'] == '<=' else ''}{r['value']:.2f}x", t["met"]),
+            f"≤ {t['target']}x", t["met"],
+        ))  # fmt: skip
+    return rows
+
+
+@headline("faults")
+def faults(doc: dict[str, Any]) -> list[Headline]:
+    w, met, tg = doc["measured_worst"], doc["met"], doc["targets"]
+    modes = _slash(doc["modes"])
+    num = lambda v, unit: "—" if v is None else f"{v:.{0 if unit == '' else 1}f}{unit}"  # noqa: E731
+    return [
+        Headline(f"faults survived under restart ({modes}, kill / pause / link-down / "
+                 "ps-kill on 4 edge devices)", "all completed" if w["completed"] else
+                 "**not all completed**", "all", met["completed"]),
+        Headline("fault → noticed, worst", _mark(num(w["detection_s"], " s"), met["detection_s"]),
+                 f"≤ {tg['detection_s']:.0f} s", met["detection_s"]),
+        Headline("noticed → training again, worst", _mark(num(w["recovery_s"], " s"),
+                 met["recovery_s"]), f"≤ {tg['recovery_s']:.0f} s", met["recovery_s"]),
+        Headline("steps lost per fault, worst", _mark(num(w["steps_lost"], ""), met["steps_lost"]),
+                 f"≤ {tg['steps_lost']}", met["steps_lost"]),
+        Headline("final accuracy vs the fault-free run, worst absolute difference (one run each; docs/resilience.md)",
+                 _mark(num(w["accuracy_points"], " pt"), met["accuracy_points"]),
+                 f"≤ {tg['accuracy_points']} pt", met["accuracy_points"]),
+        Headline("leftovers after the runs and a SIGKILLed controller's sweep",
+                 _mark(str(w["leftovers"]), met["leftovers"]), "0", met["leftovers"]),
+    ]  # fmt: skip

@@ -93,9 +93,10 @@ def set_named_weights(model: keras.Model, tensors: dict[str, np.ndarray]) -> Non
 
 
 def stage_state_parts(replica: Replica, ids: Sequence[int]) -> dict[int, StageParts]:
-    """What a checkpoint holds of stages `ids`: models, optimizers, SG modules and theirs."""
+    """What a checkpoint holds of stages `ids`: models, optimizers, SG modules or local-loss
+    heads and theirs."""
     return stage_parts(ids, [s.model for s in replica.stages], replica.optimizers, replica.sgs,
-                       replica.sg_optimizers)  # fmt: skip
+                       replica.sg_optimizers, replica.heads, replica.head_optimizers)  # fmt: skip
 
 
 SAMPLER_SPEC = TensorSpec("uint8", (None,))  # the data sampler's position, JSON bytes

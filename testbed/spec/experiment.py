@@ -268,12 +268,6 @@ def check_resilience(spec: Spec) -> None:
         raise ValueError("job.resplit with job.on_failure: restart or training.checkpoint_every: "
                          "checkpoints hold a fixed split; expected on_failure: stop and "
                          "checkpoint_every: 0 when re-splitting")
-    if spec.algorithm.name == "local" and (
-        spec.job.on_failure == "restart" or spec.training.checkpoint_every
-    ):
-        raise ValueError("algorithm.name: local with job.on_failure: restart or "
-                         "training.checkpoint_every: checkpoints do not hold the auxiliary heads "
-                         "yet; expected on_failure: stop and checkpoint_every: 0")
     if spec.algorithm.name != "kt":
         return
     if spec.job.on_failure == "restart":

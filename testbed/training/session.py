@@ -49,9 +49,9 @@ class Session:
         return [s.model for s in self.stages]
 
     def parts(self) -> dict[int, StageParts]:
-        """Every stage's model, optimizer and (SG) module: what a checkpoint holds."""
+        """Every stage's model, optimizer and SG module or head: what a checkpoint holds."""
         return stage_parts(range(len(self.stages)), self.models, self.optimizers, self.sgs,
-                           self.sg_optimizers)  # fmt: skip
+                           self.sg_optimizers, self.heads, self.head_optimizers)  # fmt: skip
 
     def compile_step(self) -> Any:
         """The per-batch training step: (x, y) -> (loss, correct, aux loss), called once per

@@ -1,9 +1,11 @@
 """The full training state of model stages as named numpy arrays, and back.
 
 Per stage i: its weights, its optimizer's variables (step counter, learning rate, slots such as
-Adam's moments), and, where the method has one, its SG module and that module's optimizer:
+Adam's moments), and, where the method has one, its SG module or local-loss head and that
+module's optimizer:
 
     stage<i>/weights/<k>   stage<i>/optimizer/<k>   stage<i>/sg/<k>   stage<i>/sg_optimizer/<k>
+                                                    stage<i>/head/<k> stage<i>/head_optimizer/<k>
 
 with <k> the variable's position (000, 001, ...): Keras's variable names carry suffixes that
 change when a process builds a model twice, positions do not. The same names serve the
@@ -30,12 +32,15 @@ class StateError(ValueError):
 
 @dataclass(frozen=True)
 class StageParts:
-    """What trains in one stage: its model and optimizer, plus an SG module and its optimizer."""
+    """What trains in one stage: its model and optimizer, plus an SG module or a local-loss
+    head and its optimizer."""
 
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
     sg: keras.Model | None = None
     sg_optimizer: keras.optimizers.Optimizer | None = None
+    head: keras.Model | None = None
+    head_optimizer: keras.optimizers.Optimizer | None = None
 
 
 def stage_parts(
@@ -44,12 +49,18 @@ def stage_parts(
     optimizers: Sequence[keras.optimizers.Optimizer],
     sgs: Sequence[keras.Model] = (),
     sg_optimizers: Sequence[keras.optimizers.Optimizer] = (),
+    heads: Sequence[keras.Model] = (),
+    head_optimizers: Sequence[keras.optimizers.Optimizer] = (),
 ) -> dict[int, StageParts]:
-    """The parts of stages `ids` (stage i's SG module is sgs[i]; the last stage has none)."""
+    """The parts of stages `ids` (stage i's SG module is sgs[i], its local-loss head heads[i];
+    the last stage has neither)."""
+
+    def at(items: Sequence[Any], i: int) -> Any:
+        return items[i] if i < len(items) else None
+
     return {
-        i: StageParts(models[i], optimizers[i],
-                      sgs[i] if i < len(sgs) else None,
-                      sg_optimizers[i] if i < len(sg_optimizers) else None)  # fmt: skip
+        i: StageParts(models[i], optimizers[i], at(sgs, i), at(sg_optimizers, i), at(heads, i),
+                      at(head_optimizers, i))  # fmt: skip
         for i in ids
     }
 
@@ -58,9 +69,11 @@ def _groups(i: int, parts: StageParts) -> list[tuple[str, list[Any]]]:
     """(name prefix, variables) of one stage, optimizers built so their slots exist."""
     out = [(f"stage{i}/weights", list(parts.model.weights)),
            (f"stage{i}/optimizer", _built(parts.optimizer, parts.model))]  # fmt: skip
-    if parts.sg is not None and parts.sg_optimizer is not None:
-        out += [(f"stage{i}/sg", list(parts.sg.weights)),
-                (f"stage{i}/sg_optimizer", _built(parts.sg_optimizer, parts.sg))]  # fmt: skip
+    for name, module, optimizer in (("sg", parts.sg, parts.sg_optimizer),
+                                    ("head", parts.head, parts.head_optimizer)):
+        if module is not None and optimizer is not None:
+            out += [(f"stage{i}/{name}", list(module.weights)),
+                    (f"stage{i}/{name}_optimizer", _built(optimizer, module))]  # fmt: skip
     return out
 
 

@@ -30,7 +30,7 @@ def _raw(mode: str, iterations: int, **over: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "name": f"restart-{mode}",
         "model": {"name": "four-layer", "split_after": ["conv1"], "width": 0.5},
-        "algorithm": {"name": "sg" if mode == "sg" else "bp", "sg": {"lr": 3.0e-3}},
+        "algorithm": {"name": mode if mode in ("sg", "local") else "bp", "sg": {"lr": 3.0e-3}},
         "training": {"batch_size": 32, "lr": 1.0e-3, "iterations": iterations,
                      "eval_every": iterations, "log_every": 5, "eval_samples": 500, "threads": 1,
                      "checkpoint_every": 20},
@@ -60,12 +60,13 @@ def _kill_once_past(results: Path, worker: str, step: int, killed: dict[str, Any
         time.sleep(0.05)
 
 
-def test_a_killed_stage_worker_is_restarted_and_the_run_completes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["sg", "local"])  # local: the heads come back from the checkpoint
+def test_a_killed_stage_worker_is_restarted_and_the_run_completes(tmp_path: Path, mode: str) -> None:
     killed: dict[str, Any] = {}
     killer = threading.Thread(target=_kill_once_past, args=(tmp_path, "stage1", 50, killed),
                               daemon=True)  # fmt: skip
     killer.start()
-    run = run_experiment(parse_spec(_raw("sg", 120)), tmp_path, progress=False)
+    run = run_experiment(parse_spec(_raw(mode, 120)), tmp_path, progress=False)
     killer.join()
     summary = read_summary(run.path)
     assert killed and summary["status"] == "completed"

@@ -70,7 +70,7 @@ class LocalStage(StageLoop):
     def run(self, total: int) -> int:
         """Train until the final batch; returns the pipeline version (last batch id) reached."""
         node, t = self.io.node, self.io.cfg.spec.training
-        step, batch_id = 0, 0
+        step = batch_id = self.io.start_step  # a restarted worker goes on from its checkpoint
         while not node.stopped.is_set():
             act = self._input(step + 1, total)
             if act is None:

@@ -104,12 +104,9 @@ def test_unknown_experiment_lists_known():
 
 
 @pytest.mark.parametrize("job", [{"on_failure": "restart"}, {"on_failure": "stop"}])
-def test_local_loss_runs_refuse_restart_their_checkpoints_lack_the_heads(job):
-    """A restart would silently start the auxiliary heads afresh."""
+def test_local_loss_runs_may_restart_and_checkpoint_their_heads_travel_along(job):
     raw = _with("algorithm.name", "local")
     raw["job"] = job
-    if job["on_failure"] == "stop":
-        assert parse_spec(raw, "t.yaml").job.on_failure == "stop"
-        return
-    with pytest.raises(SpecError, match=r"auxiliary heads yet; expected on_failure: stop"):
-        parse_spec(raw, "t.yaml")
+    raw["training"] = {**raw.get("training", {}), "checkpoint_every": 20}
+    spec = parse_spec(raw, "t.yaml")
+    assert (spec.job.on_failure, spec.training.checkpoint_every) == (job["on_failure"], 20)

@@ -38,7 +38,7 @@ def _train(session: Session, sampler: BatchSampler, step: Any, n: int) -> None:
         step(*fetch_batch(session.data, idx))
 
 
-@pytest.mark.parametrize("algorithm", ["bp", "sg"])
+@pytest.mark.parametrize("algorithm", ["bp", "sg", "local"])
 def test_a_step_after_restoring_equals_the_uninterrupted_next_step(
     tmp_path: Path, algorithm: str
 ) -> None:
@@ -55,6 +55,8 @@ def test_a_step_after_restoring_equals_the_uninterrupted_next_step(
     assert any("/optimizer/" in k for k in moved) and any("/weights/" in k for k in moved)
     if algorithm == "sg":
         assert any("/sg/" in k for k in moved) and any("/sg_optimizer/" in k for k in moved)
+    if algorithm == "local":  # the auxiliary heads and their optimizers come back too
+        assert any("/head/" in k for k in moved) and any("/head_optimizer/" in k for k in moved)
     _train(resumed, r_sampler, r_step, 1)
 
     want, got = state.capture(straight.parts()), state.capture(resumed.parts())

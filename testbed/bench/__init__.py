@@ -42,8 +42,10 @@ def like_a_worker() -> None:
 
 
 def command(name: str) -> str:
-    """The canonical command that re-makes benchmark `name`'s result."""
-    return f"make bench NAME={name}"
+    """The canonical command that re-makes benchmark `name`'s result (with the cell selection
+    TESTBED_BENCH_ONLY when one is set: a chunk of a long benchmark)."""
+    only = os.environ.get("TESTBED_BENCH_ONLY")
+    return f"TESTBED_BENCH_ONLY='{only}' make bench NAME={name}" if only else f"make bench NAME={name}"
 
 
 def write_result(out: Path, body: dict[str, Any], provenance: dict[str, Any]) -> Path:

@@ -74,7 +74,7 @@ def serve(rank: int, variant: str) -> None:
     from testbed.runtime.stage_service import StageNode, StageServicer, register_servicer
     from testbed.runtime.store import BoundedBuffer
     from testbed.runtime.wire import grpc_util
-    from testbed.runtime.wire.serde import TensorSpec
+    from testbed.runtime.wire.tensors import TensorSpec
     from testbed.runtime.worker_metrics import WorkerMetrics
 
     metrics = WorkerMetrics(Path(os.devnull), {"worker": "server"}, 0.0, warmup=1)
@@ -238,7 +238,7 @@ def codec_cpu(shape: tuple[int, ...], variant: str, n: int) -> dict[str, float]:
     bytes, as StagePeer sends them) and to parse, check and decode it (as the servicer does)."""
     from testbed.runtime.wire import serde
     from testbed.runtime.wire.proto import stage_pb2
-    from testbed.runtime.wire.serde import TensorSpec
+    from testbed.runtime.wire.tensors import TensorSpec
 
     act, c = _activation(shape), codec(variant)
     spec, labels = TensorSpec("float32", (None, *shape[1:]), c), TensorSpec("int64", (None,))

@@ -177,7 +177,8 @@ def wire_s_per_byte(min_s: float = 0.5, shape: tuple[int, ...] = (64, 32, 32, 32
     from testbed.runtime.stage_service import StageNode, StageServicer, register_servicer
     from testbed.runtime.store import BoundedBuffer
     from testbed.runtime.wire import grpc_util
-    from testbed.runtime.wire.serde import Activation, TensorSpec
+    from testbed.runtime.wire.serde import Activation
+    from testbed.runtime.wire.tensors import TensorSpec
     from testbed.runtime.worker_metrics import WorkerMetrics
 
     metrics = WorkerMetrics(Path(os.devnull), {"worker": "profile"}, 0.0, warmup=1)

@@ -8,7 +8,7 @@ import keras
 
 from testbed.data import get_spec
 from testbed.models import Stage
-from testbed.runtime.wire.serde import TensorSpec
+from testbed.runtime.wire.tensors import TensorSpec
 from testbed.spec.experiment import Spec
 from testbed.training.kt_trainables import KtStudent, build_student, load_teacher, shape_of
 

@@ -34,6 +34,7 @@ from testbed.runtime.wire import serde, serde_ps
 from testbed.runtime.wire.proto import common_pb2, parameter_pb2, parameter_pb2_grpc
 from testbed.runtime.wire.serde import Weights
 from testbed.runtime.wire.serde_ps import Evaluation, ModelWeights, ParameterStatus
+from testbed.runtime.wire.tensors import MessageValidationError, TensorSpec
 from testbed.runtime.worker_metrics import WorkerMetrics
 from testbed.training import state
 
@@ -96,10 +97,10 @@ def split_table(replica: Replica) -> SplitTable:
     return splits.table_of(model.unit_names(), model.weight_counts(), stage_units, stage_counts)
 
 
-def grad_specs(model: tf.keras.Model) -> dict[str, serde.TensorSpec]:
+def grad_specs(model: tf.keras.Model) -> dict[str, TensorSpec]:
     """Names ('000', '001', ...) and specs of a stage's gradients, in trainable-variable order."""
     return {
-        f"{k:03d}": serde.TensorSpec(v.dtype, tuple(int(d) for d in v.shape))
+        f"{k:03d}": TensorSpec(v.dtype, tuple(int(d) for d in v.shape))
         for k, v in enumerate(model.trainable_variables)
     }
 
@@ -158,7 +159,7 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
         try:  # the stage of the split epoch it names, validated against that stage's units
             specs = self._stage_specs(table, request.split_epoch, request.stage_id)
             w = serde_ps.weights_from_message(request, specs)
-        except (serde.MessageValidationError, splits.SplitError) as err:
+        except (MessageValidationError, splits.SplitError) as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         self.metrics.transfer(
             "received", f"stage{w.stage_id}", request.ByteSize(), serde.raw_nbytes(w)
@@ -217,7 +218,7 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
             plan = serde.split_from_message(request)
             with self._lock:
                 self.table = self.table.with_epoch(plan.epoch, plan.stage_ends)
-        except (serde.MessageValidationError, splits.SplitError) as err:
+        except (MessageValidationError, splits.SplitError) as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         return common_pb2.Ack(id=plan.epoch)
 
@@ -232,7 +233,7 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
                           f"stage (expected 0..{len(self.specs) - 1})")  # fmt: skip
         try:
             w = serde_ps.weights_from_message(request, self.state_specs[request.stage_id])
-        except serde.MessageValidationError as err:
+        except MessageValidationError as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         self.metrics.transfer("received", f"stage{w.stage_id}", request.ByteSize(),
                               serde.raw_nbytes(w))  # fmt: skip
@@ -273,7 +274,7 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
     ) -> common_pb2.Ack:
         try:
             grads = serde_ps.model_from_message(request, self.specs_trainable())
-        except serde.MessageValidationError as err:
+        except MessageValidationError as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         self.metrics.transfer(
             "received",
@@ -320,7 +321,7 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
         due = applied % self.eval_every == 0 or applied == self.total
         return (self._snapshot() if due else None), applied
 
-    def specs_trainable(self) -> list[dict[str, serde.TensorSpec]]:
+    def specs_trainable(self) -> list[dict[str, TensorSpec]]:
         return [grad_specs(s.model) for s in self.replica.stages]
 
     def _apply(self, grads: ModelWeights) -> None:

@@ -17,8 +17,9 @@ from testbed.algorithms.wire_codec import RAW, Codec
 from testbed.runtime import pacing
 from testbed.runtime.wire import grpc_util, serde, serde_ps
 from testbed.runtime.wire.proto import common_pb2, parameter_pb2, parameter_pb2_grpc, stage_pb2
-from testbed.runtime.wire.serde import Activation, Gradient, Resplit, TensorSpec, Weights
+from testbed.runtime.wire.serde import Activation, Gradient, Resplit, Weights
 from testbed.runtime.wire.serde_ps import ModelWeights, ParameterStatus
+from testbed.runtime.wire.tensors import TensorSpec
 from testbed.runtime.worker_metrics import WorkerMetrics, framed_nbytes
 
 

@@ -14,7 +14,7 @@ from testbed.algorithms.sg_module import SGModule
 from testbed.data import get_spec
 from testbed.models import Stage
 from testbed.runtime.kt_replica import build_kt
-from testbed.runtime.wire.serde import TensorSpec
+from testbed.runtime.wire.tensors import TensorSpec
 from testbed.spec.experiment import Spec
 from testbed.training import state
 from testbed.training.state import SAMPLER_KEY, StageParts, stage_parts

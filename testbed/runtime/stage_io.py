@@ -17,7 +17,8 @@ from testbed.runtime.peers import ParameterClient, StagePeer
 from testbed.runtime.replica import Replica, get_named_weights, stage_state_parts, state_specs
 from testbed.runtime.stage_service import StageNode
 from testbed.runtime.wire import serde_ps
-from testbed.runtime.wire.serde import Activation, Gradient, TensorSpec, Weights
+from testbed.runtime.wire.serde import Activation, Gradient, Weights
+from testbed.runtime.wire.tensors import TensorSpec
 from testbed.spec.experiment import Spec
 from testbed.training import state
 from testbed.training.state import SAMPLER_KEY, StageParts

@@ -11,17 +11,10 @@ import grpc
 from google.protobuf.message_factory import GetMessageClass
 
 from testbed.runtime.store import BoundedBuffer
-from testbed.runtime.wire import grpc_util, serde
+from testbed.runtime.wire import grpc_util, serde, tensors
 from testbed.runtime.wire.proto import common_pb2, stage_pb2, stage_pb2_grpc
-from testbed.runtime.wire.serde import (
-    Activation,
-    Gradient,
-    Health,
-    Resplit,
-    StageStats,
-    Start,
-    TensorSpec,
-)
+from testbed.runtime.wire.serde import Activation, Gradient, Health, Resplit, StageStats, Start
+from testbed.runtime.wire.tensors import TensorSpec
 from testbed.runtime.worker_metrics import WorkerMetrics
 
 _MIN_WAIT_S = 0.1
@@ -44,7 +37,7 @@ class StageNode:
     start: Start | None = None
     step: int = 0
     done: bool = False
-    max_tensor_bytes: int = serde.DEFAULT_MAX_TENSOR_BYTES
+    max_tensor_bytes: int = tensors.DEFAULT_MAX_TENSOR_BYTES
     # kt-sections: per held section, the teacher input and target it expects (else in_spec)
     section_specs: dict[int, tuple[TensorSpec, TensorSpec]] | None = None
     # re-splits the controller asked for, in order; the loop takes them between steps
@@ -55,7 +48,7 @@ class StageNode:
         if self.section_specs is None:
             return self.in_spec, None
         if stage_id not in self.section_specs:
-            raise serde.MessageValidationError(
+            raise tensors.MessageValidationError(
                 f"ActivationBatch.stage_id: got {stage_id}, expected one of "
                 f"{sorted(self.section_specs)} (the sections this worker holds)"
             )
@@ -90,7 +83,7 @@ class StageServicer(stage_pb2_grpc.StageServiceServicer):
                 act = serde.activation_from_message(
                     msg, h_spec, _labels_spec(), node.max_tensor_bytes, target_spec
                 )
-        except serde.MessageValidationError as err:
+        except tensors.MessageValidationError as err:
             _reject(node, context, err)
         node.metrics.transfer("received", "upstream", len(request), serde.raw_nbytes(act))
         if not node.inputs.put(act, timeout=_wait_s(context)):  # type: ignore[union-attr]
@@ -111,7 +104,7 @@ class StageServicer(stage_pb2_grpc.StageServiceServicer):
             with node.metrics.timer("decode_s"):
                 msg = serde.parse_message(stage_pb2.GradientBatch, request)
                 grad = serde.gradient_from_message(msg, node.grad_spec, node.max_tensor_bytes)
-        except serde.MessageValidationError as err:
+        except tensors.MessageValidationError as err:
             _reject(node, context, err)
         node.metrics.transfer("received", "downstream", len(request), serde.raw_nbytes(grad))
         if not node.grads.put(grad, timeout=_wait_s(context)):  # type: ignore[union-attr]
@@ -123,7 +116,7 @@ class StageServicer(stage_pb2_grpc.StageServiceServicer):
     ) -> stage_pb2.HealthReply:
         return serde.health_to_message(self.node.health())
 
-    @grpc_util.invalid_argument_on(serde.MessageValidationError)
+    @grpc_util.invalid_argument_on(tensors.MessageValidationError)
     def Control(  # noqa: N802
         self, request: stage_pb2.ControlRequest, context: grpc.ServicerContext
     ) -> common_pb2.Ack:

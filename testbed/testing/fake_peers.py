@@ -27,7 +27,8 @@ from testbed.runtime.stage_service import StageNode, StageServicer, register_ser
 from testbed.runtime.store import BoundedBuffer
 from testbed.runtime.wire import grpc_util, serde_ps
 from testbed.runtime.wire.proto import common_pb2, parameter_pb2, parameter_pb2_grpc
-from testbed.runtime.wire.serde import Activation, Gradient, TensorSpec, Weights
+from testbed.runtime.wire.serde import Activation, Gradient, Weights
+from testbed.runtime.wire.tensors import TensorSpec
 from testbed.runtime.worker_metrics import WorkerMetrics
 from testbed.spec.experiment import Spec
 

@@ -95,7 +95,7 @@ def test_teacher_streams_to_two_student_workers_and_matches_in_process(tmp_path:
 
 def test_a_message_for_a_section_this_worker_does_not_hold_is_named() -> None:
     from testbed.runtime.stage_service import StageNode
-    from testbed.runtime.wire.serde import MessageValidationError, TensorSpec
+    from testbed.runtime.wire.tensors import MessageValidationError, TensorSpec
 
     h, t = TensorSpec("float32", (None, 4)), TensorSpec("float32", (None, 2))
     node = StageNode("stage", (1, 2), None, None, None,  # type: ignore[arg-type]

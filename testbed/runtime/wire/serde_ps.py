@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from testbed.runtime.wire.proto import parameter_pb2
-from testbed.runtime.wire.serde import (
+from testbed.runtime.wire.serde import Weights
+from testbed.runtime.wire.tensors import (
     DEFAULT_MAX_TENSOR_BYTES,
     MessageValidationError,
     TensorSpec,
-    Weights,
     fill_tensor,
     from_message,
 )

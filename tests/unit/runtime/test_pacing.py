@@ -19,7 +19,8 @@ from testbed.runtime.peers import StagePeer
 from testbed.runtime.stage_service import StageNode, StageServicer, register_servicer
 from testbed.runtime.store import BoundedBuffer
 from testbed.runtime.wire import grpc_util, serde
-from testbed.runtime.wire.serde import Activation, TensorSpec
+from testbed.runtime.wire.serde import Activation
+from testbed.runtime.wire.tensors import TensorSpec
 from testbed.runtime.worker_metrics import WorkerMetrics, framed_nbytes
 
 MBIT = 10**6

@@ -24,7 +24,8 @@ from testbed.runtime.stage_service import (
 from testbed.runtime.store import BoundedBuffer
 from testbed.runtime.wire import grpc_util, serde
 from testbed.runtime.wire.proto import common_pb2, stage_pb2_grpc
-from testbed.runtime.wire.serde import Activation, Gradient, Start, Stop, TensorSpec
+from testbed.runtime.wire.serde import Activation, Gradient, Start, Stop
+from testbed.runtime.wire.tensors import TensorSpec
 from testbed.runtime.worker_metrics import WorkerMetrics, framed_nbytes
 
 H = TensorSpec("float32", (None, 14, 14, 32))

@@ -9,9 +9,10 @@ import grpc
 import numpy as np
 import pytest
 
-from testbed.runtime.wire import grpc_util, serde
+from testbed.runtime.wire import grpc_util, serde, tensors
 from testbed.runtime.wire.proto import common_pb2, stage_pb2, stage_pb2_grpc
-from testbed.runtime.wire.serde import Activation, TensorSpec
+from testbed.runtime.wire.serde import Activation
+from testbed.runtime.wire.tensors import TensorSpec
 
 H_SPEC = TensorSpec("float32", (None, 4, 4, 2))
 LABELS_SPEC = TensorSpec("int64", (None,))
@@ -24,7 +25,7 @@ class ValidatingStage(stage_pb2_grpc.StageServiceServicer):
     def __init__(self) -> None:
         self.accepted: list[int] = []
 
-    @grpc_util.invalid_argument_on(serde.MessageValidationError)
+    @grpc_util.invalid_argument_on(tensors.MessageValidationError)
     def Forward(  # noqa: N802 - name fixed by the generated servicer
         self, request: stage_pb2.ActivationBatch, context: grpc.ServicerContext
     ) -> common_pb2.Ack:

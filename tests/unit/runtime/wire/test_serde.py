@@ -1,12 +1,12 @@
-"""Tensor and message serde: round trips, validation errors, wire overhead."""
+"""Stage and parameter-server messages: round trips, validation errors, wire overhead."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from testbed.runtime.wire import serde, serde_ps
-from testbed.runtime.wire.proto import common_pb2, parameter_pb2, stage_pb2
+from testbed.runtime.wire import serde, serde_ps, tensors
+from testbed.runtime.wire.proto import parameter_pb2, stage_pb2
 from testbed.runtime.wire.serde import (
     Activation,
     Gradient,
@@ -14,118 +14,9 @@ from testbed.runtime.wire.serde import (
     StageStats,
     Start,
     Stop,
-    TensorSpec,
-    TensorValidationError,
     Weights,
 )
-
-
-@pytest.mark.parametrize("dtype", sorted(serde.ALLOWED_DTYPES))
-def test_round_trip_every_allowed_dtype(dtype: str) -> None:
-    arr = (np.arange(24) % 2).astype(serde.ALLOWED_DTYPES[dtype]).reshape(2, 3, 4)
-    back = serde.from_message(serde.to_message(arr), TensorSpec(dtype, (None, 3, 4)))
-    assert back.dtype == arr.dtype and back.shape == arr.shape
-    assert back.tobytes() == arr.tobytes()
-
-
-def test_bfloat16_is_allowed() -> None:
-    assert "bfloat16" in serde.ALLOWED_DTYPES
-
-
-def test_non_contiguous_and_big_endian_inputs_are_normalised() -> None:
-    base = np.arange(12, dtype=">f4").reshape(3, 4)
-    view = base.T  # Fortran-ordered, big-endian
-    msg = serde.to_message(view)
-    assert msg.dtype == "float32" and list(msg.shape) == [4, 3]
-    np.testing.assert_array_equal(serde.from_message(msg), view.astype("<f4"))
-
-
-def test_scalar_and_empty_tensors() -> None:
-    scalar = serde.from_message(serde.to_message(np.asarray(2.5, np.float32)))
-    assert scalar.shape == () and scalar == np.float32(2.5)
-    empty = serde.from_message(serde.to_message(np.zeros((0, 5), np.int64)))
-    assert empty.shape == (0, 5)
-
-
-def test_decoded_array_is_read_only_view() -> None:
-    back = serde.from_message(serde.to_message(np.ones(4, np.float32)))
-    assert not back.flags.writeable
-
-
-def test_to_message_rejects_unsupported_dtype() -> None:
-    with pytest.raises(
-        TensorValidationError, match=r"tensor\.dtype: got 'float64', expected one of"
-    ):
-        serde.to_message(np.zeros(3))
-
-
-def _tensor(
-    dtype: str = "float32", shape: tuple[int, ...] = (2, 3), nbytes: int | None = None
-) -> common_pb2.Tensor:
-    size = int(np.prod(shape)) * np.dtype(serde.ALLOWED_DTYPES.get(dtype, np.uint8)).itemsize
-    return common_pb2.Tensor(
-        dtype=dtype, shape=shape, data=b"\0" * (size if nbytes is None else nbytes)
-    )
-
-
-@pytest.mark.parametrize(
-    ("msg", "spec", "max_bytes", "pattern"),
-    [
-        (_tensor("float64"), None, 1024, r"x\.dtype: got 'float64', expected one of .*float32"),
-        (
-            _tensor("int32"),
-            TensorSpec("float32", (None, 3)),
-            1024,
-            r"x\.dtype: got 'int32', expected 'float32'",
-        ),
-        (
-            _tensor(shape=(2, 4)),
-            TensorSpec("float32", (None, 3)),
-            1024,
-            r"x\.shape: got \(2, 4\), expected \('\*', 3\)",
-        ),
-        (
-            _tensor(shape=(2, 3, 1)),
-            TensorSpec("float32", (None, 3)),
-            1024,
-            r"x\.shape: got \(2, 3, 1\)",
-        ),
-        (
-            _tensor(shape=(2, -3), nbytes=0),
-            None,
-            1024,
-            r"x\.shape: got \(2, -3\), expected non-negative",
-        ),
-        (_tensor(nbytes=23), None, 1024, r"x\.data: got 23 bytes, expected 24"),
-        (
-            _tensor(shape=(100, 100)),
-            None,
-            1024,
-            r"x: 40000 bytes .* exceeds the limit of 1024 bytes",
-        ),
-        (_tensor(shape=(2**40, 2**40), nbytes=4), None, 1024, r"exceeds the limit of 1024 bytes"),
-    ],
-)
-def test_from_message_rejects(
-    msg: common_pb2.Tensor, spec: TensorSpec | None, max_bytes: int, pattern: str
-) -> None:
-    with pytest.raises(TensorValidationError, match=pattern):
-        serde.from_message(msg, spec, max_bytes, field="x")
-
-
-def test_bool_tensor_with_non_boolean_bytes_is_rejected() -> None:
-    msg = common_pb2.Tensor(dtype="bool", shape=[2], data=b"\x01\x07")
-    with pytest.raises(TensorValidationError, match="holds byte 7, expected 0 or 1"):
-        serde.from_message(msg)
-
-
-@pytest.mark.parametrize(
-    ("dtype", "shape", "pattern"),
-    [("float64", (1,), "TensorSpec.dtype: got 'float64'"), ("float32", (-1,), "TensorSpec.shape")],
-)
-def test_tensor_spec_validates_itself(dtype: str, shape: tuple[int, ...], pattern: str) -> None:
-    with pytest.raises(ValueError, match=pattern):
-        TensorSpec(dtype, shape)
+from testbed.runtime.wire.tensors import TensorSpec, TensorValidationError
 
 
 def test_activation_round_trip_over_the_wire() -> None:
@@ -179,19 +70,19 @@ def test_weights_round_trip_preserves_order() -> None:
 def test_weights_validation() -> None:
     dup = parameter_pb2.WeightSet(
         tensors=[
-            parameter_pb2.NamedTensor(name="w", tensor=serde.to_message(np.ones(1, np.float32)))
+            parameter_pb2.NamedTensor(name="w", tensor=tensors.to_message(np.ones(1, np.float32)))
         ]
         * 2
     )
     with pytest.raises(
-        serde.MessageValidationError, match=r"tensors\[1\]\.name: got 'w', expected a unique"
+        tensors.MessageValidationError, match=r"tensors\[1\]\.name: got 'w', expected a unique"
     ):
         serde_ps.weights_from_message(dup)
     msg = serde_ps.weights_to_message(Weights(0, 0, {"w": np.ones(2, np.float32)}))
     spec = {"w": TensorSpec("float32", (2,)), "b": TensorSpec("float32", (2,))}
-    with pytest.raises(serde.MessageValidationError, match=r"missing \['b'\]"):
+    with pytest.raises(tensors.MessageValidationError, match=r"missing \['b'\]"):
         serde_ps.weights_from_message(msg, spec)
-    with pytest.raises(serde.MessageValidationError, match=r"got 'w', expected one of \['v'\]"):
+    with pytest.raises(tensors.MessageValidationError, match=r"got 'w', expected one of \['v'\]"):
         serde_ps.weights_from_message(msg, {"v": TensorSpec("float32", (2,))})
 
 
@@ -207,10 +98,10 @@ def test_control_health_stats_round_trip() -> None:
 
 
 def test_control_rejects_empty_or_unspecified_mode() -> None:
-    with pytest.raises(serde.MessageValidationError, match="got nothing, expected start, stop or resplit"):
+    with pytest.raises(tensors.MessageValidationError, match="got nothing, expected start, stop or resplit"):
         serde.control_from_message(stage_pb2.ControlRequest())
     unspecified = stage_pb2.ControlRequest(start=stage_pb2.StartCommand(run_id="r"))
-    with pytest.raises(serde.MessageValidationError, match=r"start\.mode: got 0"):
+    with pytest.raises(tensors.MessageValidationError, match=r"start\.mode: got 0"):
         serde.control_from_message(unspecified)
 
 
@@ -218,7 +109,7 @@ def test_resplit_command_round_trips_and_rejects_unordered_ends() -> None:
     plan = serde.Resplit(2, (1, 3, 10))
     assert serde.control_from_message(serde.control_to_message(plan)) == plan
     bad = serde.control_to_message(serde.Resplit(1, (3, 1, 10)))
-    with pytest.raises(serde.MessageValidationError, match=r"stage_ends: got \[3, 1, 10\]"):
+    with pytest.raises(tensors.MessageValidationError, match=r"stage_ends: got \[3, 1, 10\]"):
         serde.control_from_message(bad)
 
 
@@ -249,11 +140,11 @@ def test_kt_activation_carries_its_target_and_section() -> None:
 
 def test_kt_target_is_required_exactly_where_expected() -> None:
     plain = Activation(0, 0, h=np.zeros((4, 3), np.float32), labels=np.zeros(4, np.int64))
-    with pytest.raises(serde.MessageValidationError, match="expected a target"):
+    with pytest.raises(tensors.MessageValidationError, match="expected a target"):
         serde.activation_from_message(serde.activation_to_message(plain),
                                       target_spec=TensorSpec("float32", (None, 2)))
     with_target = Activation(0, 0, plain.h, plain.labels, target=np.zeros((4, 2), np.float32))
-    with pytest.raises(serde.MessageValidationError, match="expected no target"):
+    with pytest.raises(tensors.MessageValidationError, match="expected no target"):
         serde.activation_from_message(serde.activation_to_message(with_target))
     wrong = Activation(0, 0, plain.h, plain.labels, target=np.zeros((3, 2), np.float32))
     with pytest.raises(TensorValidationError, match="target.shape: got batch 3, expected 4"):
@@ -274,9 +165,9 @@ def _encodings_agree(act: Activation) -> None:
     assert canonical.ByteSize() < len(encoded) <= canonical.ByteSize() + 12
 
 
-@pytest.mark.parametrize("dtype", sorted(serde.ALLOWED_DTYPES))
+@pytest.mark.parametrize("dtype", sorted(tensors.ALLOWED_DTYPES))
 def test_encode_activation_equals_the_protobuf_message_for_every_dtype(dtype: str) -> None:
-    h = (np.arange(120) % 2).astype(serde.ALLOWED_DTYPES[dtype]).reshape(4, 5, 6)
+    h = (np.arange(120) % 2).astype(tensors.ALLOWED_DTYPES[dtype]).reshape(4, 5, 6)
     _encodings_agree(Activation(7, 3, h, np.arange(4), final=True))
 
 
@@ -307,5 +198,5 @@ def test_encoded_kt_activation_and_gradient_parse_back() -> None:
 
 
 def test_parse_message_names_bytes_that_do_not_parse() -> None:
-    with pytest.raises(serde.MessageValidationError, match=r"GradientBatch: 3 bytes that do not"):
+    with pytest.raises(tensors.MessageValidationError, match=r"GradientBatch: 3 bytes that do not"):
         serde.parse_message(stage_pb2.GradientBatch, b"\x1a\xff\x01")

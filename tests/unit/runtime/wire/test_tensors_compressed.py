@@ -1,4 +1,5 @@
-"""Compressed stage tensors (job.wire) in serde: encoding, bytes, and every check on receipt."""
+"""Compressed tensors (job.wire) in tensors, as they cross in stage messages: encoding, bytes,
+and every check on receipt."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import numpy as np
 import pytest
 
 from testbed.algorithms.wire_codec import RAW, Codec, round_trip
-from testbed.runtime.wire import serde
+from testbed.runtime.wire import serde, tensors
 from testbed.runtime.wire.proto import common_pb2, stage_pb2
-from testbed.runtime.wire.serde import Activation, Gradient, TensorSpec, TensorValidationError
+from testbed.runtime.wire.serde import Activation, Gradient
+from testbed.runtime.wire.tensors import TensorSpec, TensorValidationError
 
 SHAPE = (8, 7, 7, 4)
 CODECS = [
@@ -72,7 +74,7 @@ def test_gradient_round_trip_with_topk() -> None:
 @pytest.mark.parametrize("codec", CODECS[:3], ids=Codec.describe)
 def test_without_an_expected_codec_the_message_says_how_to_decode(codec: Codec) -> None:
     msg = _parsed(codec)
-    back = serde.from_message(msg.activations)
+    back = tensors.from_message(msg.activations)
     np.testing.assert_array_equal(back, round_trip(_h(), codec))
 
 
@@ -128,13 +130,13 @@ def test_a_compressed_tensor_must_decode_to_float32_within_the_size_limit() -> N
     msg = _parsed(INT8C)
     msg.activations.dtype = "float16"
     with pytest.raises(TensorValidationError, match="compressed tensors decode to 'float32'"):
-        serde.from_message(msg.activations)
+        tensors.from_message(msg.activations)
     # a few bytes of top-k codes must not decode into a huge tensor
     huge = common_pb2.Tensor(dtype="float32", shape=[1 << 20, 1 << 10], data=b"\0",
                              compression=common_pb2.Compression(
                                  codes="int8", scale=b"\0" * 4, indices=b"\0" * 4))
     with pytest.raises(TensorValidationError, match="bytes decoded .* exceeds the limit"):
-        serde.from_message(huge, max_bytes=1 << 26)
+        tensors.from_message(huge, max_bytes=1 << 26)
 
 
 def test_only_float32_tensors_can_be_compressed() -> None:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import yaml
 
-from testbed.controller.distributed import WorkerFailedError
 from testbed.controller.experiment import run_experiment
+from testbed.controller.workers import WorkerFailedError
 from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.processes import pid_alive
 from testbed.spec.experiment import Spec, parse_spec

@@ -142,7 +142,7 @@ def test_replica_weights_equal_the_in_process_session() -> None:
 
 
 def test_workers_start_with_the_heap_allocator_settings(tmp_path: Path) -> None:
-    from testbed.controller.distributed import _command
+    from testbed.controller.attempts import _command
     from testbed.runtime.workdir import WORKER_ENV
 
     command = _command(_config(tmp_path), tmp_path / "stage0.json")

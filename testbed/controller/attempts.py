@@ -1,5 +1,4 @@
-"""Attempts of a distributed run: launch every worker, train to the end, and after a failure
-(job.on_failure: restart) start them all again from the latest checkpoint."""
+"""A distributed run's attempts: launch the workers; on a failure, restart all from a checkpoint."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Follow one attempt's workers: wait until they listen, start them, watch training, evaluate, stop."""
+"""Follow one attempt's workers: wait until they listen, start, watch training, evaluate, stop."""
 
 from __future__ import annotations
 

@@ -143,15 +143,8 @@ def cell(
     one_device = measure(make_spec(model, "bp-local", None, "1gbit"), root)
     _print(model, "1gbit", {**measured, "bp-local-one-device": one_device})
     bound = profile["profile_bound_it_s"]
-    first = {"sg_vs_bound": measured["sg"]["it_s"] / bound,
-             "sg_vs_bp": fair.versus_bp(measured)["it_s"]["median"]}  # fmt: skip
-    repeated = fair.to_repeat(first, TARGETS)
-    if repeated:
-        bp = fair.strongest_bp(measured)
-        for _ in range(fair.REPEATS - 1):
-            for mode in ("sg", bp):
-                row = measured[mode]
-                row.setdefault("it_s_runs", [row["it_s"]]).append(_again(model, split, row, root))
+    repeated = fair.repeat_sg_near_targets(measured, bound, TARGETS,
+                                           lambda row: _again(model, split, row, root))
     sg = measured["sg"]["it_s"]
     in_run = step_bounds(measured["sg"])
     return {

@@ -1,6 +1,7 @@
 """Fair comparisons, as pure functions over measured runs: the strongest BP with the same
 resources, one bound per target, accuracy at the same step count beside every throughput
-ratio, and which ratios lie close enough to their target to be measured again.
+ratio, and which ratios lie close enough to their target to be measured again (the repeats
+themselves run through the caller's `again`).
 
 A measured run is a dict with `it_s` and `final_test_accuracy`; repeated runs of a mode add
 `it_s_runs` (every run's it/s, the first included). Repeats are taken in pairs (the method's
@@ -10,7 +11,7 @@ k-th run with the baseline's k-th run, alternating), so a ratio is the median of
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 BP_MODES = ("bp-local", "bp-sync", "bp-pipeline")
@@ -77,3 +78,22 @@ def versus_bound(row: Mapping[str, Any], bound_it_s: float) -> dict[str, Any]:
 def to_repeat(ratios: Mapping[str, float], targets: Mapping[str, float]) -> list[str]:
     """The names of the ratios that lie near their target (their cells are measured again)."""
     return [k for k, v in ratios.items() if k in targets and near_target(v, targets[k])]
+
+
+def repeat_sg_near_targets(
+    measured: Mapping[str, dict[str, Any]], bound_it_s: float, targets: Mapping[str, float],
+    again: Callable[[dict[str, Any]], float],
+) -> list[str]:
+    """Where sg's ratio to the bound or to the strongest BP lies near its target, run sg and that
+    BP REPEATS - 1 more times, alternating (`again(row)`: a mode's it/s, run once more as it
+    ran; each adds to the row's `it_s_runs`); the names of the ratios repeated."""
+    first = {"sg_vs_bound": measured["sg"]["it_s"] / bound_it_s,
+             "sg_vs_bp": versus_bp(measured)["it_s"]["median"]}  # fmt: skip
+    near = to_repeat(first, targets)
+    if near:
+        bp = strongest_bp(measured)
+        for _ in range(REPEATS - 1):
+            for mode in ("sg", bp):
+                row = measured[mode]
+                row.setdefault("it_s_runs", [row["it_s"]]).append(again(row))
+    return near

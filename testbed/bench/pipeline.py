@@ -178,24 +178,6 @@ def _again(model: str, split: list[str], row: dict[str, Any], root: Path | None)
     return float(run_one(spec, root)["it_s"])
 
 
-def repeat_near_targets(
-    model: str, split: list[str], measured: dict[str, dict[str, Any]], bound: float,
-    root: Path | None,
-) -> list[str]:
-    """Where sg's ratio to the bound or to the strongest BP lies near its target, run sg and
-    that BP fair.REPEATS - 1 more times, alternating; the names of the ratios repeated."""
-    first = {"sg_vs_bound": measured["sg"]["it_s"] / bound,
-             "sg_vs_bp": fair.versus_bp(measured)["it_s"]["median"]}  # fmt: skip
-    near = fair.to_repeat(first, TARGETS)
-    if near:
-        bp = fair.strongest_bp(measured)
-        for _ in range(fair.REPEATS - 1):
-            for mode in ("sg", bp):
-                row = measured[mode]
-                row.setdefault("it_s_runs", [row["it_s"]]).append(_again(model, split, row, root))
-    return near
-
-
 def cell(
     model: str,
     k: int,
@@ -219,7 +201,8 @@ def cell(
     measured["sg"] = sg_row or run_one(make_spec(model, "sg", STEPS[model], split), root)
     sg_bound, bp_bound = bounds(sg_t), bounds(bp_t)
     profile_bound = sg_bound["pipeline_it_s"]
-    repeated = repeat_near_targets(model, split, measured, profile_bound, root)
+    repeated = fair.repeat_sg_near_targets(measured, profile_bound, TARGETS,
+                                           lambda row: _again(model, split, row, root))
     modes = {m: r for m, r in measured.items() if m in MODES}
     return {
         "model": model, "stages": k, "split_after": split, "batch_size": BATCH[model],

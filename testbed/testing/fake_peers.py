@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 import grpc
+import numpy as np
 
 from testbed.data import Dataset
 from testbed.runtime import roles, workdir
@@ -191,3 +192,12 @@ class Feeder:
         self._peer.close()
         if self.error is not None:
             raise self.error
+
+
+def activations(shape: tuple[int, ...], steps: int, batch: int) -> list[Activation]:
+    """`steps` batches of random activations of `shape` with random labels, numbered (batch id
+    and step) from 1, the last one final: what an upstream stage would send."""
+    rng = np.random.default_rng(7)
+    return [Activation(k, k, rng.random((batch, *shape), np.float32),
+                       rng.integers(0, 10, batch).astype(np.int64), final=k == steps)
+            for k in range(1, steps + 1)]  # fmt: skip

@@ -61,3 +61,26 @@ def test_near_target(ratio: float, target: float, near: bool) -> None:
 def test_only_ratios_near_their_target_are_repeated() -> None:
     ratios = {"sg_vs_bound": 0.80, "sg_vs_bp": 2.0, "wire_over_raw": 1.0006}
     assert fair.to_repeat(ratios, {"sg_vs_bound": 0.85, "sg_vs_bp": 1.1}) == ["sg_vs_bound"]
+
+
+def test_sg_and_the_strongest_bp_are_run_again_alternating_only_near_a_target() -> None:
+    calls: list[str] = []
+
+    def again(row: dict) -> float:
+        calls.append(row["mode"])
+        return row["it_s"] + len(calls)
+
+    def measured() -> dict:
+        return {m: {**r, "mode": m} for m, r in X4.items()}
+
+    far = measured()  # sg at 30.7 / 100 of the bound, 0.83x bp-local: far from 0.85 and 1.3
+    assert fair.repeat_sg_near_targets(far, 100.0, {"sg_vs_bound": 0.85, "sg_vs_bp": 1.3},
+                                       again) == []
+    assert calls == [] and "it_s_runs" not in far["sg"]
+    near = measured()  # 30.7 / 36.0 = 0.85 of the bound
+    got = fair.repeat_sg_near_targets(near, 36.0, {"sg_vs_bound": 0.85, "sg_vs_bp": 1.3}, again)
+    assert got == ["sg_vs_bound"]
+    assert calls == ["sg", "bp-local"] * (fair.REPEATS - 1)
+    assert near["sg"]["it_s_runs"] == [30.7, 31.7, 33.7]
+    assert near["bp-local"]["it_s_runs"] == [36.9, 38.9, 40.9]
+    assert "it_s_runs" not in near["bp-sync"]

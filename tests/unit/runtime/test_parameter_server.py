@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,23 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from testbed.data.dataset import Dataset
-from testbed.runtime.parameter_server import Evaluator, ParameterServer, grad_specs, load_checkpoint
+from testbed.runtime.parameter_server import ParameterServer, grad_specs, load_checkpoint
 from testbed.runtime.peers import ParameterClient, PeerError
-from testbed.runtime.replica import build_replica, get_named_weights, weight_specs
-from testbed.runtime.wire import grpc_util, serde_ps
-from testbed.runtime.wire.proto import parameter_pb2_grpc
+from testbed.runtime.replica import get_named_weights, weight_specs
+from testbed.runtime.wire import serde_ps
 from testbed.runtime.wire.serde import Weights
 from testbed.runtime.wire.serde_ps import ModelWeights
-from testbed.runtime.worker_metrics import WorkerMetrics
 from testbed.spec.experiment import parse_spec
-
-
-def _fake_data(n: int = 64) -> Dataset:
-    rng = np.random.default_rng(0)
-    x = rng.random((n, 28, 28, 1), np.float32)
-    y = rng.integers(0, 10, n).astype(np.int64)
-    return Dataset("mnist", x, y, x, y, 10, (28, 28, 1), "fake")
+from testbed.testing.datasets import random_images
+from testbed.testing.parameter_server import serving
 
 
 @pytest.fixture
@@ -43,22 +34,10 @@ def ps(
             "job": {"mode": mode, "store": {"target_staleness": 1}},
         }
     )
-    replica = build_replica(spec)
-    metrics = WorkerMetrics(tmp_path / "ps.metrics.jsonl", {"worker": "ps"}, time.time(), 1)
-    server = ParameterServer(
-        replica,
-        Evaluator(build_replica(spec), _fake_data(), None),
-        metrics,
-        tmp_path / "checkpoint",
-        time.time(),
-    )
-    register = functools.partial(parameter_pb2_grpc.add_ParameterServiceServicer_to_server, server)
-    with grpc_util.start_server(register) as running:
-        client = ParameterClient(running.address, 10.0, None)
+    with serving(spec, random_images(), tmp_path) as (server, address):
+        client = ParameterClient(address, 10.0, None)
         yield server, client
         client.close()
-    server.close()
-    metrics.close()
 
 
 def _wait_for_eval(client: ParameterClient, step: int) -> list:

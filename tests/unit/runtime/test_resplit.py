@@ -3,7 +3,6 @@ gRPC, and a worker replica regrouped from what the server assembles."""
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,17 +13,15 @@ import tensorflow as tf
 
 from testbed.algorithms.bp import forward
 from testbed.algorithms.sg import sg_stage_step
-from testbed.data.dataset import Dataset
-from testbed.runtime.parameter_server import Evaluator, ParameterServer
+from testbed.runtime.parameter_server import ParameterServer
 from testbed.runtime.peers import ParameterClient, PeerError
 from testbed.runtime.replica import build_replica, get_named_weights, weight_specs
 from testbed.runtime.resplit import regroup, stages_for
 from testbed.runtime.splits import SplitError, SplitTable
-from testbed.runtime.wire import grpc_util
-from testbed.runtime.wire.proto import parameter_pb2_grpc
 from testbed.runtime.wire.serde import Resplit, Weights
-from testbed.runtime.worker_metrics import WorkerMetrics
 from testbed.spec.experiment import parse_spec
+from testbed.testing.datasets import random_images
+from testbed.testing.parameter_server import serving
 
 # four-layer units: conv1_conv1 (2 weights), conv1_pool (0), fc1 (2), fc2 (2), fc3 (2)
 SPEC = parse_spec({
@@ -56,25 +53,12 @@ def test_split_table_slices_stage_weights_by_unit() -> None:
         table.units(5, 0)
 
 
-def _fake_data(n: int = 64) -> Dataset:
-    rng = np.random.default_rng(0)
-    x = rng.random((n, 28, 28, 1), np.float32)
-    y = rng.integers(0, 10, n).astype(np.int64)
-    return Dataset("mnist", x, y, x, y, 10, (28, 28, 1), "fake")
-
-
 @pytest.fixture
 def ps(tmp_path: Path) -> Iterator[tuple[ParameterServer, ParameterClient]]:
-    metrics = WorkerMetrics(tmp_path / "ps.metrics.jsonl", {"worker": "ps"}, time.time(), 1)
-    server = ParameterServer(build_replica(SPEC), Evaluator(build_replica(SPEC), _fake_data(), None),
-                             metrics, tmp_path / "checkpoint", time.time())
-    register = functools.partial(parameter_pb2_grpc.add_ParameterServiceServicer_to_server, server)
-    with grpc_util.start_server(register) as running:
-        client = ParameterClient(running.address, 10.0, None)
+    with serving(SPEC, random_images(), tmp_path) as (server, address):
+        client = ParameterClient(address, 10.0, None)
         yield server, client
         client.close()
-    server.close()
-    metrics.close()
 
 
 def test_units_move_through_the_parameter_server_to_a_new_split(ps) -> None:
@@ -84,7 +68,7 @@ def test_units_move_through_the_parameter_server_to_a_new_split(ps) -> None:
     for s in old.stages:
         s.model.set_weights([w + rng.normal(0, 0.1, w.shape).astype(w.dtype)
                              for w in s.model.get_weights()])
-    x = tf.constant(_fake_data(8).x_test)
+    x = tf.constant(random_images(8).x_test)
     before = forward([s.model for s in old.stages], x).numpy()
     for i, s in enumerate(old.stages):
         client.push_weights(Weights(i, 7, get_named_weights(s.model)))
@@ -125,7 +109,7 @@ def test_regroup_installs_the_stage_and_the_moved_units_train() -> None:
     model, opt = replica.stages[0].model, replica.optimizers[0]
     fc1_kernel = model.trainable_variables[-2]
     start = fc1_kernel.numpy().copy()
-    x = tf.constant(_fake_data(4).x_train)
+    x = tf.constant(random_images(4).x_train)
     y1h = tf.one_hot(tf.range(4) % 10, 10)
     replica.sgs[0].out.kernel.assign(tf.ones_like(replica.sgs[0].out.kernel))  # nonzero gradient
     sg_stage_step(model, replica.sgs[0], opt, x, y1h, input_grad=False)

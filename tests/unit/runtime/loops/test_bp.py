@@ -3,7 +3,6 @@ returned per step, and every update equal to the one computed here from the full
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -23,13 +22,6 @@ from testbed.training.tfsetup import make_optimizer
 
 STEPS, BATCH = 2, 8
 MODES = [("bp-sync", 1), ("bp-pipeline", 4)]
-
-
-@pytest.fixture
-def ps() -> Iterator[FakeParameterServer]:
-    server = FakeParameterServer()
-    yield server
-    server.close()
 
 
 def _spec(mode: str, micro: int, iterations: int = STEPS):

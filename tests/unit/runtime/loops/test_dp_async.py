@@ -3,44 +3,23 @@ exactly the step budget, and one replica reproduces in-process backprop step for
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
-from testbed.data import Dataset
 from testbed.data.batches import batch_indices
-from testbed.runtime.parameter_server import Evaluator, ParameterServer
 from testbed.runtime.peers import ParameterClient
-from testbed.runtime.replica import build_replica, weight_specs
-from testbed.runtime.wire import grpc_util, serde_ps
-from testbed.runtime.wire.proto import parameter_pb2_grpc
-from testbed.runtime.worker_metrics import WorkerMetrics
+from testbed.runtime.replica import weight_specs
+from testbed.runtime.wire import serde_ps
 from testbed.spec.experiment import Spec, parse_spec
 from testbed.testing.datasets import random_images
 from testbed.testing.fake_peers import LoopWorker
+from testbed.testing.parameter_server import serving
 from testbed.testing.specs import stage_spec
 from testbed.training.session import Session, fetch_batch
-
-
-@contextmanager
-def parameter_server(spec: Spec, data: Dataset, folder: Path) -> Iterator[str]:
-    """The runtime's ParameterServer with its evaluator, served on port 0; yields its address."""
-    metrics = WorkerMetrics(folder / "ps.metrics.jsonl", {"worker": "ps"}, time.time(), 1)
-    server = ParameterServer(build_replica(spec), Evaluator(build_replica(spec), data, 16),
-                             metrics, folder / "checkpoint", time.time())
-    register = functools.partial(parameter_pb2_grpc.add_ParameterServiceServicer_to_server, server)
-    try:
-        with grpc_util.start_server(register, max_workers=8) as running:
-            yield running.address
-    finally:
-        server.close()
-        metrics.close()
 
 
 def _spec(replicas: int, steps: int) -> Spec:
@@ -49,7 +28,7 @@ def _spec(replicas: int, steps: int) -> Spec:
 
 def test_one_replica_is_in_process_backprop_step_for_step(tmp_path: Path) -> None:
     spec, data = _spec(1, 3), random_images()
-    with parameter_server(spec, data, tmp_path) as address:
+    with serving(spec, data, tmp_path, eval_samples=16, max_workers=8) as (_, address):
         worker = LoopWorker(spec, tmp_path, "replica0", role="replica", data=data)
         try:
             assert worker.train({"ps": address}) == 3
@@ -74,7 +53,7 @@ def test_one_replica_is_in_process_backprop_step_for_step(tmp_path: Path) -> Non
 def test_two_replicas_stop_when_the_server_has_applied_exactly_the_budget(tmp_path: Path) -> None:
     spec, data = _spec(2, 10), random_images()
     steps: dict[str, int] = {}
-    with parameter_server(spec, data, tmp_path) as address:
+    with serving(spec, data, tmp_path, eval_samples=16, max_workers=8) as (_, address):
         workers = [LoopWorker(spec, tmp_path, f"replica{k}", role="replica", data=data,
                               replica_index=k) for k in range(2)]
 

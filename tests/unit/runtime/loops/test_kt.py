@@ -3,7 +3,6 @@ section its own input and target; a student worker steps every section it holds,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -23,13 +22,6 @@ from testbed.training.kt_trainables import build_student, save_teacher
 from testbed.training.tfsetup import make_optimizer
 
 STEPS, BATCH = 3, 8
-
-
-@pytest.fixture
-def ps() -> Iterator[FakeParameterServer]:
-    server = FakeParameterServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -4,35 +4,24 @@ reference (`algorithms.local.local_stage_step`) does on the same activations."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from testbed.algorithms.local import local_stage_step
 from testbed.runtime.replica import build_replica, input_spec, output_spec
-from testbed.runtime.wire.serde import Activation
 from testbed.spec.experiment import parse_spec
-from testbed.testing.fake_peers import FakeParameterServer, FakeStage, Feeder, LoopWorker
+from testbed.testing.fake_peers import (
+    FakeParameterServer,
+    FakeStage,
+    Feeder,
+    LoopWorker,
+    activations,
+)
 from testbed.testing.specs import stage_spec
 
 STEPS, BATCH = 5, 8
-
-
-@pytest.fixture
-def ps() -> Iterator[FakeParameterServer]:
-    server = FakeParameterServer()
-    yield server
-    server.close()
-
-
-def _activations(shape: tuple[int, ...]) -> list[Activation]:
-    rng = np.random.default_rng(7)
-    return [Activation(k, k, rng.random((BATCH, *shape), np.float32),
-                       rng.integers(0, 10, BATCH).astype(np.int64), final=k == STEPS)
-            for k in range(1, STEPS + 1)]
 
 
 def test_middle_stage_forwards_its_output_sends_nothing_back_and_steps_on_its_head(
@@ -44,7 +33,7 @@ def test_middle_stage_forwards_its_output_sends_nothing_back_and_steps_on_its_he
     assert worker.node.grads is None  # the worker has no buffer for backward messages at all
     down = FakeStage(tmp_path, "down", in_spec=output_spec(stage))
     up = FakeStage(tmp_path, "up", grad_spec=input_spec(stage))  # would record any Backward
-    messages = _activations(stage.input_shape)
+    messages = activations(stage.input_shape, STEPS, BATCH)
     feeder = Feeder(worker, messages)
     try:
         version = worker.train({"downstream": down.address, "upstream": up.address,

@@ -3,12 +3,10 @@ its stage and SG module both learn, and that the last stage returns the per-samp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from testbed.data.batches import batch_indices
@@ -16,17 +14,16 @@ from testbed.runtime.replica import build_replica, input_spec, output_spec
 from testbed.runtime.wire.serde import Activation, Gradient
 from testbed.spec.experiment import parse_spec
 from testbed.testing.datasets import random_images
-from testbed.testing.fake_peers import FakeParameterServer, FakeStage, Feeder, LoopWorker
+from testbed.testing.fake_peers import (
+    FakeParameterServer,
+    FakeStage,
+    Feeder,
+    LoopWorker,
+    activations,
+)
 from testbed.testing.specs import stage_spec
 
 STEPS, BATCH = 6, 8
-
-
-@pytest.fixture
-def ps() -> Iterator[FakeParameterServer]:
-    server = FakeParameterServer()
-    yield server
-    server.close()
 
 
 def _weights(model) -> list[np.ndarray]:
@@ -47,13 +44,6 @@ def _answer_with_targets(worker: LoopWorker, shape: tuple[int, ...]):
         peer.backward(Gradient(act.batch_id, act.step, g.astype(np.float32)))
 
     return answer, peer
-
-
-def _activations(shape: tuple[int, ...], n: int = STEPS) -> list[Activation]:
-    rng = np.random.default_rng(7)
-    return [Activation(k, k, rng.random((BATCH, *shape), np.float32),
-                       rng.integers(0, 10, BATCH).astype(np.int64), final=k == n)
-            for k in range(1, n + 1)]
 
 
 def test_first_stage_sends_each_batch_once_in_order_and_learns_from_late_targets(
@@ -99,7 +89,7 @@ def test_middle_stage_sends_forward_and_its_input_gradient_back(
     answer, back = _answer_with_targets(worker, stage.output_shape)
     down = FakeStage(tmp_path, "down", in_spec=output_spec(stage), on_forward=answer)
     up = FakeStage(tmp_path, "up", grad_spec=input_spec(stage))
-    feeder = Feeder(worker, _activations(stage.input_shape))
+    feeder = Feeder(worker, activations(stage.input_shape, STEPS, BATCH))
     before, sg_before = _weights(stage.model), _weights(sg)
     try:
         version = worker.train({"downstream": down.address, "upstream": up.address,
@@ -127,7 +117,7 @@ def test_last_stage_returns_the_per_sample_gradient_and_sends_nothing_forward(
     stage = worker.replica.stages[1]
     reference = build_replica(spec).stages[1].model  # the same seeded initial weights
     up = FakeStage(tmp_path, "up", grad_spec=input_spec(stage))
-    messages = _activations(stage.input_shape)
+    messages = activations(stage.input_shape, STEPS, BATCH)
     feeder = Feeder(worker, messages)
     before = _weights(stage.model)
     try:

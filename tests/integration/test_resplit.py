@@ -32,7 +32,9 @@ def _raw() -> dict[str, Any]:
         # fc1 (6272 x 256) is the heaviest unit; it starts on d1 with the pool
         "model": {"name": "four-layer", "split_after": ["conv1_conv1", "fc1"]},
         "algorithm": {"name": "sg", "sg": {"lr": 3.0e-3, "kernel": 1}},
-        "training": {"batch_size": 32, "lr": 1.0e-3, "iterations": 480, "eval_every": 40,
+        # 640 steps: after a re-split the fresh SG modules cost a dip of 0.3-0.5 in test accuracy
+        # that takes ~150-250 steps to recover (docs/partition.md); 480 left too little room
+        "training": {"batch_size": 32, "lr": 1.0e-3, "iterations": 640, "eval_every": 40,
                      "log_every": 10, "eval_samples": 1000, "threads": 1},
         "job": {"mode": "sg", "resplit": {"on": "schedule", "threshold": 0.05,
                                           "min_interval_s": 1}},
@@ -62,18 +64,18 @@ def test_resplit_moves_units_and_the_assembled_model_still_evaluates(tmp_path: P
     assert sorted(r["worker"] for r in moved) == ["d0", "d1", "d2"]
     assert {r["epoch"] for r in moved} == {1} and len({r["batch_id"] for r in moved}) == 1
     drain = moved[0]["batch_id"]
-    assert 1 < drain < 480  # mid-run: the moved units had trained
+    assert 1 < drain < 640  # mid-run: the moved units had trained
     evals = {e["step"]: e["test_acc"] for e in s["evaluations"]}
     assert drain in evals  # the drain batch's weights (old owners' units) form a full version
     after = min(step for step in evals if step > drain)
     # the accuracy curve is continuous: the moved units arrive trained (re-initialised ones
     # would drop it to chance), and training goes on to the end on the new split
     assert evals[after] >= evals[drain] - 0.05, (drain, evals)
-    assert max(evals) == 480 and evals[480] > 0.8, evals
+    assert max(evals) == 640 and evals[640] > 0.8, evals
     # the parameter server regrouped the new stages' pushes into the spec's stages: its final
     # checkpoint, loaded into the spec's split in this process, scores what it reported
     version, stages = load_checkpoint(workdir.workers_dir(run.path) / workdir.CHECKPOINT)
-    assert version == 480
+    assert version == 640
     replica = build_replica(spec)
     for stage, arrays in zip(replica.stages, stages, strict=True):
         stage.model.set_weights(arrays)

@@ -158,9 +158,9 @@ class SGStage(StageLoop):
 
     def _warm_up(self) -> None:
         """The learning rate of a stage whose units moved: 0 for the first half of the warm-up
-        (its new SG module and the fresh optimizer's moments learn; a zero-initialised module
-        and a restarted Adam would otherwise take full-size steps on trained units), then a
-        linear ramp to the spec's over the second half. Called once per step."""
+        (its new SG module and the fresh optimizer's moments learn), then a linear ramp to the
+        spec's over the second half. Called once per step. It delays the accuracy dip that
+        fresh SG modules cause rather than preventing it (docs/partition.md, bench sg-reset)."""
         if not self.warmup:
             return
         ramp = self.warmup_total - self.warmup_total // 2

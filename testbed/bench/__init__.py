@@ -7,6 +7,7 @@ makes every path portable; `docs/benchmarks.md` says how to add one.
 
 import json
 import os
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def command(name: str) -> str:
     """The canonical command that re-makes benchmark `name`'s result (with the cell selection
     TESTBED_BENCH_ONLY when one is set: a chunk of a long benchmark)."""
     only = os.environ.get("TESTBED_BENCH_ONLY")
-    return f"TESTBED_BENCH_ONLY='{only}' make bench NAME={name}" if only else f"make bench NAME={name}"
+    return f"TESTBED_BENCH_ONLY={shlex.quote(only)} make bench NAME={name}" if only else f"make bench NAME={name}"
 
 
 def write_result(out: Path, body: dict[str, Any], provenance: dict[str, Any]) -> Path:

@@ -83,3 +83,12 @@ def test_every_cell_makes_a_valid_spec() -> None:
         assert len(spec.cluster.devices) == (1 if method == "bp-local" else tta.DEVICES)
         assert {str(link.rate) for link in spec.cluster.links} <= {rate}
         assert spec.training.eval_every == 100 // tta.EVALS
+
+
+def test_a_chunk_records_the_cell_selection_in_its_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from testbed.bench import command
+
+    monkeypatch.delenv("TESTBED_BENCH_ONLY", raising=False)
+    assert command(tta.NAME) == "make bench NAME=time-to-accuracy"
+    monkeypatch.setenv("TESTBED_BENCH_ONLY", "quick/10mbit/*")
+    assert command(tta.NAME) == "TESTBED_BENCH_ONLY='quick/10mbit/*' make bench NAME=time-to-accuracy"

@@ -44,6 +44,10 @@ def test_without_root_the_run_completes_degraded_and_says_so(
     # the power meter reads the device's processes from /proc (no cgroup, no link counters)
     a = s["power"]["devices"]["a"]
     assert a["cpu_s"] > 0 and a["tx_bytes"] == 0
-    util = min(1.0, a["utilisation"])
-    assert a["energy_j"] == pytest.approx((1 + 2 * util) * a["seconds"], rel=0.1)
+    # P = 1 W + 2 W x utilisation, each 0.1 s sample's utilisation clipped to 1: without root
+    # the device is not capped, so samples above its quota are clipped and the energy sits at
+    # or below the mean utilisation's (Jensen), and well above idle
+    util, seconds = min(1.0, a["utilisation"]), a["seconds"]
+    busy = a["energy_j"] - 1.0 * seconds
+    assert 0.5 * 2 * util * seconds <= busy <= 2 * util * seconds * 1.01, (a, busy)
     assert any("power meter" in note for note in s["cluster"]["fidelity"]["notes"])

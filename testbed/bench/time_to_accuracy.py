@@ -191,15 +191,19 @@ def targets(cells: dict[str, dict[str, Any]], model: str = "four-layer", rate: s
             "best_decoupled_s": reached(decs[best_dec], level)}  # fmt: skip
 
 
+def models_in(cells: dict[str, dict[str, Any]]) -> list[str]:
+    """The models (the quick form's included) that have cells, in grid order."""
+    return [m for m in [*MODELS, *QUICK] if any(k.startswith(f"{m}/") for k in cells)]
+
+
 def all_targets(cells: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The target per model that has cells (the quick form's model included)."""
-    models = [m for m in [*MODELS, *QUICK] if any(k.startswith(f"{m}/") for k in cells)]
-    return {m: targets(cells, m) for m in models}
+    """The target per model that has cells."""
+    return {m: targets(cells, m) for m in models_in(cells)}
 
 
 def figure(cells: dict[str, dict[str, Any]], out: Path) -> None:
     """Test accuracy vs training time per method, a panel per model and link rate."""
-    models = [m for m in [*MODELS, *QUICK] if any(k.startswith(f"{m}/") for k in cells)]
+    models = models_in(cells)
     fig, axes = plt.subplots(len(models), len(RATES), figsize=(4.2 * len(RATES),
                                                               3.4 * max(1, len(models))),
                              squeeze=False)  # fmt: skip

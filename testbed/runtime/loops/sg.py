@@ -17,6 +17,7 @@ from testbed.runtime.store import PendingTargets
 from testbed.runtime.wire.serde import Activation, Gradient, Resplit
 
 _RESPLIT_WAIT_S = 300.0  # a drain waits this long for its neighbours and the PS at most
+_SETTLE_S = 60.0  # after its final batch a stage waits this long at most for targets owed
 _POLL_S = 0.1
 
 
@@ -25,6 +26,7 @@ class SGStage(StageLoop):
 
     Targets go upstream for batch 1 and every algorithm.sg.target_every-th batch after it
     (sends_target); the module learns from those, and other batches skip computing one.
+    After its final batch a stage learns the targets still owed to it before it ends (_settle).
     """
 
     def __init__(self, io: StageIO) -> None:
@@ -113,14 +115,28 @@ class SGStage(StageLoop):
         """Regress the SG module onto every target that has arrived (never waits for one)."""
         node = self.io.node
         for grad in node.grads.drain() if node.grads is not None else []:
-            found = self.pending.match(grad.batch_id, step)
-            if found is None:
-                node.metrics.add("targets_stale")
-                continue
-            staleness, (h, y1h) = found
-            node.metrics.staleness(staleness)
-            with node.metrics.timer("compute_s"), node.metrics.timer("sg_module_s"):
-                self.sg_losses.append(float(self.module_step(h, y1h, tf.convert_to_tensor(grad.g))))
+            self._learn(grad, step)
+
+    def _learn(self, grad: Gradient, step: int) -> None:
+        """Regress the SG module onto one target, if its batch still waits for it."""
+        metrics = self.io.node.metrics
+        found = self.pending.match(grad.batch_id, step)
+        if found is None:
+            metrics.add("targets_stale")
+            return
+        staleness, (h, y1h) = found
+        metrics.staleness(staleness)
+        with metrics.timer("compute_s"), metrics.timer("sg_module_s"):
+            self.sg_losses.append(float(self.module_step(h, y1h, tf.convert_to_tensor(grad.g))))
+
+    def _settle(self, step: int) -> None:
+        """After the final batch: learn every target still owed, for _SETTLE_S at most."""
+        node, deadline = self.io.node, time.monotonic() + _SETTLE_S
+        assert node.grads is not None
+        while self.pending and not node.stopped.is_set() and time.monotonic() < deadline:
+            grad = node.grads.get(timeout=_POLL_S)
+            if grad is not None:
+                self._learn(grad, step)
 
     def _step(self, act: Activation, step: int) -> dict[str, float]:
         y1h = tf.one_hot(tf.convert_to_tensor(act.labels, tf.int32), self.classes)
@@ -218,10 +234,7 @@ class SGStage(StageLoop):
             grad = node.grads.get(timeout=_POLL_S)
             if grad is None:
                 continue
-            found = self.pending.match(grad.batch_id, step)
-            if found is not None:
-                _, (h, y1h) = found
-                self.sg_losses.append(float(self.module_step(h, y1h, tf.convert_to_tensor(grad.g))))
+            self._learn(grad, step)
             if grad.batch_id == batch_id:
                 return
 
@@ -237,6 +250,8 @@ class SGStage(StageLoop):
                 break
             step, batch_id = step + 1, act.batch_id
             extra: dict[str, Any] = self._last(act, step) if self.last else self._step(act, step)
+            if act.final and not self.last:
+                self._settle(step)
             if self.sg_losses and step % t.log_every == 0:
                 extra["sg_loss"] = sum(self.sg_losses) / len(self.sg_losses)
                 self.sg_losses.clear()

@@ -1,8 +1,16 @@
 """Benchmark `accuracy`: the seed paper's Table 1 (BP vs SG test accuracy per model) at our budget,
-with the further methods beside them (local losses, compressed wires, fewer SG targets)."""
+with the further methods beside them (local losses, compressed wires, fewer SG targets).
+
+The whole grid (3 models x 7 methods) takes hours on 2 cores; run it in chunks with
+TESTBED_BENCH_ONLY (comma-separated shell patterns over "model/method"), e.g.
+`TESTBED_BENCH_ONLY='*/bp,*/sg' make bench NAME=accuracy`: every chunk merges its cells into
+results/bench/accuracy.json, each cell with the commit and host load it was measured at."""
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +65,27 @@ def run_cell(model: str, method: str, results_root: Path | None,
     }
 
 
+def grid(only: str | None = None) -> list[tuple[str, str]]:
+    """(model, method) in run order; `only`: comma-separated patterns over "model/method"."""
+    cells = [(m, a) for m in MODELS for a in METHODS]
+    if not only:
+        return cells
+    patterns = [p.strip() for p in only.split(",") if p.strip()]
+    return [c for c in cells if any(fnmatch.fnmatchcase(f"{c[0]}/{c[1]}", p) for p in patterns)]
+
+
+def kept_cells(previous: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The cells of an earlier result that a chunk adds to: only those that name the commit
+    they were measured at (a result from before provenance is not mixed with new cells)."""
+    return {m: {a: c for a, c in by.items() if c.get("commit")}
+            for m, by in previous.get("cells", {}).items()}
+
+
 def table(cells: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One row per model: our BP/SG final accuracy and gap next to the seed paper's, every
-    further method's accuracy, and what the compressed wire costs BP and SG."""
+    """One row per model with a BP cell: our BP/SG final accuracy and gap next to the seed
+    paper's, every further method's accuracy, and what the compressed wire costs BP and SG."""
     rows = []
-    for m, c in cells.items():
+    for m, c in ((m, c) for m, c in cells.items() if "bp" in c):
         gap = c["bp"]["final"] - c["sg"]["final"] if "sg" in c else None
         wire_cost = {a: c[a]["final"] - c[f"{a} int8/fp16"]["final"]
                      for a in ("bp", "sg") if f"{a} int8/fp16" in c}
@@ -85,12 +109,13 @@ def table(cells: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
 
 
 def figure(rows: list[dict[str, Any]], out: Path) -> None:
-    labels = list(rows[0]["methods"])
+    labels = [a for a in METHODS if any(a in r["methods"] for r in rows)]
     fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(rows) * len(labels) / 2), 4))
     x, width = range(len(rows)), 0.8 / len(labels)
     offset = {a: (k - (len(labels) - 1) / 2) * width for k, a in enumerate(labels)}
     for a in labels:
-        ax.bar([i + offset[a] for i in x], [r["methods"][a] for r in rows], width * 0.9,
+        have = [(i, r["methods"][a]) for i, r in zip(x, rows, strict=True) if a in r["methods"]]
+        ax.bar([i + offset[a] for i, _ in have], [v for _, v in have], width * 0.9,
                label=f"{a.upper() if a in ('bp', 'sg') else a} (ours)")
     for a in (a for a in ("bp", "sg") if a in offset):
         ax.scatter([i + offset[a] for i in x], [r[f"seed_{a}"] for r in rows], marker="_",
@@ -104,27 +129,35 @@ def figure(rows: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
-def main(results_root: Path | None = None, models: tuple[str, ...] = MODELS,
-         methods: tuple[str, ...] = tuple(METHODS), name: str = "accuracy") -> Path:
-    """BP vs SG test accuracy per model (the seed paper's Table 1) and further methods; a
-    subset (e.g. the quick form `main(models=("four-layer",), methods=("bp", "local", "local
-    int8"), name="accuracy-local")`) writes results/bench/<name>.json."""
+def main(results_root: Path | None = None) -> Path:
+    """BP vs SG test accuracy per model (the seed paper's Table 1) and further methods, the
+    cells TESTBED_BENCH_ONLY selects (all without it) merged into results/bench/accuracy.json."""
     made_by = provenance.start(command("accuracy"))
-    cells = {m: {a: run_cell(m, a, results_root) for a in methods} for m in models}
+    out = bench_dir(results_root) / "accuracy.json"
+    cells = kept_cells(json.loads(out.read_text()) if out.is_file() else {})
+    for model, method in grid(os.environ.get("TESTBED_BENCH_ONLY")):
+        cell = run_cell(model, method, results_root)
+        cells.setdefault(model, {})[method] = {
+            **cell, "commit": made_by["commit"], "dirty": made_by["dirty"],
+            "load": provenance.load_average()}
+        rows = table(cells)
+        write_result(out, {"rows": rows, "cells": cells}, made_by)  # a killed chunk keeps it
     rows = table(cells)
-    out = bench_dir(results_root)
-    write_result(out / f"{name}.json", {"rows": rows, "cells": cells}, made_by)
-    figure(rows, out / f"{name}.png")
+    figure(rows, out.with_suffix(".png"))
     for r in rows:
-        if r["gap"] is not None:
-            print(f"{r['model']:12} BP {r['bp']:.4f}  SG {r['sg']:.4f}  gap {r['gap'] * 100:.2f} "
-                  f"pt (target <= {r['gap_target'] * 100:.0f}, seed {r['seed_gap'] * 100:.1f})")
-        if r["local_gap"] is not None:
-            print(f"{r['model']:12} BP - local losses {r['local_gap'] * 100:.2f} pt (target <= "
-                  f"{r['local_gap_target'] * 100:.0f})")
-        others = {a: v for a, v in r["methods"].items() if a not in ("bp", "sg")}
-        print("             " + "  ".join(f"{a} {v:.4f}" for a, v in others.items()))
-    return out / f"{name}.json"
+        _print(r)
+    return out
+
+
+def _print(r: dict[str, Any]) -> None:
+    if r["gap"] is not None:
+        print(f"{r['model']:12} BP {r['bp']:.4f}  SG {r['sg']:.4f}  gap {r['gap'] * 100:.2f} "
+              f"pt (target <= {r['gap_target'] * 100:.0f}, seed {r['seed_gap'] * 100:.1f})")
+    if r["local_gap"] is not None:
+        print(f"{r['model']:12} BP - local losses {r['local_gap'] * 100:.2f} pt (target <= "
+              f"{r['local_gap_target'] * 100:.0f})")
+    others = {a: v for a, v in r["methods"].items() if a not in ("bp", "sg")}
+    print("             " + "  ".join(f"{a} {v:.4f}" for a, v in others.items()))
 
 
 BENCHES.register("accuracy")(main)

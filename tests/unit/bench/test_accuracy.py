@@ -39,3 +39,23 @@ def test_table_reports_local_losses_against_bp_and_their_wire_cost() -> None:
     assert row["wire_cost"] == pytest.approx({"local": 0.001})
     cells["eight-layer"]["local"] = _cell(0.982)
     assert accuracy.table(cells)[0]["local_gap_met"]
+
+
+def test_grid_selects_chunks_by_model_and_method_patterns() -> None:
+    assert len(accuracy.grid()) == len(accuracy.MODELS) * len(accuracy.METHODS)
+    assert accuracy.grid("*/bp,*/sg") == [(m, a) for m in accuracy.MODELS for a in ("bp", "sg")]
+    assert accuracy.grid("four-layer/local*") == [("four-layer", "local"),
+                                                  ("four-layer", "local int8")]
+    assert accuracy.grid("nothing/*") == []
+
+
+def test_a_chunk_adds_to_cells_that_name_their_commit_only() -> None:
+    previous = {"cells": {"four-layer": {"bp": {**_cell(0.98), "commit": "abc"},
+                                         "sg": _cell(0.97)}}}  # from before provenance
+    assert accuracy.kept_cells(previous) == {"four-layer": {"bp": {**_cell(0.98), "commit": "abc"}}}
+    assert accuracy.kept_cells({}) == {}
+
+
+def test_table_skips_a_model_without_a_bp_cell() -> None:
+    cells = {"vgg16": {"sg": _cell(0.96)}, "four-layer": {"bp": _cell(0.98)}}
+    assert [r["model"] for r in accuracy.table(cells)] == ["four-layer"]

@@ -65,8 +65,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("sg-module-never-updated",
            "distributed SG module never regressed onto its targets (stage 0 never learns)",
            "testbed/runtime/loops/sg.py", r"self\.module_step\(", "(lambda *a: 0.0)(",
-           (f"{_T_LOOPS}/test_sg.py",), (f"{_REFERENCE}::test_sg_matches_in_process_every_stage",),
-           count=2),  # every step, and while a re-split drains
+           (f"{_T_LOOPS}/test_sg.py",), (f"{_REFERENCE}::test_sg_matches_in_process_every_stage",)),
+    # one call (_learn) serves every step, a re-split's drain and the settle after the last batch
     Mutant("gpipe-sums-micro-batches",
            "GPipe sums micro-batch gradients instead of averaging them (M x too large)",
            "testbed/runtime/loops/bp.py", r"1\.0 / micro_batches", "1.0",

@@ -59,3 +59,17 @@ def test_a_chunk_adds_to_cells_that_name_their_commit_only() -> None:
 def test_table_skips_a_model_without_a_bp_cell() -> None:
     cells = {"vgg16": {"sg": _cell(0.96)}, "four-layer": {"bp": _cell(0.98)}}
     assert [r["model"] for r in accuracy.table(cells)] == ["four-layer"]
+
+
+def test_headlines_give_bp_minus_sg_and_bp_minus_local_where_measured() -> None:
+    from testbed.bench.headlines import accuracy as headline
+
+    cells = {"four-layer": {"bp": _cell(0.986), "sg": _cell(0.983), "local": _cell(0.970)},
+             "vgg16": {"bp": _cell(0.988), "sg": _cell(0.962)}}
+    sg, local = headline({"rows": accuracy.table(cells)})
+    assert "four-layer / VGG16 (¼ width)" in sg.result and sg.measured == "0.30 / 2.60 pt"
+    assert sg.target == "≤ 1 / 5 pt" and sg.met
+    assert "local losses" in local.result and "VGG16" not in local.result
+    assert local.measured == "**1.60** pt" and local.met is False  # 1.6 > 1 point
+    (only_bp,) = accuracy.table({"eight-layer": {"bp": _cell(0.99)}})
+    assert headline({"rows": [only_bp]}) == []

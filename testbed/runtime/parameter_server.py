@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from testbed.algorithms.bp import accuracy_count, forward
 from testbed.data import Dataset
-from testbed.runtime import splits
+from testbed.runtime import resplit, splits
 from testbed.runtime.checkpoints import CheckpointStore
 from testbed.runtime.replica import (
     Replica,
@@ -136,6 +136,10 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
         self._unit_specs = splits.named_units(self.table, self.specs)
         self.state_specs = [state_specs(replica, i) for i in range(len(replica.stages))]
         self._lock = threading.Lock()
+        # a re-split's carried SG modules: boundary unit -> newest (version, module state)
+        self._modules: dict[int, tuple[int, dict[str, np.ndarray]]] = {}
+        self._module_specs: dict[int, dict[str, TensorSpec]] = {}
+        self._module_lock = threading.Lock()  # builds the expected specs once per boundary
         self._versions: dict[int, dict[int, list[np.ndarray]]] = {}  # version -> unit -> arrays
         self._units: dict[int, tuple[int, list[np.ndarray]]] = {}  # unit -> newest (version, arrays)
         self._complete = 0
@@ -155,6 +159,8 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
     def PushWeights(  # noqa: N802 - name fixed by the generated servicer
         self, request: parameter_pb2.WeightSet, context: grpc.ServicerContext
     ) -> common_pb2.Ack:
+        if request.HasField("sg_boundary"):
+            return self._push_module(request, context)
         table = self.table
         try:  # the stage of the split epoch it names, validated against that stage's units
             specs = self._stage_specs(table, request.split_epoch, request.stage_id)
@@ -193,6 +199,8 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
     ) -> parameter_pb2.WeightSet:
         """A stage of a split epoch assembled from its units' newest weights, once every one of
         them is at min_version or newer (a re-split's receiver waits for its new units)."""
+        if request.HasField("sg_boundary"):
+            return self._pull_module(request, context)
         epoch, stage, table = request.split_epoch, request.stage_id, self.table
         try:
             wanted = table.units(epoch, stage)
@@ -209,6 +217,47 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
             )
         tensors = self._named(table, epoch, stage, {u: a for u, (_, a) in have.items()})
         return serde_ps.weights_to_message(Weights(stage, min(versions), tensors, epoch))
+
+    def _boundary_specs(self, unit: int) -> dict[str, TensorSpec]:
+        """What the SG module at the boundary after `unit` holds (weights, Adam variables)."""
+        if not 0 <= unit < len(self.table.counts) - 1:
+            raise splits.SplitError(f"sg_boundary: got unit {unit}, expected a boundary 0.."
+                                    f"{len(self.table.counts) - 2}")
+        with self._module_lock:
+            if not self._module_specs:
+                shapes = resplit.unit_output_shapes(self.replica)
+                self._module_specs.update({u: resplit.module_state_specs(
+                    self.replica.spec, shapes[u], self.replica.num_classes)
+                    for u in range(len(shapes) - 1)})  # fmt: skip
+            return self._module_specs[unit]
+
+    def _push_module(self, request: parameter_pb2.WeightSet,
+                     context: grpc.ServicerContext) -> common_pb2.Ack:
+        """A re-split's old owner hands on the SG module of a boundary that survives it."""
+        try:
+            w = serde_ps.weights_from_message(request, self._boundary_specs(request.sg_boundary))
+        except (MessageValidationError, splits.SplitError) as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        self.metrics.transfer("received", f"sg{request.sg_boundary}", request.ByteSize(),
+                              serde.raw_nbytes(w))  # fmt: skip
+        with self._lock:
+            if self._modules.get(request.sg_boundary, (-1,))[0] <= w.version:
+                self._modules[request.sg_boundary] = (w.version, dict(w.tensors))
+        return common_pb2.Ack(id=w.version)
+
+    def _pull_module(self, request: parameter_pb2.PullRequest,
+                     context: grpc.ServicerContext) -> parameter_pb2.WeightSet:
+        """The SG module of a boundary at min_version or newer (its new owner polls for it)."""
+        unit = request.sg_boundary
+        if unit >= len(self.table.counts) - 1:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"sg_boundary: got unit {unit}, "
+                          f"expected a boundary 0..{len(self.table.counts) - 2}")  # fmt: skip
+        with self._lock:
+            version, tensors = self._modules.get(unit, (-1, {}))
+        if version < request.min_version:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"sg_boundary {unit}: no SG module at "
+                          f"version >= {request.min_version}")  # fmt: skip
+        return serde_ps.weights_to_message(Weights(0, version, tensors, sg_boundary=unit))
 
     def Resplit(  # noqa: N802
         self, request: common_pb2.SplitPlan, context: grpc.ServicerContext

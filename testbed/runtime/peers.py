@@ -169,12 +169,14 @@ class ParameterClient:
         return reply  # type: ignore[no-any-return]
 
     def pull_weights(self, stage_id: int, min_version: int, split_epoch: int = 0,
-                     expected: Mapping[str, TensorSpec] | None = None) -> Weights | None:
+                     expected: Mapping[str, TensorSpec] | None = None,
+                     sg_boundary: int | None = None) -> Weights | None:
         """Stage `stage_id` of a split epoch at min_version or newer, validated against
         `expected` (names, dtypes, shapes); None while the server does not hold every unit of
-        it at that version yet."""
+        it at that version yet. With `sg_boundary`: the SG module (and optimizer) a re-split
+        carries at the boundary after that unit, instead of a stage."""
         request = parameter_pb2.PullRequest(stage_id=stage_id, min_version=min_version,
-                                            split_epoch=split_epoch)
+                                            split_epoch=split_epoch, sg_boundary=sg_boundary)
         try:
             reply = grpc_util.call_with_deadline(self.stub.PullWeights, request, self.deadline_s,
                                                  wait_for_ready=True)

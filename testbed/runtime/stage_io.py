@@ -154,16 +154,26 @@ class StageIO:
                 box.flush(_FLUSH_S)
 
     def pull_stage(self, index: int, version: int, epoch: int,
-                   expected: Mapping[str, TensorSpec], timeout_s: float) -> Weights:
+                   expected: Mapping[str, TensorSpec], timeout_s: float,
+                   sg_boundary: int | None = None) -> Weights:
         """Stage `index` of split `epoch` from the PS once every unit of it is at `version`
-        (their old owners push them while draining); polls until then."""
+        (their old owners push them while draining); polls until then. With `sg_boundary`:
+        the SG module of that boundary its old owner pushed (push_module) instead."""
         deadline = time.monotonic() + timeout_s
-        while (w := self.ps_client.pull_weights(index, version, epoch, expected)) is None:
+        what = (f"stage {index} of split epoch {epoch}" if sg_boundary is None
+                else f"the SG module after unit {sg_boundary}")
+        while (w := self.ps_client.pull_weights(index, version, epoch, expected,
+                                                sg_boundary)) is None:
             if time.monotonic() > deadline or self.node.stopped.is_set():
-                raise RuntimeError(f"stage {index} of split epoch {epoch} not at the parameter "
-                                   f"server at version {version} within {timeout_s:.0f} s")
+                raise RuntimeError(f"{what} not at the parameter server at version {version} "
+                                   f"within {timeout_s:.0f} s")
             time.sleep(_PULL_POLL_S)
         return w
+
+    def push_module(self, unit: int, version: int, tensors: dict[str, np.ndarray]) -> None:
+        """Queue the SG module (and optimizer) at the boundary after `unit` for the PS, where
+        the boundary's new owner pulls it at a re-split; push_now's flush delivers it."""
+        self.ps.put(Weights(0, version, tensors, self.split_epoch, sg_boundary=unit))
 
     def maybe_push(self, version: int) -> None:
         """Push the weights at the first step at or past each multiple of push_every, and the

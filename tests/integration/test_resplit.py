@@ -76,6 +76,11 @@ def test_resplit_moves_units_and_the_assembled_model_still_evaluates(
     moved = [r for r in records if r["kind"] == "resplit"]
     assert sorted(r["worker"] for r in moved) == ["d0", "d1", "d2"]
     assert {r["epoch"] for r in moved} == {1} and len({r["batch_id"] for r in moved}) == 1
+    # fc1 stays a boundary on its new owner d0 and keeps its trained SG module (carried from
+    # d1 through the parameter server); fc2's boundary on d1 is new and starts fresh
+    by_worker = {r["worker"]: r for r in moved}
+    assert (by_worker["d0"]["carried_sg_module"], by_worker["d0"]["new_sg_module"]) == (1, 0)
+    assert (by_worker["d1"]["carried_sg_module"], by_worker["d1"]["new_sg_module"]) == (0, 1)
     drain = moved[0]["batch_id"]
     assert 1 < drain < STEPS  # mid-run: the moved units had trained
     evals = _evals(path)

@@ -11,7 +11,14 @@ from testbed.algorithms.bp import accuracy_count
 from testbed.algorithms.sg import sends_target, sg_last_stage_step, sg_module_step, sg_stage_step
 from testbed.runtime.loops import StageLoop
 from testbed.runtime.replica import input_spec, output_spec, weight_specs
-from testbed.runtime.resplit import regroup, stages_for
+from testbed.runtime.resplit import (
+    module_moves,
+    module_state,
+    module_state_specs,
+    regroup,
+    stage_ends,
+    stages_for,
+)
 from testbed.runtime.stage_io import StageIO
 from testbed.runtime.store import PendingTargets
 from testbed.runtime.wire.serde import Activation, Gradient, Resplit
@@ -194,7 +201,11 @@ class SGStage(StageLoop):
         if not self.last:
             self._await_target(batch_id, step)  # nothing of the old output shape is coming any more
         io.flush_sends()
-        io.push_now(batch_id)  # the old owner's units, at the drain batch
+        r, i = io.replica, self.index
+        hand = module_moves(stage_ends(r), plan.stage_ends, i)
+        if hand.push is not None:  # its boundary survives on another stage: the module goes there
+            io.push_module(hand.push, batch_id, module_state(r.sgs[i], r.sg_optimizers[i]))
+        io.push_now(batch_id)  # the old owner's units (and module), at the drain batch
         stages = stages_for(io.replica, plan.stage_ends)
         new = stages[self.index]
         if not self.first:
@@ -207,7 +218,12 @@ class SGStage(StageLoop):
         drained = time.perf_counter()
         pulled = io.pull_stage(self.index, batch_id, plan.epoch, weight_specs(new.model),
                                _RESPLIT_WAIT_S)
-        moved = regroup(io.replica, self.index, stages, pulled.tensors)
+        carried = None
+        if hand.pull is not None:  # the boundary it now ends at was another stage's
+            specs = module_state_specs(io.cfg.spec, new.output_shape, r.num_classes)
+            carried = io.pull_stage(self.index, batch_id, plan.epoch, specs, _RESPLIT_WAIT_S,
+                                    sg_boundary=hand.pull).tensors
+        moved = regroup(io.replica, self.index, stages, pulled.tensors, carried)
         io.split_epoch, self.resplit = plan.epoch, None
         if moved.units:
             cfg = io.cfg.spec.job.resplit
@@ -223,7 +239,7 @@ class SGStage(StageLoop):
         node.metrics.write("resplit", {
             "epoch": plan.epoch, "batch_id": batch_id, "units": len(new.units),
             "drain_s": drained - started, "rebuild_s": done - drained,
-            "new_sg_module": float(moved.new_sg),
+            "new_sg_module": float(moved.new_sg), "carried_sg_module": float(moved.carried_sg),
         })
 
     def _await_target(self, batch_id: int, step: int) -> None:

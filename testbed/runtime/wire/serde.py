@@ -57,6 +57,7 @@ class Weights:
     version: int
     tensors: dict[str, np.ndarray]
     split_epoch: int = 0  # the split the stage belongs to (0: the spec's)
+    sg_boundary: int | None = None  # set: the SG module at the boundary after this unit instead
 
 
 @dataclass(frozen=True)

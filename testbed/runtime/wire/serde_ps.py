@@ -22,7 +22,8 @@ from testbed.runtime.wire.tensors import (
 def weights_to_message(weights: Weights) -> parameter_pb2.WeightSet:
     """Encode a stage's weights, preserving their order."""
     msg = parameter_pb2.WeightSet(stage_id=weights.stage_id, version=weights.version,
-                                  split_epoch=weights.split_epoch)
+                                  split_epoch=weights.split_epoch,
+                                  sg_boundary=weights.sg_boundary)
     for name, arr in weights.tensors.items():
         fill_tensor(msg.tensors.add(name=name).tensor, arr, f"WeightSet.tensors[{name}]")
     return msg
@@ -50,8 +51,9 @@ def weights_from_message(
     if expected is not None and tensors.keys() != expected.keys():
         missing = sorted(expected.keys() - tensors.keys())
         raise MessageValidationError(f"WeightSet.tensors: missing {missing}, expected all of them")
+    boundary = msg.sg_boundary if msg.HasField("sg_boundary") else None
     return Weights(stage_id=msg.stage_id, version=msg.version, tensors=tensors,
-                   split_epoch=msg.split_epoch)
+                   split_epoch=msg.split_epoch, sg_boundary=boundary)
 
 
 @dataclass(frozen=True, eq=False)

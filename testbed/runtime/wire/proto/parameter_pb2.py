@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from testbed.runtime.wire.proto import common_pb2 as testbed_dot_runtime_dot_wire_dot_proto_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*testbed/runtime/wire/proto/parameter.proto\x12\ntestbed.v1\x1a\'testbed/runtime/wire/proto/common.proto\"?\n\x0bNamedTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x06tensor\x18\x02 \x01(\x0b\x32\x12.testbed.v1.Tensor\"m\n\tWeightSet\x12\x10\n\x08stage_id\x18\x01 \x01(\r\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12(\n\x07tensors\x18\x03 \x03(\x0b\x32\x17.testbed.v1.NamedTensor\x12\x13\n\x0bsplit_epoch\x18\x04 \x01(\r\"I\n\x0bPullRequest\x12\x10\n\x08stage_id\x18\x01 \x01(\r\x12\x13\n\x0bmin_version\x18\x02 \x01(\x04\x12\x13\n\x0bsplit_epoch\x18\x03 \x01(\r\"V\n\x0cModelWeights\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12%\n\x06stages\x18\x02 \x03(\x0b\x32\x15.testbed.v1.WeightSet\x12\x0e\n\x06ticket\x18\x03 \x01(\x04\"R\n\nEvaluation\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12\x15\n\rtest_accuracy\x18\x02 \x01(\x01\x12\x0e\n\x06wall_s\x18\x03 \x01(\x01\x12\x0f\n\x07ready_s\x18\x04 \x01(\x01\"h\n\x0fParameterStatus\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12+\n\x0b\x65valuations\x18\x02 \x03(\x0b\x32\x16.testbed.v1.Evaluation\x12\x17\n\x0fstale_gradients\x18\x03 \x01(\x04\x32\xdd\x03\n\x10ParameterService\x12\x35\n\x0bPushWeights\x12\x15.testbed.v1.WeightSet\x1a\x0f.testbed.v1.Ack\x12=\n\x0bPullWeights\x12\x17.testbed.v1.PullRequest\x1a\x15.testbed.v1.WeightSet\x12:\n\rPushGradients\x12\x18.testbed.v1.ModelWeights\x1a\x0f.testbed.v1.Ack\x12\x38\n\tPullModel\x12\x11.testbed.v1.Empty\x1a\x18.testbed.v1.ModelWeights\x12\x38\n\x06Status\x12\x11.testbed.v1.Empty\x1a\x1b.testbed.v1.ParameterStatus\x12\x31\n\x07Resplit\x12\x15.testbed.v1.SplitPlan\x1a\x0f.testbed.v1.Ack\x12\x33\n\tPushState\x12\x15.testbed.v1.WeightSet\x1a\x0f.testbed.v1.Ack\x12;\n\tPullState\x12\x17.testbed.v1.PullRequest\x1a\x15.testbed.v1.WeightSetb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*testbed/runtime/wire/proto/parameter.proto\x12\ntestbed.v1\x1a\'testbed/runtime/wire/proto/common.proto\"?\n\x0bNamedTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x06tensor\x18\x02 \x01(\x0b\x32\x12.testbed.v1.Tensor\"\x97\x01\n\tWeightSet\x12\x10\n\x08stage_id\x18\x01 \x01(\r\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12(\n\x07tensors\x18\x03 \x03(\x0b\x32\x17.testbed.v1.NamedTensor\x12\x13\n\x0bsplit_epoch\x18\x04 \x01(\r\x12\x18\n\x0bsg_boundary\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x0e\n\x0c_sg_boundary\"s\n\x0bPullRequest\x12\x10\n\x08stage_id\x18\x01 \x01(\r\x12\x13\n\x0bmin_version\x18\x02 \x01(\x04\x12\x13\n\x0bsplit_epoch\x18\x03 \x01(\r\x12\x18\n\x0bsg_boundary\x18\x04 \x01(\rH\x00\x88\x01\x01\x42\x0e\n\x0c_sg_boundary\"V\n\x0cModelWeights\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12%\n\x06stages\x18\x02 \x03(\x0b\x32\x15.testbed.v1.WeightSet\x12\x0e\n\x06ticket\x18\x03 \x01(\x04\"R\n\nEvaluation\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12\x15\n\rtest_accuracy\x18\x02 \x01(\x01\x12\x0e\n\x06wall_s\x18\x03 \x01(\x01\x12\x0f\n\x07ready_s\x18\x04 \x01(\x01\"h\n\x0fParameterStatus\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12+\n\x0b\x65valuations\x18\x02 \x03(\x0b\x32\x16.testbed.v1.Evaluation\x12\x17\n\x0fstale_gradients\x18\x03 \x01(\x04\x32\xdd\x03\n\x10ParameterService\x12\x35\n\x0bPushWeights\x12\x15.testbed.v1.WeightSet\x1a\x0f.testbed.v1.Ack\x12=\n\x0bPullWeights\x12\x17.testbed.v1.PullRequest\x1a\x15.testbed.v1.WeightSet\x12:\n\rPushGradients\x12\x18.testbed.v1.ModelWeights\x1a\x0f.testbed.v1.Ack\x12\x38\n\tPullModel\x12\x11.testbed.v1.Empty\x1a\x18.testbed.v1.ModelWeights\x12\x38\n\x06Status\x12\x11.testbed.v1.Empty\x1a\x1b.testbed.v1.ParameterStatus\x12\x31\n\x07Resplit\x12\x15.testbed.v1.SplitPlan\x1a\x0f.testbed.v1.Ack\x12\x33\n\tPushState\x12\x15.testbed.v1.WeightSet\x1a\x0f.testbed.v1.Ack\x12;\n\tPullState\x12\x17.testbed.v1.PullRequest\x1a\x15.testbed.v1.WeightSetb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,16 +34,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NAMEDTENSOR']._serialized_start=99
   _globals['_NAMEDTENSOR']._serialized_end=162
-  _globals['_WEIGHTSET']._serialized_start=164
-  _globals['_WEIGHTSET']._serialized_end=273
-  _globals['_PULLREQUEST']._serialized_start=275
-  _globals['_PULLREQUEST']._serialized_end=348
-  _globals['_MODELWEIGHTS']._serialized_start=350
-  _globals['_MODELWEIGHTS']._serialized_end=436
-  _globals['_EVALUATION']._serialized_start=438
-  _globals['_EVALUATION']._serialized_end=520
-  _globals['_PARAMETERSTATUS']._serialized_start=522
-  _globals['_PARAMETERSTATUS']._serialized_end=626
-  _globals['_PARAMETERSERVICE']._serialized_start=629
-  _globals['_PARAMETERSERVICE']._serialized_end=1106
+  _globals['_WEIGHTSET']._serialized_start=165
+  _globals['_WEIGHTSET']._serialized_end=316
+  _globals['_PULLREQUEST']._serialized_start=318
+  _globals['_PULLREQUEST']._serialized_end=433
+  _globals['_MODELWEIGHTS']._serialized_start=435
+  _globals['_MODELWEIGHTS']._serialized_end=521
+  _globals['_EVALUATION']._serialized_start=523
+  _globals['_EVALUATION']._serialized_end=605
+  _globals['_PARAMETERSTATUS']._serialized_start=607
+  _globals['_PARAMETERSTATUS']._serialized_end=711
+  _globals['_PARAMETERSERVICE']._serialized_start=714
+  _globals['_PARAMETERSERVICE']._serialized_end=1191
 # @@protoc_insertion_point(module_scope)

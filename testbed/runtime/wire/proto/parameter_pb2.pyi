@@ -16,26 +16,30 @@ class NamedTensor(_message.Message):
     def __init__(self, name: _Optional[str] = ..., tensor: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class WeightSet(_message.Message):
-    __slots__ = ("stage_id", "version", "tensors", "split_epoch")
+    __slots__ = ("stage_id", "version", "tensors", "split_epoch", "sg_boundary")
     STAGE_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TENSORS_FIELD_NUMBER: _ClassVar[int]
     SPLIT_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SG_BOUNDARY_FIELD_NUMBER: _ClassVar[int]
     stage_id: int
     version: int
     tensors: _containers.RepeatedCompositeFieldContainer[NamedTensor]
     split_epoch: int
-    def __init__(self, stage_id: _Optional[int] = ..., version: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[NamedTensor, _Mapping]]] = ..., split_epoch: _Optional[int] = ...) -> None: ...
+    sg_boundary: int
+    def __init__(self, stage_id: _Optional[int] = ..., version: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[NamedTensor, _Mapping]]] = ..., split_epoch: _Optional[int] = ..., sg_boundary: _Optional[int] = ...) -> None: ...
 
 class PullRequest(_message.Message):
-    __slots__ = ("stage_id", "min_version", "split_epoch")
+    __slots__ = ("stage_id", "min_version", "split_epoch", "sg_boundary")
     STAGE_ID_FIELD_NUMBER: _ClassVar[int]
     MIN_VERSION_FIELD_NUMBER: _ClassVar[int]
     SPLIT_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SG_BOUNDARY_FIELD_NUMBER: _ClassVar[int]
     stage_id: int
     min_version: int
     split_epoch: int
-    def __init__(self, stage_id: _Optional[int] = ..., min_version: _Optional[int] = ..., split_epoch: _Optional[int] = ...) -> None: ...
+    sg_boundary: int
+    def __init__(self, stage_id: _Optional[int] = ..., min_version: _Optional[int] = ..., split_epoch: _Optional[int] = ..., sg_boundary: _Optional[int] = ...) -> None: ...
 
 class ModelWeights(_message.Message):
     __slots__ = ("version", "stages", "ticket")

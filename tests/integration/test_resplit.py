@@ -106,7 +106,7 @@ def test_resplit_moves_units_and_the_assembled_model_still_evaluates(
 
 @pytest.mark.xfail(strict=False, reason="known limitation, docs/partition.md: with fc1's SG "
                    "module carried to its new owner the dip right after the warm-up is gone, but "
-                   "sg dips later in the run (ends 0.59-0.85 in 5 runs, 2 pass); without any "
+                   "sg dips later in the run (ends 0.59-0.85 in 6 runs, 3 pass); without any "
                    "re-split sg on [fc1, fc2] with d1 at 0.1 CPU also dips (to 0.44) and ends "
                    "0.80-0.87")
 def test_sg_accuracy_recovers_after_the_resplit(resplit_run: tuple[Any, Path]) -> None:

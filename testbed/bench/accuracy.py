@@ -138,8 +138,8 @@ def main(results_root: Path | None = None) -> Path:
     for model, method in grid(os.environ.get("TESTBED_BENCH_ONLY")):
         cell = run_cell(model, method, results_root)
         cells.setdefault(model, {})[method] = {
-            **cell, "commit": made_by["commit"], "dirty": made_by["dirty"],
-            "load": provenance.load_average()}
+            **cell, "command": made_by["command"], "commit": made_by["commit"],
+            "dirty": made_by["dirty"], "load": provenance.load_average()}
         rows = table(cells)
         write_result(out, {"rows": rows, "cells": cells}, made_by)  # a killed chunk keeps it
     rows = table(cells)

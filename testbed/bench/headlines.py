@@ -19,6 +19,7 @@ class Headline:
     measured: str
     target: str = ""
     met: bool | None = None  # None: no target
+    commands: tuple[str, ...] = ()  # what made this row, where not the result's one command
 
 
 Rows = Callable[[dict[str, Any]], list[Headline]]
@@ -53,18 +54,22 @@ def _mark(text: str, met: bool | None) -> str:
 
 @headline("accuracy")
 def accuracy(doc: dict[str, Any]) -> list[Headline]:
-    """BP − SG per model with both cells; BP − local losses per model with a local cell."""
+    """BP − SG per model with both cells; BP − local losses per model with a local cell; each
+    row names the commands (chunks) that measured its cells."""
     out = []
-    for key, label in (("gap", "SG"), ("local_gap", "local losses")):
+    for key, method, label in (("gap", "sg", "SG"), ("local_gap", "local", "local losses")):
         rows = [r for r in doc["rows"] if r.get(key) is not None]
         if not rows:
             continue
         names = _slash(r["model"].replace("vgg16", "VGG16 (¼ width)") for r in rows)
+        cells = [doc.get("cells", {}).get(r["model"], {}).get(m, {})
+                 for r in rows for m in ("bp", method)]  # fmt: skip
         out.append(Headline(
             f"BP − {label} test accuracy after the bench budget, {names}",
             _slash(_mark(f"{100 * r[key]:.2f}", r[f"{key}_met"]) for r in rows) + " pt",
             "≤ " + _slash(f"{100 * r[f'{key}_target']:.0f}" for r in rows) + " pt",
             _all([r[f"{key}_met"] for r in rows]),
+            tuple(dict.fromkeys(c["command"] for c in cells if c.get("command"))),
         ))  # fmt: skip
     return out
 

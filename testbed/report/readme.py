@@ -44,7 +44,8 @@ def table(bench_dir: Path) -> str:
         if not path.is_file():
             continue
         doc = json.loads(path.read_text())
-        out += "".join(row(h, made_by(doc, name)) for h in rows(doc))
+        out += "".join(row(h, " + ".join(f"`{c}`" for c in h.commands) or made_by(doc, name))
+                       for h in rows(doc))  # fmt: skip
     return out
 
 

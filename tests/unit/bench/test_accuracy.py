@@ -64,9 +64,12 @@ def test_table_skips_a_model_without_a_bp_cell() -> None:
 def test_headlines_give_bp_minus_sg_and_bp_minus_local_where_measured() -> None:
     from testbed.bench.headlines import accuracy as headline
 
-    cells = {"four-layer": {"bp": _cell(0.986), "sg": _cell(0.983), "local": _cell(0.970)},
-             "vgg16": {"bp": _cell(0.988), "sg": _cell(0.962)}}
-    sg, local = headline({"rows": accuracy.table(cells)})
+    first, second = ({"command": f"chunk {k}"} for k in (1, 2))
+    cells = {"four-layer": {"bp": {**_cell(0.986), **first}, "sg": {**_cell(0.983), **first},
+                            "local": {**_cell(0.970), **second}},
+             "vgg16": {"bp": {**_cell(0.988), **first}, "sg": {**_cell(0.962), **first}}}
+    sg, local = headline({"rows": accuracy.table(cells), "cells": cells})
+    assert sg.commands == ("chunk 1",) and local.commands == ("chunk 1", "chunk 2")
     assert "four-layer / VGG16 (¼ width)" in sg.result and sg.measured == "0.30 / 2.60 pt"
     assert sg.target == "≤ 1 / 5 pt" and sg.met
     assert "local losses" in local.result and "VGG16" not in local.result

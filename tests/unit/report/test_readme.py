@@ -65,3 +65,15 @@ def test_check_fails_on_a_stale_readme(tmp_path: Path) -> None:
     assert readme.main([*args, "--check"]) == 1
     assert readme.main(args) == 0
     assert readme.main([*args, "--check"]) == 0
+
+
+def test_a_row_measured_by_several_chunks_names_each_command(tmp_path: Path) -> None:
+    cell = {"final": 0.98, "iterations": 3000, "batch_size": 128, "width": 1.0}
+    cells = {"four-layer": {"bp": {**cell, "command": "A make bench NAME=accuracy"},
+                            "local": {**cell, "final": 0.97, "command": "B make bench NAME=accuracy"}}}
+    from testbed.bench.accuracy import table
+
+    doc = {"rows": table(cells), "cells": cells, "provenance": {"command": "B make bench NAME=accuracy"}}
+    (tmp_path / "accuracy.json").write_text(json.dumps(doc))
+    assert readme.table(tmp_path).splitlines()[2].endswith(
+        "| `A make bench NAME=accuracy` + `B make bench NAME=accuracy` |")

@@ -6,6 +6,7 @@ dead (its `lease`), which every `testbed` command does first.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -93,12 +94,20 @@ def _root_links() -> list[str]:
 
 
 def _delete_root_link(ifname: str) -> bool:
+    """Delete a labelled root-namespace link; True if it existed. Its peer's namespace, just
+    removed, may take it with it while we look (the kernel does that asynchronously): gone by
+    the time we delete it (ENODEV) counts as removed."""
     from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
 
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=ifname)
         if found:
-            ipr.link("del", index=found[0])  # a veth takes its peer with it
+            try:
+                ipr.link("del", index=found[0])  # a veth takes its peer with it
+            except NetlinkError as error:
+                if error.code != errno.ENODEV:
+                    raise
         return bool(found)
 
 

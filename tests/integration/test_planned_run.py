@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import traceback
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,8 @@ def test_a_planned_run_profiles_picks_trains_the_rest_and_compares(tmp_path: Pat
     results = tmp_path / "results"
     argv = ["run", str(_spec(tmp_path)), "--results", str(results), "--no-progress"]
     got = CliRunner().invoke(app, argv)
-    assert got.exit_code == 0, got.output
+    failure = "".join(traceback.format_exception(*got.exc_info)) if got.exc_info else ""
+    assert got.exit_code == 0, got.output + failure  # the traceback of an uncaught error too
     (run,) = (results / "planned").iterdir()
     s = read_summary(run)
     assert s["status"] == "completed", s.get("reason")

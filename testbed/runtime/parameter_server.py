@@ -218,11 +218,14 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
         tensors = self._named(table, epoch, stage, {u: a for u, (_, a) in have.items()})
         return serde_ps.weights_to_message(Weights(stage, min(versions), tensors, epoch))
 
-    def _boundary_specs(self, unit: int) -> dict[str, TensorSpec]:
-        """What the SG module at the boundary after `unit` holds (weights, Adam variables)."""
+    def _check_boundary(self, unit: int) -> None:
         if not 0 <= unit < len(self.table.counts) - 1:
             raise splits.SplitError(f"sg_boundary: got unit {unit}, expected a boundary 0.."
                                     f"{len(self.table.counts) - 2}")
+
+    def _boundary_specs(self, unit: int) -> dict[str, TensorSpec]:
+        """What the SG module at the boundary after `unit` holds (weights, Adam variables)."""
+        self._check_boundary(unit)
         with self._module_lock:
             if not self._module_specs:
                 shapes = resplit.unit_output_shapes(self.replica)
@@ -249,9 +252,10 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
                      context: grpc.ServicerContext) -> parameter_pb2.WeightSet:
         """The SG module of a boundary at min_version or newer (its new owner polls for it)."""
         unit = request.sg_boundary
-        if unit >= len(self.table.counts) - 1:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"sg_boundary: got unit {unit}, "
-                          f"expected a boundary 0..{len(self.table.counts) - 2}")  # fmt: skip
+        try:
+            self._check_boundary(unit)
+        except splits.SplitError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         with self._lock:
             version, tensors = self._modules.get(unit, (-1, {}))
         if version < request.min_version:

@@ -1,13 +1,12 @@
 """A model's chain of units for the partitioner: sizes from the built model, step times measured.
 
-Every unit is timed as its own sg stage (forward, SG prediction at its output, backward,
-update: what a worker's step does), and beside it the SG module's prediction alone, its update,
-and an empty step (the fixed cost of one step call). From those, a stage of units i..j costs
-sum(unit_s[i..j]) + sg_s[j] + stage_s, which for a single unit is exactly what was measured:
+A stage of units i..j costs sum(unit_s[i..j]) + sg_s[j] + stage_s, each term measured:
 
-    unit_s[u] = step[u] - predict[u]   (the last unit: step - empty)
-    sg_s[u]   = predict[u] - empty + update[u]
-    stage_s   = empty
+    unit_s[u] = what unit u adds to a stage's step: its forward, backward and update run k times
+                inside one graph call against once, (T_k - T_1) / (k - 1), so even a unit far
+                cheaper than a step call's fixed cost is resolved (`marginal_time`)
+    sg_s[u]   = the SG module's prediction at u's output (less an empty call) + its update
+    stage_s   = the whole model stepped as one stage, less the sum of its units' unit_s
 
 Times are medians of block means (`mean_time`): under a CPU quota a step either runs at full
 speed or waits out the rest of the quota period, and the mean over a period is what a worker's
@@ -115,6 +114,62 @@ def mean_time(fn: Callable[[], object], min_s: float = 0.5, blocks: int = 5,
     return statistics.median(means)
 
 
+def marginal_time(body: Callable[[], Any], min_s: float = 0.5, k: int = 8,
+                  k_max: int = 1024) -> float:
+    """Seconds one more run of `body` (graph code returning a scalar tensor) adds inside a graph
+    call: (T_k - T_1) / (k - 1), with k multiplied by 4 until the k runs cost at least as much
+    as the call itself (T_k >= 2 T_1) or k reaches k_max."""
+    import tensorflow as tf
+
+    @tf.function
+    def repeat(n: tf.Tensor) -> tf.Tensor:
+        total = body()
+        for _ in tf.range(n - 1):
+            total += body()
+        return total
+
+    def timed(n: int) -> float:
+        count = tf.constant(n)
+        return mean_time(lambda: repeat(count).numpy(), min_s)
+
+    once = timed(1)
+    while True:
+        many = timed(k)
+        if many >= 2 * once or k >= k_max:
+            return max((many - once) / (k - 1), 0.0)
+        k = min(4 * k, k_max)
+
+
+def unit_body(stage: Any, last: bool, batch: int) -> Callable[[], Any]:
+    """One unit's work in a stage step as graph code: forward, backward (to its input unless it
+    is the first), update; returns a scalar that depends on all of it."""
+    import keras
+    import tensorflow as tf
+
+    from testbed.algorithms.bp import apply_stage_grads, last_stage_grads, stage_grads
+
+    models, opts = [stage.model], [keras.optimizers.Adam(1e-9)]
+    h = tf.random.normal((batch, *stage.input_shape))
+    if last:
+        y = tf.zeros((batch,), tf.int64)
+
+        def last_body() -> tf.Tensor:
+            loss, _, grads, _ = last_stage_grads(models, h, y)
+            apply_stage_grads(models, opts, grads)
+            return loss
+
+        return last_body
+    g = tf.random.normal((batch, *stage.output_shape))
+
+    def body() -> tf.Tensor:
+        grads, g_in = stage_grads(models, h, g, input_grad=stage.index > 0)
+        apply_stage_grads(models, opts, grads)
+        ends = [t for t in (*grads[:1], g_in) if t is not None]
+        return tf.add_n([tf.reduce_sum(t) for t in ends]) if ends else tf.constant(0.0)
+
+    return body
+
+
 def profile_chain(spec: Spec, min_s: float = 0.5, wire: bool = True) -> ChainTimes:
     """Time every unit of spec's model as its own sg stage (see the module docstring)."""
     import tensorflow as tf
@@ -127,39 +182,31 @@ def profile_chain(spec: Spec, min_s: float = 0.5, wire: bool = True) -> ChainTim
     batch, scale = spec.training.batch_size, spec.algorithm.sg.grad_scale
     tiny = tf.zeros((1,))
     call = mean_time(_numpy(tf.function(lambda: tiny + 1.0)), min_s)
-    x, sg_s = [], []
+    unit_s, sg_s = [], []
     for s in stages:
         last = s.index == len(stages) - 1
-        sg = None if last else sgs[s.index]
-        step, update = sg_step_fns(s, sg, last, batch, classes, scale)
-        t_step = mean_time(step, min_s)
-        if last or sg is None or update is None:
-            x.append(t_step)
+        unit_s.append(marginal_time(unit_body(s, last, batch), min_s))
+        if last:
             continue
+        sg = sgs[s.index]
+        _, update = sg_step_fns(s, sg, last, batch, classes, scale)
+        assert update is not None
         h = tf.random.normal((batch, *s.output_shape))
         y1h = tf.one_hot(tf.zeros((batch,), tf.int32), classes)
         predict = tf.function(lambda sg=sg, h=h: synthetic_gradient(sg, h, y1h))
         t_predict = mean_time(_numpy(predict), min_s)
-        x.append(t_step - t_predict)
         sg_s.append(max(t_predict - call, 0.0) + mean_time(update, min_s))
     whole, _, _ = build(spec, [])
     step, _ = sg_step_fns(whole[0], None, True, batch, classes, scale)
-    fixed = step_overhead(x, mean_time(step, min_s), call)
-    unit_s = [max(t - (fixed - call), 0.0) for t in x[:-1]] + [max(x[-1] - fixed, 0.0)]
+    fixed = step_overhead(unit_s, mean_time(step, min_s), call)
     wire_cost = wire_s_per_byte(min_s) if wire else 0.0
     return ChainTimes(tuple(names), tuple(unit_s), tuple(sg_s), fixed, wire_cost)
 
 
-def step_overhead(x: list[float], whole_s: float, call_s: float) -> float:
-    """The fixed seconds of one stage step, from the units stepped alone and the whole model.
-
-    x[u] = step[u] - predict[u] = compute[u] + (fixed - call) for u < n-1 and x[n-1] = compute
-    + fixed; the whole model is sum(compute) + fixed, so (n-1) (fixed - call) = sum(x) - whole.
-    """
-    n = len(x)
-    if n == 1:
-        return max(min(whole_s, call_s), 0.0)
-    return call_s + max((sum(x) - whole_s) / (n - 1), 0.0)
+def step_overhead(unit_s: list[float], whole_s: float, call_s: float) -> float:
+    """The fixed seconds of one stage step: the whole model stepped as one stage less what its
+    units add, never below an empty graph call."""
+    return max(whole_s - sum(unit_s), call_s)
 
 
 def wire_s_per_byte(min_s: float = 0.5, shape: tuple[int, ...] = (64, 32, 32, 32)) -> float:

@@ -68,10 +68,10 @@ def test_chain_of_refuses_a_profile_of_another_model():
 
 
 def test_step_overhead_from_units_and_whole_model():
-    # compute 10, 20, 30 ms; fixed 2 ms; call 0.5 ms: x = compute + 1.5 (last: + 2)
-    x = [0.0115, 0.0215, 0.032]
-    assert step_overhead(x, whole_s=0.062, call_s=0.0005) == pytest.approx(0.002)
-    assert step_overhead(x, whole_s=0.2, call_s=0.0005) == pytest.approx(0.0005)  # clamped
+    # units add 10, 20, 30 ms; the whole model steps in 62 ms: 2 ms of it is the step's own
+    units = [0.01, 0.02, 0.03]
+    assert step_overhead(units, whole_s=0.062, call_s=0.0005) == pytest.approx(0.002)
+    assert step_overhead(units, whole_s=0.05, call_s=0.0005) == pytest.approx(0.0005)  # clamped
 
 
 def test_auto_split_needs_a_cluster_and_a_pipeline_mode():

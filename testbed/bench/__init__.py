@@ -5,14 +5,17 @@ Every benchmark writes its JSON through `write_result`, which adds the provenanc
 makes every path portable; `docs/benchmarks.md` says how to add one.
 """
 
+import fnmatch
 import json
 import os
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from testbed.registry import Registry
+
+T = TypeVar("T")
 
 BENCHES: Registry[Callable[[Path], Path]] = Registry("benchmark")
 
@@ -40,6 +43,15 @@ def like_a_worker() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameters
     libc.mallopt(m_mmap_threshold, int(WORKER_ENV["MALLOC_MMAP_THRESHOLD_"]))
     libc.mallopt(m_trim_threshold, int(WORKER_ENV["MALLOC_TRIM_THRESHOLD_"]))
+
+
+def selected(cells: list[T], cell_id: Callable[[T], str], only: str | None) -> list[T]:
+    """The cells whose id matches one of `only`'s comma-separated shell patterns (all of them
+    without `only`): TESTBED_BENCH_ONLY's chunk of a long benchmark."""
+    if not only:
+        return cells
+    patterns = [p.strip() for p in only.split(",") if p.strip()]
+    return [c for c in cells if any(fnmatch.fnmatchcase(cell_id(c), p) for p in patterns)]
 
 
 def command(name: str) -> str:

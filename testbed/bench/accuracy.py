@@ -8,7 +8,6 @@ results/bench/accuracy.json, each cell with the commit and host load it was meas
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from testbed.bench import BENCHES, bench_dir, command, write_result  # noqa: E402
+from testbed.bench import BENCHES, bench_dir, command, selected, write_result  # noqa: E402
 from testbed.controller.experiment import run_experiment  # noqa: E402
 from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_summary  # noqa: E402
@@ -67,11 +66,7 @@ def run_cell(model: str, method: str, results_root: Path | None,
 
 def grid(only: str | None = None) -> list[tuple[str, str]]:
     """(model, method) in run order; `only`: comma-separated patterns over "model/method"."""
-    cells = [(m, a) for m in MODELS for a in METHODS]
-    if not only:
-        return cells
-    patterns = [p.strip() for p in only.split(",") if p.strip()]
-    return [c for c in cells if any(fnmatch.fnmatchcase(f"{c[0]}/{c[1]}", p) for p in patterns)]
+    return selected([(m, a) for m in MODELS for a in METHODS], lambda c: f"{c[0]}/{c[1]}", only)
 
 
 def kept_cells(previous: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:

@@ -19,7 +19,6 @@ its cells into results/bench/time-to-accuracy.json and redraws the figure from a
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import os
@@ -31,7 +30,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from testbed.bench import BENCHES, bench_dir, command, write_result  # noqa: E402
+from testbed.bench import BENCHES, bench_dir, command, selected, write_result  # noqa: E402
 from testbed.emulation.units import parse_rate  # noqa: E402
 from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_summary  # noqa: E402
@@ -89,10 +88,7 @@ def grid(only: str | None = None) -> list[tuple[str, str, str]]:
     models = [*MODELS, *QUICK] if only else list(MODELS)
     cells = [(m, r, k) for m in models for k in methods() for r in RATES
              if not (k == "bp-local" and r != RATES[0])]  # one device: no link to vary
-    if not only:
-        return cells
-    patterns = [p.strip() for p in only.split(",") if p.strip()]
-    return [c for c in cells if any(fnmatch.fnmatchcase(cell_id(*c), p) for p in patterns)]
+    return selected(cells, lambda c: cell_id(*c), only)
 
 
 def planned_steps(model: str, rate: str, faster: dict[str, Any] | None) -> int:

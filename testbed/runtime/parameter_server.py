@@ -18,7 +18,8 @@ import tensorflow as tf
 
 from testbed.algorithms.bp import accuracy_count, forward
 from testbed.data import Dataset
-from testbed.runtime import resplit, splits
+from testbed.runtime import splits
+from testbed.runtime.carried_modules import CarriedModules
 from testbed.runtime.checkpoints import CheckpointStore
 from testbed.runtime.replica import (
     Replica,
@@ -136,10 +137,7 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
         self._unit_specs = splits.named_units(self.table, self.specs)
         self.state_specs = [state_specs(replica, i) for i in range(len(replica.stages))]
         self._lock = threading.Lock()
-        # a re-split's carried SG modules: boundary unit -> newest (version, module state)
-        self._modules: dict[int, tuple[int, dict[str, np.ndarray]]] = {}
-        self._module_specs: dict[int, dict[str, TensorSpec]] = {}
-        self._module_lock = threading.Lock()  # builds the expected specs once per boundary
+        self.modules = CarriedModules(replica, len(self.table.counts))  # a re-split's SG modules
         self._versions: dict[int, dict[int, list[np.ndarray]]] = {}  # version -> unit -> arrays
         self._units: dict[int, tuple[int, list[np.ndarray]]] = {}  # unit -> newest (version, arrays)
         self._complete = 0
@@ -218,34 +216,16 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
         tensors = self._named(table, epoch, stage, {u: a for u, (_, a) in have.items()})
         return serde_ps.weights_to_message(Weights(stage, min(versions), tensors, epoch))
 
-    def _check_boundary(self, unit: int) -> None:
-        if not 0 <= unit < len(self.table.counts) - 1:
-            raise splits.SplitError(f"sg_boundary: got unit {unit}, expected a boundary 0.."
-                                    f"{len(self.table.counts) - 2}")
-
-    def _boundary_specs(self, unit: int) -> dict[str, TensorSpec]:
-        """What the SG module at the boundary after `unit` holds (weights, Adam variables)."""
-        self._check_boundary(unit)
-        with self._module_lock:
-            if not self._module_specs:
-                shapes = resplit.unit_output_shapes(self.replica)
-                self._module_specs.update({u: resplit.module_state_specs(
-                    self.replica.spec, shapes[u], self.replica.num_classes)
-                    for u in range(len(shapes) - 1)})  # fmt: skip
-            return self._module_specs[unit]
-
     def _push_module(self, request: parameter_pb2.WeightSet,
                      context: grpc.ServicerContext) -> common_pb2.Ack:
         """A re-split's old owner hands on the SG module of a boundary that survives it."""
         try:
-            w = serde_ps.weights_from_message(request, self._boundary_specs(request.sg_boundary))
+            w = serde_ps.weights_from_message(request, self.modules.specs(request.sg_boundary))
         except (MessageValidationError, splits.SplitError) as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         self.metrics.transfer("received", f"sg{request.sg_boundary}", request.ByteSize(),
                               serde.raw_nbytes(w))  # fmt: skip
-        with self._lock:
-            if self._modules.get(request.sg_boundary, (-1,))[0] <= w.version:
-                self._modules[request.sg_boundary] = (w.version, dict(w.tensors))
+        self.modules.put(request.sg_boundary, w.version, w.tensors)
         return common_pb2.Ack(id=w.version)
 
     def _pull_module(self, request: parameter_pb2.PullRequest,
@@ -253,11 +233,9 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
         """The SG module of a boundary at min_version or newer (its new owner polls for it)."""
         unit = request.sg_boundary
         try:
-            self._check_boundary(unit)
+            version, tensors = self.modules.get(unit)
         except splits.SplitError as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        with self._lock:
-            version, tensors = self._modules.get(unit, (-1, {}))
         if version < request.min_version:
             context.abort(grpc.StatusCode.NOT_FOUND, f"sg_boundary {unit}: no SG module at "
                           f"version >= {request.min_version}")  # fmt: skip
@@ -401,11 +379,12 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
     def PullModel(  # noqa: N802
         self, request: common_pb2.Empty, context: grpc.ServicerContext
     ) -> parameter_pb2.ModelWeights:
-        """The model with the next free step; no weights while the rest are in flight elsewhere
-        (ask again later); the final weights, without a step, once all S are applied."""
+        """The model with the next free step. Without a step it carries no weights: the rest are
+        in flight elsewhere (ask again later), or all S are applied (version >= S: stop). A
+        replica never uses weights it has no step for, so none cross its link for nothing."""
         with self._lock:
             version, ticket = self.tickets.applied, self.tickets.take()
-            snapshot = self._snapshot() if ticket or self.tickets.done else []
+            snapshot = self._snapshot() if ticket else []
         stages = tuple(Weights(i, version, t) for i, t in enumerate(snapshot))
         return serde_ps.model_to_message(ModelWeights(version, stages, ticket))
 

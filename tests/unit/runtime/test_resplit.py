@@ -212,6 +212,11 @@ def test_the_parameter_server_hands_a_boundary_module_on(ps) -> None:
     assert got is not None and got.sg_boundary == 2 and got.tensors.keys() == state.keys()
     for name, arr in state.items():
         np.testing.assert_array_equal(got.tensors[name], arr)
+    older = {n: a + 1 for n, a in state.items()}
+    client.push_weights(Weights(1, 5, older, sg_boundary=2))  # late: the newest one stays
+    kept = client.pull_weights(0, 7, 1, specs, sg_boundary=2)
+    assert kept is not None and kept.version == 7
+    np.testing.assert_array_equal(next(iter(kept.tensors.values())), next(iter(state.values())))
     # validated like every message: a module of another boundary's shape, a non-boundary unit
     other = build_replica(SPEC)  # stage 0's module is at conv1_conv1 (a conv module)
     wrong = module_state(other.sgs[0], other.sg_optimizers[0])

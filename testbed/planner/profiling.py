@@ -122,11 +122,11 @@ def _failed(summary: dict[str, Any], device: str) -> DeviceProfile:
 
 
 def wire_bytes(run: Path) -> tuple[int, int]:
-    """(pull, push) message bytes per step of the profiled replica."""
-    peers = json.loads((run / "summary.json").read_text())["workers"]["replica0"]["peers"]
-    pulled, pushed = peers["received:ps"], peers["sent:ps"]
-    return (round(pulled["message_bytes"] / pulled["messages"]),
-            round(pushed["message_bytes"] / pushed["messages"]))  # fmt: skip
+    """(pull, push) message bytes per step of the profiled replica (its last pull, with no
+    step left, carries no weights and is counted in the pulls of its steps)."""
+    replica = json.loads((run / "summary.json").read_text())["workers"]["replica0"]
+    pulled, pushed, steps = replica["peers"]["received:ps"], replica["peers"]["sent:ps"], replica["step"]
+    return round(pulled["message_bytes"] / steps), round(pushed["message_bytes"] / steps)
 
 
 def probe_links(spec: Spec, report: Report) -> tuple[Links, list[str]]:

@@ -140,42 +140,12 @@ def marginal_time(body: Callable[[], Any], min_s: float = 0.5, k: int = 8,
         k = min(4 * k, k_max)
 
 
-def unit_body(stage: Any, last: bool, batch: int) -> Callable[[], Any]:
-    """One unit's work in a stage step as graph code: forward, backward (to its input unless it
-    is the first), update; returns a scalar that depends on all of it."""
-    import keras
-    import tensorflow as tf
-
-    from testbed.algorithms.bp import apply_stage_grads, last_stage_grads, stage_grads
-
-    models, opts = [stage.model], [keras.optimizers.Adam(1e-9)]
-    h = tf.random.normal((batch, *stage.input_shape))
-    if last:
-        y = tf.zeros((batch,), tf.int64)
-
-        def last_body() -> tf.Tensor:
-            loss, _, grads, _ = last_stage_grads(models, h, y)
-            apply_stage_grads(models, opts, grads)
-            return loss
-
-        return last_body
-    g = tf.random.normal((batch, *stage.output_shape))
-
-    def body() -> tf.Tensor:
-        grads, g_in = stage_grads(models, h, g, input_grad=stage.index > 0)
-        apply_stage_grads(models, opts, grads)
-        ends = [t for t in (*grads[:1], g_in) if t is not None]
-        return tf.add_n([tf.reduce_sum(t) for t in ends]) if ends else tf.constant(0.0)
-
-    return body
-
-
 def profile_chain(spec: Spec, min_s: float = 0.5, wire: bool = True) -> ChainTimes:
     """Time every unit of spec's model as its own sg stage (see the module docstring)."""
     import tensorflow as tf
 
     from testbed.algorithms.sg import synthetic_gradient
-    from testbed.planner.split_profile import build, sg_step_fns
+    from testbed.planner.split_profile import build, sg_step_fns, unit_body
 
     names = _all_units(spec)
     stages, sgs, classes = build(spec, names[:-1])

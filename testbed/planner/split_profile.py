@@ -79,18 +79,38 @@ def sg_step_fns(
     return _sync(step), _sync(update)
 
 
-def _bp_fn(s: Stage, last: bool, batch: int) -> Callable[[], None]:
+def unit_body(s: Stage, last: bool, batch: int) -> Callable[[], tf.Tensor]:
+    """A stage's work in one step as graph code: forward, backward (to its input unless it is
+    the first stage), update; returns a scalar that depends on all of it (the input gradient a
+    stage sends upstream included, so a graph cannot prune it)."""
     models, opts = [s.model], [keras.optimizers.Adam(1e-9)]
     h = tf.random.normal((batch, *s.input_shape))
     if last:
         y = tf.zeros((batch,), tf.int64)
 
-        def last_step() -> tf.Tensor:
-            _, _, grads, g_in = last_stage_grads(models, h, y)
+        def last_body() -> tf.Tensor:
+            loss, _, grads, g_in = last_stage_grads(models, h, y)
             apply_stage_grads(models, opts, grads)
-            return g_in
+            return loss + tf.reduce_sum(g_in)
 
-        return _sync(tf.function(last_step))
+        return last_body
+    g = tf.random.normal((batch, *s.output_shape))
+
+    def body() -> tf.Tensor:
+        grads, g_in = stage_grads(models, h, g, input_grad=s.index > 0)
+        apply_stage_grads(models, opts, grads)
+        ends = [t for t in (*grads[:1], g_in) if t is not None]
+        return tf.add_n([tf.reduce_sum(t) for t in ends]) if ends else tf.constant(0.0)
+
+    return body
+
+
+def _bp_fn(s: Stage, last: bool, batch: int) -> Callable[[], None]:
+    """A bp worker's step: the last stage in one call; any other, forward then backward."""
+    if last:
+        return _sync(tf.function(unit_body(s, True, batch)))
+    models, opts = [s.model], [keras.optimizers.Adam(1e-9)]
+    h = tf.random.normal((batch, *s.input_shape))
     g = tf.random.normal((batch, *s.output_shape))
     fwd = tf.function(lambda: forward(models, h, training=True))
 

@@ -35,7 +35,7 @@ class DeviceProfile:
     step_s: wall seconds per step in the time window; worker_cpu_s / ps_cpu_s: CPU seconds per
     step of the worker process and of the parameter server (the device's cgroup less the worker);
     startup_s: launch to the start of training; startup_cpu_s: CPU each process used until ready
-    ("worker", "ps"); first_step_s: the first step's extra seconds (tracing) over step_s.
+    ("worker", "ps"); first_step_s: the warm-up steps' extra seconds (tracing) over step_s each.
     """
 
     name: str

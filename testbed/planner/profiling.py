@@ -2,15 +2,16 @@
 run (the parameter server on it), probe the links, and read the runs back as `DeviceProfile`s.
 
 Windows (in steps, `planner.profile`): warm-up, then the time window (step times from the
-server's per-step records), then the power window; the power fit uses every meter sample of the
-run (startup gives the idle end, training the busy end). A run that a device's memory cap kills
-makes the device infeasible (reported, not raised).
+server's step records, `record_every`), then the power window; the power fit uses every meter
+sample of the run (startup gives the idle end, training the busy end). A run that a device's
+memory cap kills makes the device infeasible (reported, not raised).
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,12 +49,20 @@ def device_spec(spec: Spec, device: str, windows: ProfileCfg) -> Spec:
         "devices": [d for d in spec.cluster.devices if d.name == device],
         "links": [], "schedule": []})  # fmt: skip
     training = spec.training.model_copy(update={
-        "iterations": windows.total, "log_every": 1, "eval_every": windows.total,
+        "iterations": windows.total, "log_every": record_every(windows),
+        "eval_every": windows.total,
         "eval_samples": min(spec.training.eval_samples or 100, 100)})  # fmt: skip
     job = spec.job.model_copy(update={"mode": "dp-async", "replicas": 1})
     return spec.model_copy(update={
         "name": f"profile-{device}", "cluster": cluster, "training": training, "job": job,
         "placement": None, "planner": None})  # fmt: skip
+
+
+def record_every(windows: ProfileCfg) -> int:
+    """The server's step-record interval: the largest that still records every window's ends
+    (a record per step costs a fast device ~6% of its step time: tf-cifar10 on the desktop,
+    0.251 / 0.242 s per step against 0.236 / 0.221 s at every 5th)."""
+    return math.gcd(windows.warmup_steps, windows.time_steps, windows.power_steps)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -105,7 +114,7 @@ def read_profile(run: Path, device: str, windows: ProfileCfg) -> DeviceProfile:
         startup_s=started - _event_t(events, "workers_started"),
         startup_cpu_s=startup_cpu,
         power=fit,
-        first_step_s=max(0.0, steps[min(steps)] - started - step_s),
+        first_step_s=max(0.0, steps[w] - started - w * step_s),
         peak_memory_bytes=int(resources.get("peak_bytes", 0)),
     )
 

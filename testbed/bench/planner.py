@@ -298,6 +298,44 @@ def main(name: str, cells_set: Sequence[tuple[str, str]], results_root: Path | N
     return write_result(out_dir / f"{name}.json", body, made_by)
 
 
+def rescored_cell(cell: Mapping[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """A cell of a `planner` run estimated again by this checkout's estimator from the
+    profiling its plan.json recorded, scored against the same measured ground truth."""
+    from testbed.controller.planned import profiling_from_record
+    from testbed.planner.ranking import make_plan
+
+    profiling = profiling_from_record(record)
+    plan = make_plan(profiling.profiles, profiling.links, profiling.workload(cell["steps"]), "time")
+    measured = cell["measured"]
+    predicted = {e.config.label: _metrics(e.as_dict()) for e in plan.ranked
+                 if e.config.label in measured}  # fmt: skip
+    return {**cell, "predicted": predicted, "decisions": decisions(predicted, measured),
+            "errors": errors(predicted, measured)}  # fmt: skip
+
+
+@BENCHES.register("planner-rescore")
+def planner_rescore(results_root: Path | None = None) -> Path:
+    """The last `planner` run's cells estimated again by this checkout's estimator (no new runs:
+    its stored profiles and ground truth, results/bench/planner/*/*/plan.json)."""
+    from testbed.metrics import provenance
+
+    made_by = provenance.start(command("planner-rescore"))
+    out_dir = bench_dir(results_root)
+    source = json.loads((out_dir / "planner.json").read_text())
+    cells = []
+    for cell in source["cells"]:
+        plan = out_dir / "planner" / cell["model"] / cell["rate"] / "plan.json"
+        if not plan.is_file():
+            raise FileNotFoundError(f"{plan}: no stored profiling; expected the runs of "
+                                    "`make bench NAME=planner` on this machine")  # fmt: skip
+        cells.append(rescored_cell(cell, json.loads(plan.read_text())))
+    figure(cells, out_dir / "planner-rescore.png")
+    body = {"experiment": EXPERIMENT, "rescored": {"from": "results/bench/planner.json",
+            "commit": source["provenance"]["commit"]}, "cells": cells, "totals": totals(cells),
+            "figure": "planner-rescore.png", "seed": source["seed"]}  # fmt: skip
+    return write_result(out_dir / "planner-rescore.json", body, made_by)
+
+
 @BENCHES.register("planner-quick")
 def planner_quick(results_root: Path | None = None) -> Path:
     """Cluster planner, one cell (tf-cifar10, 100 Mbit): 7 configurations x 4 preferences."""

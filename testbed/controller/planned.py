@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.metrics.run_dir import RunDir
-from testbed.planner.cluster import Config
+from testbed.planner.cluster import Config, DeviceProfile, Links, PowerFit
 from testbed.planner.estimate import Estimate
 from testbed.planner.outcome import outcome, relative_error
 from testbed.planner.profiling import Profiling, profile_cluster, read_jsonl
@@ -76,6 +76,19 @@ def _profile_dict(profile: Any) -> dict[str, Any]:
     out["power_fit"] = vars(profile.power)
     out["startup_cpu_s"] = dict(profile.startup_cpu_s)
     return out
+
+
+def profiling_from_record(record: dict[str, Any]) -> Profiling:
+    """What plan.json holds of a profiling (`plan_record`), read back: estimating again from it
+    needs no new runs."""
+    profiles = {}
+    for name, fields in record["profiles"].items():
+        fields = dict(fields)
+        power = PowerFit(**fields.pop("power_fit"))
+        profiles[name] = DeviceProfile(**fields, power=power)
+    links = Links(record["links"]["bandwidth_bps"], latency_s=record["links"]["latency_s"])
+    return Profiling(profiles, links, record["wire_bytes"]["pull"], record["wire_bytes"]["push"],
+                     record["profiling_s"], record["profiling_runs"], record["notes"])  # fmt: skip
 
 
 def run_planned(spec: Spec, run: RunDir, progress: bool = True) -> dict[str, Any]:

@@ -40,3 +40,31 @@ def test_cells_group_by_model_in_order_so_each_model_is_profiled_once() -> None:
     assert list(by_model(FULL)) == ["alexnet-cifar", "tf-cifar10", "nin-cifar", "resnet20",
                                     "squeezenet-cifar"]  # fmt: skip
     assert all(len(rates) == 3 for rates in by_model(FULL).values())
+
+
+def test_a_rescored_cell_is_estimated_again_and_scored_against_the_same_truth() -> None:
+    import json
+
+    from testbed.bench.planner import _metrics, rescored_cell
+    from testbed.controller.planned import plan_record
+    from testbed.planner.cluster import DeviceProfile, Links, PowerFit
+    from testbed.planner.profiling import Profiling
+    from testbed.planner.ranking import make_plan
+
+    fast = DeviceProfile("a", 1.0, 0.2, 0.18, 0.01, 9.0, {"worker": 4.0, "ps": 5.0},
+                         PowerFit(10.0, 60.0))
+    slow = DeviceProfile("b", 0.3, 0.7, 0.2, 0.01, 30.0, {"worker": 4.5, "ps": 5.5},
+                         PowerFit(2.0, 8.0))
+    made = Profiling({"a": fast, "b": slow}, Links({"a": 9.5e6, "b": 9.5e6}), 400_000,
+                     390_000, 42.0)
+    record = json.loads(json.dumps(plan_record(make_plan(made.profiles, made.links,
+                                                         made.workload(30), "time"), made)))
+    truth = {r["config"]: _metrics(r) for r in record["configs"]}  # the estimate comes true
+    truth["a"] = {**truth["a"], "step_s": truth["a"]["step_s"] * 1.25}
+    stale = {c: {**row, "step_s": 1.0} for c, row in truth.items()}  # an old estimator's
+    cell = {"steps": 30, "measured": truth, "predicted": stale, "decisions": [], "errors": {}}
+    again = rescored_cell(cell, record)
+    assert again["measured"] is truth and set(again["predicted"]) == set(truth) == {"a", "b", "a+b"}
+    assert all(d["correct"] for d in again["decisions"])
+    assert again["errors"]["step_s"]["worst"] == pytest.approx(0.2)  # a: 1 - 1/1.25
+    assert again["errors"]["energy_j"]["worst"] == pytest.approx(0.0, abs=1e-12)

@@ -117,7 +117,7 @@ def run_model(
     import time
     from dataclasses import replace
 
-    from testbed.controller.planned import plan_record
+    from testbed.controller.planned import plan_record, profiling_record
     from testbed.planner.profiling import probe_links, profile_cluster
     from testbed.planner.ranking import make_plan
 
@@ -144,7 +144,8 @@ def run_model(
         cell = truths(spec, plan, steps, out, rate, alone, report)
         cells.append({"model": model, "rate": rate, "profiling_s": profiling.seconds,
                       "profiling_devices_s": devices.seconds, "probe_s": probe_s,
-                      **cell, **timings(profiling, steps)})  # fmt: skip
+                      **cell, **timings(profiling, steps),
+                      "profiling": profiling_record(profiling)})  # fmt: skip
     return cells
 
 
@@ -313,10 +314,20 @@ def rescored_cell(cell: Mapping[str, Any], record: dict[str, Any]) -> dict[str, 
             "errors": errors(predicted, measured)}  # fmt: skip
 
 
+def _stored_plan(out_dir: Path, cell: Mapping[str, Any]) -> dict[str, Any]:
+    """A cell's profiling from its plan.json (a run from before cells stored it)."""
+    plan = out_dir / "planner" / cell["model"] / cell["rate"] / "plan.json"
+    if not plan.is_file():
+        raise FileNotFoundError(f"{plan}: no stored profiling; expected the runs of "
+                                "`make bench NAME=planner` on this machine")  # fmt: skip
+    return dict(json.loads(plan.read_text()))
+
+
 @BENCHES.register("planner-rescore")
 def planner_rescore(results_root: Path | None = None) -> Path:
     """The last `planner` run's cells estimated again by this checkout's estimator (no new runs:
-    its stored profiles and ground truth, results/bench/planner/*/*/plan.json)."""
+    the profiling each cell stored, or its results/bench/planner/*/*/plan.json, and its ground
+    truth)."""
     from testbed.metrics import provenance
 
     made_by = provenance.start(command("planner-rescore"))
@@ -324,11 +335,7 @@ def planner_rescore(results_root: Path | None = None) -> Path:
     source = json.loads((out_dir / "planner.json").read_text())
     cells = []
     for cell in source["cells"]:
-        plan = out_dir / "planner" / cell["model"] / cell["rate"] / "plan.json"
-        if not plan.is_file():
-            raise FileNotFoundError(f"{plan}: no stored profiling; expected the runs of "
-                                    "`make bench NAME=planner` on this machine")  # fmt: skip
-        cells.append(rescored_cell(cell, json.loads(plan.read_text())))
+        cells.append(rescored_cell(cell, cell.get("profiling") or _stored_plan(out_dir, cell)))
     figure(cells, out_dir / "planner-rescore.png")
     body = {"experiment": EXPERIMENT, "rescored": {"from": "results/bench/planner.json",
             "commit": source["provenance"]["commit"]}, "cells": cells, "totals": totals(cells),

@@ -59,8 +59,12 @@ def plan_cluster(spec: Spec, out: Path, report: Report) -> tuple[ClusterPlan, Pr
 
 def plan_record(plan: ClusterPlan, profiling: Profiling) -> dict[str, Any]:
     """plan.json: the ranking, the measured profiles, the links and what profiling cost."""
+    return {**plan.as_dict(), **profiling_record(profiling)}
+
+
+def profiling_record(profiling: Profiling) -> dict[str, Any]:
+    """The measured profiles, the links and what profiling cost (`profiling_from_record`)."""
     return {
-        **plan.as_dict(),
         "profiling_s": profiling.seconds,
         "profiles": {name: _profile_dict(p) for name, p in profiling.profiles.items()},
         "links": {"bandwidth_bps": dict(profiling.links.bandwidth_bps),

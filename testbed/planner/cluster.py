@@ -35,7 +35,9 @@ class DeviceProfile:
     step_s: wall seconds per step in the time window; worker_cpu_s / ps_cpu_s: CPU seconds per
     step of the worker process and of the parameter server (the device's cgroup less the worker);
     startup_s: launch to the start of training; startup_cpu_s: CPU each process used until ready
-    ("worker", "ps"); first_step_s: the warm-up steps' extra seconds (tracing) over step_s each.
+    ("worker", "ps"); first_step_s: the warm-up steps' extra seconds (tracing) over step_s each,
+    on this device as the server's host; trace_s: the worker's own extra compute seconds of its
+    first steps (its tracing), what a remote worker on this device pays before its steady pace.
     """
 
     name: str
@@ -47,6 +49,7 @@ class DeviceProfile:
     startup_cpu_s: Mapping[str, float]
     power: PowerFit
     first_step_s: float = 0.0
+    trace_s: float = 0.0
     peak_memory_bytes: int = 0
     feasible: bool = True
     reason: str = ""

@@ -7,8 +7,9 @@ Pure. The model, for a configuration with the parameter server on device p:
   while p's own worker shares p's quota with it); bw on p's access link is shared by the remote
   workers in proportion to the time each spends transferring (a fixed point);
 - p's own worker gets what the server leaves of p's quota: r_p = (1 - s_p * sum_j r_j) / T_p;
-- the total time is the seed's eq. (4) under dynamic assignment (`schedule`), after the
-  startup (the slowest device's processes, from their CPU at ready and the device's quota);
+- the total time is the seed's eq. (4) under dynamic assignment (`schedule`), each worker's first
+  step longer by its tracing (and a remote one's by a first pull that all remote workers make
+  together over the server's link), after the startup (the slowest device's processes, from their CPU at ready and the device's quota);
 - power is each device's fitted `PowerFit` at its predicted utilisation and bit rates (never
   the meter); energy is power over the time each device is busy, idle power after; EDP = E x T.
 """
@@ -76,11 +77,40 @@ def _transfer_s(
     j: str, rates: Mapping[str, float], config: Config, links: Links, work: Workload
 ) -> float:
     """Seconds worker j spends moving the model down and its gradients up per step."""
-    p, bits = config.ps, 8 * (work.pull_bytes + work.push_bytes)
+    bits = 8 * (work.pull_bytes + work.push_bytes)
+    return 2 * links.latency_s + bits / _bandwidth(j, rates, config, links, work)
+
+
+def _bandwidth(
+    j: str, rates: Mapping[str, float], config: Config, links: Links, work: Workload
+) -> float:
+    """Bit/s worker j gets at the steady pace: its own link, or its share of the server's."""
+    p = config.ps
     others = [k for k in config.devices if k not in (j, p)]
     busy = sum(rates[k] * 8 * work.pull_bytes / links.rate(p) for k in others)  # p's link in use
-    bw = min(links.rate(j), links.rate(p) / (1.0 + min(busy, len(others))))
-    return 2 * links.latency_s + bits / bw
+    return min(links.rate(j), links.rate(p) / (1.0 + min(busy, len(others))))
+
+
+def first_steps_s(
+    config: Config,
+    profiles: Mapping[str, DeviceProfile],
+    links: Links,
+    work: Workload,
+    rates: Mapping[str, float],
+) -> dict[str, float]:
+    """Extra seconds of each worker's first step over its steady one. On the server's host, what
+    its profile measured there (worker and server starting on one quota). A remote worker: its
+    own tracing, plus its first pull, which every remote worker makes at once, so the server's
+    link is shared n ways (later pulls interleave: `_bandwidth`)."""
+    p = config.ps
+    remote = [d for d in config.devices if d != p]
+    out = {d: profiles[d].first_step_s for d in config.devices if d == p}
+    bits = 8 * work.pull_bytes
+    for j in remote:
+        together = bits / min(links.rate(j), links.rate(p) / len(remote))
+        steady = bits / _bandwidth(j, rates, config, links, work)
+        out[j] = profiles[j].trace_s + max(0.0, together - steady)
+    return out
 
 
 def utilisation(
@@ -114,7 +144,7 @@ def estimate(
     """Predicted time, power, energy and EDP of running `work` on `config`."""
     rates = step_rates(config, profiles, links, work)
     live = {d: r for d, r in rates.items() if r > 0}
-    first = {d: profiles[d].first_step_s for d in live}
+    first = first_steps_s(config, profiles, links, work, rates)
     sched = dynamic_schedule({d: 1.0 / r for d, r in live.items()}, work.steps, first)
     util = utilisation(config, profiles, rates)
     boot = startup_s(config, profiles)

@@ -98,8 +98,8 @@ def read_profile(run: Path, device: str, windows: ProfileCfg) -> DeviceProfile:
     ts, cpu = [p["t"] for p in power], [p["cpu_s"] for p in power]
     last = max(steps)
     device_cpu = (_interpolate(ts, cpu, steps[last]) - _interpolate(ts, cpu, steps[w])) / (last - w)
-    worker = summary["workers"]["replica0"]["steady"]
-    worker_cpu = float(worker["process_cpu_per_step_s"])
+    replica = summary["workers"]["replica0"]
+    worker_cpu = float(replica["steady"]["process_cpu_per_step_s"])
     started = _event_t(events, "training_started")
     startup_cpu = {("ps" if m["worker"] == "ps" else "worker"): float(m["cpu_s"])
                    for m in metrics if m["kind"] == "startup"}  # fmt: skip
@@ -115,8 +115,17 @@ def read_profile(run: Path, device: str, windows: ProfileCfg) -> DeviceProfile:
         startup_cpu_s=startup_cpu,
         power=fit,
         first_step_s=max(0.0, steps[w] - started - w * step_s),
+        trace_s=_trace_s(replica),
         peak_memory_bytes=int(resources.get("peak_bytes", 0)),
     )
+
+
+def _trace_s(replica: dict[str, Any]) -> float:
+    """The worker's compute seconds over what its steps would cost at the steady pace (tf.function
+    tracing and the first calls)."""
+    compute = float(replica.get("totals", {}).get("compute_s", 0.0))
+    per_step = float(replica["steady"].get("compute_per_step_s", 0.0))
+    return max(0.0, compute - int(replica["step"]) * per_step)
 
 
 def _failed(summary: dict[str, Any], device: str) -> DeviceProfile:

@@ -3,6 +3,9 @@ second-best rate, rank correlation and prediction errors."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from testbed.bench.planner import FULL, by_model, decisions, errors, spearman, totals
@@ -42,21 +45,26 @@ def test_cells_group_by_model_in_order_so_each_model_is_profiled_once() -> None:
     assert all(len(rates) == 3 for rates in by_model(FULL).values())
 
 
+def _profiling() -> Any:
+    from testbed.planner.cluster import DeviceProfile, Links, PowerFit
+    from testbed.planner.profiling import Profiling
+
+    fast = DeviceProfile("a", 1.0, 0.2, 0.18, 0.01, 9.0, {"worker": 4.0, "ps": 5.0},
+                         PowerFit(10.0, 60.0), trace_s=1.5)
+    slow = DeviceProfile("b", 0.3, 0.7, 0.2, 0.01, 30.0, {"worker": 4.5, "ps": 5.5},
+                         PowerFit(2.0, 8.0), trace_s=4.0)
+    return Profiling({"a": fast, "b": slow}, Links({"a": 9.5e6, "b": 9.5e6}), 400_000,
+                     390_000, 42.0)
+
+
 def test_a_rescored_cell_is_estimated_again_and_scored_against_the_same_truth() -> None:
     import json
 
     from testbed.bench.planner import _metrics, rescored_cell
     from testbed.controller.planned import plan_record
-    from testbed.planner.cluster import DeviceProfile, Links, PowerFit
-    from testbed.planner.profiling import Profiling
     from testbed.planner.ranking import make_plan
 
-    fast = DeviceProfile("a", 1.0, 0.2, 0.18, 0.01, 9.0, {"worker": 4.0, "ps": 5.0},
-                         PowerFit(10.0, 60.0))
-    slow = DeviceProfile("b", 0.3, 0.7, 0.2, 0.01, 30.0, {"worker": 4.5, "ps": 5.5},
-                         PowerFit(2.0, 8.0))
-    made = Profiling({"a": fast, "b": slow}, Links({"a": 9.5e6, "b": 9.5e6}), 400_000,
-                     390_000, 42.0)
+    made = _profiling()
     record = json.loads(json.dumps(plan_record(make_plan(made.profiles, made.links,
                                                          made.workload(30), "time"), made)))
     truth = {r["config"]: _metrics(r) for r in record["configs"]}  # the estimate comes true
@@ -68,3 +76,26 @@ def test_a_rescored_cell_is_estimated_again_and_scored_against_the_same_truth() 
     assert all(d["correct"] for d in again["decisions"])
     assert again["errors"]["step_s"]["worst"] == pytest.approx(0.2)  # a: 1 - 1/1.25
     assert again["errors"]["energy_j"]["worst"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_rescoring_reads_the_profiling_each_cell_stored(tmp_path: Path) -> None:
+    """No run directories: planner.json's cells alone are estimated again."""
+    import json
+
+    from testbed.bench.planner import _metrics, planner_rescore
+    from testbed.controller.planned import profiling_record
+    from testbed.planner.ranking import make_plan
+
+    made = _profiling()
+    plan = make_plan(made.profiles, made.links, made.workload(30), "time")
+    truth = {e.config.label: _metrics(e.as_dict()) for e in plan.ranked}
+    cell = {"model": "m", "rate": "1gbit", "steps": 30, "measured": truth, "predicted": {},
+            "decisions": [], "errors": {}, "profiling_s": 42.0, "estimation_s": 0.001,
+            "estimation_5_devices_s": 0.01, "profiling": json.loads(json.dumps(profiling_record(made)))}  # fmt: skip
+    (tmp_path / "bench").mkdir()
+    source = {"cells": [cell], "seed": {}, "provenance": {"commit": "abc"}}
+    (tmp_path / "bench" / "planner.json").write_text(json.dumps(source))
+    out = json.loads(planner_rescore(tmp_path).read_text())
+    (again,) = out["cells"]
+    assert again["errors"]["step_s"]["worst"] == pytest.approx(0.0, abs=1e-12)
+    assert all(d["correct"] for d in again["decisions"]) and len(again["decisions"]) == 4

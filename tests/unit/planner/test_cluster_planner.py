@@ -16,7 +16,7 @@ from testbed.planner.cluster import (
     Workload,
     enumerate_configs,
 )
-from testbed.planner.estimate import estimate, step_rates, utilisation
+from testbed.planner.estimate import estimate, first_steps_s, step_rates, utilisation
 from testbed.planner.power_fit import fit_power
 from testbed.planner.ranking import make_plan
 from testbed.planner.schedule import closed_form_s, dynamic_schedule
@@ -74,6 +74,30 @@ def test_two_remote_workers_share_the_servers_link() -> None:
     slow = Links({"desktop": 8e6, "tx2": 8e7, "tx1": 8e7})  # the server's link at 1 MB/s
     assert step_rates(Config(("desktop", "tx2"), "desktop"), PROFILES, slow, WORK)["tx2"] \
         == pytest.approx(1 / (0.4 + 0.08 + 2.0))  # fmt: skip
+
+
+def test_remote_workers_first_pulls_share_the_servers_link_n_ways() -> None:
+    """The server's link at 1 MB/s, a 1 MB pull. With two remote workers both first pulls leave at
+    once: 2.0 s each, where a steady pull (tx1 pulling 0.25 of the time) gets 1 / 1.25 of the link,
+    1.25 s; so 0.75 s extra, on top of each worker's own tracing. The host keeps its profile's."""
+    profiles = {"desktop": replace(DESKTOP, first_step_s=1.5, trace_s=9.0),
+                "tx2": replace(TX2, first_step_s=7.0, trace_s=2.0),
+                "tx1": replace(TX1, first_step_s=7.0, trace_s=3.0)}  # fmt: skip
+    slow = Links({"desktop": 8e6, "tx2": 8e7, "tx1": 8e7})
+    rates = {"desktop": 1.0, "tx2": 0.25, "tx1": 0.25}
+    three = first_steps_s(Config(("desktop", "tx2", "tx1"), "desktop"), profiles, slow, WORK, rates)
+    assert three == pytest.approx({"desktop": 1.5, "tx2": 2.75, "tx1": 3.75})
+    two = first_steps_s(Config(("desktop", "tx2"), "desktop"), profiles, slow, WORK, rates)
+    assert two == pytest.approx({"desktop": 1.5, "tx2": 2.0})  # one remote: nothing shared
+
+
+def test_a_remote_workers_tracing_delays_its_first_step_in_the_schedule() -> None:
+    """tx2 traces for 1000 s: the desktop does 99 of the 100 steps meanwhile and the run ends with
+    tx2's first step, at 1000 + 0.68 s."""
+    profiles = {**PROFILES, "tx2": replace(TX2, trace_s=1000.0)}
+    est = estimate(Config(("desktop", "tx2"), "desktop"), profiles, LINKS, WORK)
+    assert est.steps == {"desktop": 99, "tx2": 1}
+    assert est.train_s == pytest.approx(1000.68)
 
 
 def test_a_saturated_server_holds_the_remote_workers_back() -> None:

@@ -24,7 +24,9 @@ def _write_profile_run(run: Path, extra_s: float, step_s: float, every: int, tot
     `step_s` per step, the server recording every `every`-th step; the meter at 10 Hz."""
     started = 10.0
     summary = {"status": "completed", "power": {"devices": {"d": {"quota_cpus": 0.5}}},
-               "workers": {"replica0": {"steady": {"process_cpu_per_step_s": 0.2}}}}
+               "workers": {"replica0": {"step": total, "totals": {"compute_s": 4.0 + total * 0.15},
+                                        "steady": {"process_cpu_per_step_s": 0.2,
+                                                   "compute_per_step_s": 0.15}}}}  # fmt: skip
     events = [{"event": "workers_started", "t": 0.0}, {"event": "training_started", "t": started}]
     metrics = [{"kind": "worker", "worker": "ps", "step": s, "t": started + extra_s + s * step_s}
                for s in range(every, total + 1, every)]  # fmt: skip
@@ -48,5 +50,6 @@ def test_profile_reads_step_time_and_warm_up_extra_from_sparse_records(tmp_path:
     p = read_profile(tmp_path, "d", windows)
     assert p.step_s == pytest.approx(0.5)
     assert p.first_step_s == pytest.approx(3.0)  # not the first record's time less one step
+    assert p.trace_s == pytest.approx(4.0)  # the worker's compute over 30 steady steps
     assert p.startup_s == pytest.approx(10.0) and p.quota_cpus == 0.5
     assert p.power.idle_w == pytest.approx(2.0) and p.power.per_util_w == pytest.approx(8.0)

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from testbed.emulation.config import DeviceSpec
 from testbed.emulation.meter import MeterTarget, PowerMeter
 from testbed.emulation.power import RADIOS, Integrator, PowerModel, Usage, edp
-from testbed.emulation.profiles import REFERENCE_CPUS, get_profile
+from testbed.emulation.profiles import QUOTA_CALIBRATION, REFERENCE_CPUS, get_profile
 from testbed.emulation.rapl import Rapl
 from testbed.emulation.resolve import resolve
 from testbed.emulation.usage import LinkBytes, ProcessCpu, net_bytes
@@ -20,13 +20,17 @@ def test_seed_classes_have_sourced_speed_ratio_and_power() -> None:
     assert desktop.speed == 1.0
     assert tx2.speed == pytest.approx(665.6 / 1862.4, abs=1e-4)
     assert tx1.speed == pytest.approx(511.0 / 1862.4, abs=1e-4)
-    for profile in (desktop, tx2, tx1):
-        assert profile.cpus == pytest.approx(profile.speed * REFERENCE_CPUS, abs=1e-4)
+    for key, profile in (("desktop", desktop), ("jetson-tx2", tx2), ("jetson-tx1", tx1)):
+        calibration = QUOTA_CALIBRATION[key]
+        assert profile.cpus == pytest.approx(profile.speed * REFERENCE_CPUS * calibration, abs=1e-4)
         assert profile.power is not None and profile.power.source
         assert profile.power.idle_w < profile.power.busy_w
     assert (tx2.memory, tx1.memory) == ("8g", "4g")
     assert desktop.power.busy_w == 95 + 75  # i7-2600 TDP + GTX 1050 board power
     assert sum(p.cpus for p in (desktop, tx2, tx1)) < 2  # all three fit this 2-core host
+    # the calibration raises a quota by at most the bias measured on this host (-3.2%, -9.8%)
+    assert QUOTA_CALIBRATION["desktop"] == 1.0
+    assert all(1.0 <= c <= 1 / 0.9 for c in QUOTA_CALIBRATION.values())
 
 
 def test_power_model_is_linear_in_utilisation_and_bits() -> None:

@@ -9,7 +9,8 @@ Pure. The model, for a configuration with the parameter server on device p:
 - p's own worker gets what the server leaves of p's quota: r_p = (1 - s_p * sum_j r_j) / T_p;
 - the total time is the seed's eq. (4) under dynamic assignment (`schedule`), each worker's first
   step longer by its tracing (and a remote one's by a first pull that all remote workers make
-  together over the server's link), after the startup (the slowest device's processes, from their CPU at ready and the device's quota);
+  together over the server's link), after the startup (the slowest device's processes, from
+  their CPU at ready and the device's quota);
 - power is each device's fitted `PowerFit` at its predicted utilisation and bit rates (never
   the meter); energy is power over the time each device is busy, idle power after; EDP = E x T.
 """

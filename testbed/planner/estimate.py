@@ -105,7 +105,7 @@ def first_steps_s(
     link is shared n ways (later pulls interleave: `_bandwidth`)."""
     p = config.ps
     remote = [d for d in config.devices if d != p]
-    out = {d: profiles[d].first_step_s for d in config.devices if d == p}
+    out = {p: profiles[p].first_step_s}
     bits = 8 * work.pull_bytes
     for j in remote:
         together = bits / min(links.rate(j), links.rate(p) / len(remote))

@@ -123,8 +123,8 @@ def read_profile(run: Path, device: str, windows: ProfileCfg) -> DeviceProfile:
 def _trace_s(replica: dict[str, Any]) -> float:
     """The worker's compute seconds over what its steps would cost at the steady pace (tf.function
     tracing and the first calls)."""
-    compute = float(replica.get("totals", {}).get("compute_s", 0.0))
-    per_step = float(replica["steady"].get("compute_per_step_s", 0.0))
+    compute = float(replica["totals"]["compute_s"])
+    per_step = float(replica["steady"]["compute_per_step_s"])
     return max(0.0, compute - int(replica["step"]) * per_step)
 
 

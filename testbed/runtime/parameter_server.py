@@ -20,6 +20,7 @@ from testbed.algorithms.bp import accuracy_count, forward
 from testbed.data import Dataset
 from testbed.modes import get_mode
 from testbed.runtime import splits
+from testbed.runtime.appliers import make_appliers, warm_appliers
 from testbed.runtime.carried_modules import CarriedModules
 from testbed.runtime.checkpoints import CheckpointStore
 from testbed.runtime.replica import (
@@ -412,29 +413,3 @@ class ParameterServer(parameter_pb2_grpc.ParameterServiceServicer):
         self._queue.put(None)
         self._thread.join(timeout=60)
 
-
-def make_appliers(replica: Replica) -> list[Any]:
-    """One compiled optimizer step per stage (eager Keras updates cost ~10x more CPU, on the
-    device that hosts the server)."""
-
-    def applier(opt: Any, variables: list[tf.Variable]) -> Any:
-        return tf.function(lambda grads: opt.apply_gradients(zip(grads, variables, strict=True)))
-
-    return [
-        applier(opt, stage.model.trainable_variables)
-        for stage, opt in zip(replica.stages, replica.optimizers, strict=True)
-    ]
-
-
-def warm_appliers(appliers: list[Any], replica: Replica) -> None:
-    """Run each stage's compiled optimizer step once on zero gradients, then put its weights and
-    optimizer state back: the server pays the tracing before it is ready, not while the first
-    pushed step waits (a remote replica's first step stalled for its device's tracing)."""
-    for apply, stage, opt in zip(appliers, replica.stages, replica.optimizers, strict=True):
-        trainable = stage.model.trainable_variables
-        opt.build(trainable)
-        held = [*stage.model.weights, *opt.variables]
-        saved = [v.numpy() for v in held]
-        apply([tf.zeros_like(v) for v in trainable])
-        for v, value in zip(held, saved, strict=True):
-            v.assign(value)

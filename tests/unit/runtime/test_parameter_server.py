@@ -125,7 +125,7 @@ def test_warmed_appliers_step_exactly_as_fresh_ones() -> None:
     optimizer state put back): the steps that follow equal those of a server that never warmed."""
     import tensorflow as tf
 
-    from testbed.runtime.parameter_server import make_appliers, warm_appliers
+    from testbed.runtime.appliers import make_appliers, warm_appliers
     from testbed.runtime.replica import build_replica
 
     spec = parse_spec({

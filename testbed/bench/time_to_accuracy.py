@@ -91,19 +91,51 @@ def grid(only: str | None = None) -> list[tuple[str, str, str]]:
     return selected(cells, lambda c: cell_id(*c), only)
 
 
-def planned_steps(model: str, rate: str, faster: dict[str, Any] | None) -> int:
+def planned_steps(model: str, rate: str, faster: dict[str, Any] | None,
+                  link_s: float | None = None) -> int:
     """The step budget of a cell: the model's budget at 1 Gbit; on a slow link the steps that
     fit CAP_S at the rate the same method measured one rate faster, scaled down to this link
     where that link was the limit (its busiest link's bits per step / this rate), at most
-    the model's budget (and at least 2 evaluations' worth)."""
+    the model's budget (and at least 2 evaluations' worth). Without a faster cell (a chunk of
+    slow-link cells alone): the steps that fit CAP_S at `link_s` seconds per step on the link
+    (`link_seconds`; compute not counted, so such a cell trains at least about CAP_S)."""
     budget = STEPS[model]
-    if rate not in CAP_S or faster is None:
+    if rate not in CAP_S or (faster is None and not link_s):
         return budget
-    it_s = faster["mean_it_s"]
-    bits = faster.get("busiest_link_bits_per_step")
-    if bits:
-        it_s = min(it_s, parse_rate(rate) / bits)
+    if faster is None:
+        assert link_s is not None
+        it_s = 1.0 / link_s
+    else:
+        it_s = faster["mean_it_s"]
+        bits = faster.get("busiest_link_bits_per_step")
+        if bits:
+            it_s = min(it_s, parse_rate(rate) / bits)
     return max(2 * EVALS, min(budget, int(CAP_S[rate] * it_s)))
+
+
+_ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+
+
+def link_seconds(boundary_elements: list[int], method: str, wire: dict[str, str],
+                 rate: str) -> float:
+    """Seconds per step the busiest boundary's messages take on links at `rate`: the
+    activation forward, plus the gradient (or SG target) back where the method sends one
+    (not local-loss); bp-sync waits for one before it sends the next, every other method
+    overlaps the two directions (full-duplex links)."""
+    biggest = max(boundary_elements, default=0)
+    fwd = biggest * _ELEMENT_BYTES[wire.get("activations", "fp32")]
+    bwd = 0 if method.startswith("local") else biggest * _ELEMENT_BYTES[
+        wire.get("gradients", "fp32")]
+    per_step = fwd + bwd if method == "bp-sync" else max(fwd, bwd)
+    return 8.0 * per_step / parse_rate(rate)
+
+
+def boundary_elements(spec: Spec) -> list[int]:
+    """Elements per step of the activation out of every stage but the last."""
+    from testbed.planner.split_profile import build
+
+    stages, _, _ = build(spec, spec.model.split_after)
+    return [spec.training.batch_size * math.prod(s.output_shape) for s in stages[:-1]]
 
 
 def make_spec(model: str, rate: str, method: str, steps: int) -> Spec:
@@ -129,6 +161,18 @@ def make_spec(model: str, rate: str, method: str, steps: int) -> Spec:
     for path, value in methods()[method].items():
         set_path(raw, path, value)
     return parse_spec(raw, f"bench {NAME} {cell_id(model, rate, method)}")
+
+
+def cell_steps(cells: dict[str, dict[str, Any]], model: str, rate: str, method: str) -> int:
+    """`planned_steps` for a cell, from the same method's cell one rate faster where the
+    results have it, else from the link time of the cell's own messages."""
+    faster = cells.get(cell_id(model, RATES[RATES.index(rate) - 1], method)) \
+        if rate != RATES[0] else None
+    link_s = None
+    if rate in CAP_S and faster is None:
+        spec = make_spec(model, rate, method, STEPS[model])
+        link_s = link_seconds(boundary_elements(spec), method, spec.job.wire.model_dump(), rate)
+    return planned_steps(model, rate, faster, link_s)
 
 
 def measure(spec: Spec, root: Path | None) -> dict[str, Any]:
@@ -237,11 +281,11 @@ def main(results_root: Path | None = None) -> Path:
     out = bench_dir(results_root) / f"{NAME}.json"
     cells: dict[str, dict[str, Any]] = dict(_load(out).get("cells", {}))
     for model, rate, method in grid(os.environ.get("TESTBED_BENCH_ONLY")):
-        faster = RATES[RATES.index(rate) - 1] if rate != RATES[0] else None
-        steps = planned_steps(model, rate, cells.get(cell_id(model, faster, method))
-                              if faster else None)  # fmt: skip
+        steps = cell_steps(cells, model, rate, method)
         cell = measure(make_spec(model, rate, method, steps), results_root)
-        cells[cell_id(model, rate, method)] = {**cell, "load": os.getloadavg()}
+        cells[cell_id(model, rate, method)] = {
+            **cell, "command": prov["command"], "commit": prov["commit"], "dirty": prov["dirty"],
+            "load": provenance.load_average()}
         _print(cell_id(model, rate, method), cell)
         body = {"cells": cells, "targets": all_targets(cells), "levels": LEVELS,
                 "devices": DEVICES, "cpus": CPUS, "memory": MEMORY, "batch_size": BATCH,

@@ -36,6 +36,23 @@ def test_slow_link_budget_comes_from_the_measured_rate_and_link() -> None:
     assert tta.planned_steps("four-layer", "10mbit", {"mean_it_s": 0.01}) == 2 * tta.EVALS
 
 
+def test_a_slow_cell_alone_is_sized_by_its_own_messages_on_the_link() -> None:
+    # the seed split's 3.2 MB boundary (128 x 14 x 14 x 32 floats) at 10 Mbit: 2.57 s one way
+    elements, fp32, rate = [128 * 14 * 14 * 32, 33_000], {}, "10mbit"
+    one_way = 8 * 4 * elements[0] / 1e7
+    assert tta.link_seconds(elements, "bp-sync", fp32, rate) == pytest.approx(2 * one_way)
+    assert tta.link_seconds(elements, "bp-pipeline", fp32, rate) == pytest.approx(one_way)
+    assert tta.link_seconds(elements, "local", fp32, rate) == pytest.approx(one_way)
+    int8 = {"activations": "int8", "gradients": "fp16"}
+    assert tta.link_seconds(elements, "local+compression", int8, rate) == pytest.approx(one_way / 4)
+    assert tta.link_seconds(elements, "sg+compression", int8, rate) == pytest.approx(one_way / 2)
+    assert tta.link_seconds(elements, "bp-sync", int8, rate) == pytest.approx(one_way * 3 / 4)
+    # the steps that fit the cap at that link time (no faster cell), within the budget
+    assert tta.planned_steps("four-layer", rate, None, 2 * one_way) == int(420 / (2 * one_way))
+    assert tta.planned_steps("four-layer", rate, None, 0.1) == tta.STEPS["four-layer"]
+    assert tta.planned_steps("four-layer", "1gbit", None, 2 * one_way) == tta.STEPS["four-layer"]
+
+
 def test_target_is_a_ratio_or_a_bound_and_names_the_cells() -> None:
     cells = {
         "four-layer/1gbit/bp-local": _cell(30.0, **{"0_95": 20.0}),

@@ -245,12 +245,15 @@ def time_to_accuracy(doc: dict[str, Any]) -> list[Headline]:
             continue
         r = t["ratio"]
         where = "the quick form: four-layer cut after fc1 on 2" if model == "quick" else model
+        cells = [c for k, c in doc["cells"].items()
+                 if k.startswith(f"{model}/{t['rate']}/") or k == f"{model}/1gbit/bp-local"]
         rows.append(Headline(
             f"time to {t['level']} at {t['rate']}, best decoupled ({t['best_decoupled']}) / "
             f"strongest distributed BP ({t['strongest_bp']}), {where} edge devices at "
             f"{doc['cpus']} CPU",
             _mark(f"{'≤ ' if r['kind'] == '<=' else ''}{r['value']:.2f}x", t["met"]),
             f"≤ {t['target']}x", t["met"],
+            tuple(dict.fromkeys(c["command"] for c in cells if c.get("command"))),
         ))  # fmt: skip
     return rows
 

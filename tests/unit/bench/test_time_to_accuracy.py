@@ -109,3 +109,21 @@ def test_a_chunk_records_the_cell_selection_in_its_command(monkeypatch: pytest.M
     assert command(tta.NAME) == "make bench NAME=time-to-accuracy"
     monkeypatch.setenv("TESTBED_BENCH_ONLY", "quick/10mbit/*")
     assert command(tta.NAME) == "TESTBED_BENCH_ONLY='quick/10mbit/*' make bench NAME=time-to-accuracy"
+
+
+def test_headline_names_the_commands_of_the_cells_it_compares() -> None:
+    from testbed.bench.headlines import time_to_accuracy
+
+    cells = {
+        "four-layer/1gbit/bp-local": {**_cell(30.0, **{"0_95": 20.0}), "command": "chunk 1"},
+        "four-layer/10mbit/bp-pipeline": {**_cell(600.0, **{"0_95": None}), "command": "chunk 2"},
+        "four-layer/10mbit/local": {**_cell(420.0, **{"0_95": 150.0}), "command": "chunk 3"},
+        "four-layer/1gbit/local": {**_cell(100.0, **{"0_95": 50.0}), "command": "chunk 4"},
+        "quick/10mbit/bp-sync": {**_cell(60.0, **{"0_95": 50.0}), "command": "quick chunk"},
+        "quick/10mbit/local": {**_cell(40.0, **{"0_95": 45.0}), "command": "quick chunk"},
+    }
+    doc = {"cells": cells, "targets": tta.all_targets(cells), "cpus": 0.4}
+    four, quick = time_to_accuracy(doc)
+    assert four.commands == ("chunk 1", "chunk 2", "chunk 3") and four.met
+    assert "≤ 0.25x" in four.measured
+    assert quick.commands == ("quick chunk",) and quick.met is False

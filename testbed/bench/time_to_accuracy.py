@@ -120,13 +120,14 @@ def link_seconds(boundary_elements: list[int], method: str, wire: dict[str, str]
                  rate: str) -> float:
     """Seconds per step the busiest boundary's messages take on links at `rate`: the
     activation forward, plus the gradient (or SG target) back where the method sends one
-    (not local-loss); bp-sync waits for one before it sends the next, every other method
-    overlaps the two directions (full-duplex links)."""
+    (not local-loss). Backprop sends the gradients only after the whole forward pass (bp-sync,
+    and bp-pipeline too: GPipe flushes the pipeline every step), so its two directions add up;
+    sg overlaps them (full-duplex links)."""
     biggest = max(boundary_elements, default=0)
     fwd = biggest * _ELEMENT_BYTES[wire.get("activations", "fp32")]
     bwd = 0 if method.startswith("local") else biggest * _ELEMENT_BYTES[
         wire.get("gradients", "fp32")]
-    per_step = fwd + bwd if method == "bp-sync" else max(fwd, bwd)
+    per_step = fwd + bwd if method.startswith("bp-") else max(fwd, bwd)
     return 8.0 * per_step / parse_rate(rate)
 
 

@@ -41,7 +41,8 @@ def test_a_slow_cell_alone_is_sized_by_its_own_messages_on_the_link() -> None:
     elements, fp32, rate = [128 * 14 * 14 * 32, 33_000], {}, "10mbit"
     one_way = 8 * 4 * elements[0] / 1e7
     assert tta.link_seconds(elements, "bp-sync", fp32, rate) == pytest.approx(2 * one_way)
-    assert tta.link_seconds(elements, "bp-pipeline", fp32, rate) == pytest.approx(one_way)
+    assert tta.link_seconds(elements, "bp-pipeline", fp32, rate) == pytest.approx(2 * one_way)
+    assert tta.link_seconds(elements, "sg", fp32, rate) == pytest.approx(one_way)
     assert tta.link_seconds(elements, "local", fp32, rate) == pytest.approx(one_way)
     int8 = {"activations": "int8", "gradients": "fp16"}
     assert tta.link_seconds(elements, "local+compression", int8, rate) == pytest.approx(one_way / 4)

@@ -22,7 +22,7 @@ from testbed.bench import BENCHES, bench_dir, command, selected, write_result  #
 from testbed.controller.experiment import run_experiment  # noqa: E402
 from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_summary  # noqa: E402
-from testbed.spec.experiment import load_spec  # noqa: E402
+from testbed.spec.load import load_spec  # noqa: E402
 
 MODELS = ("four-layer", "eight-layer", "vgg16")
 SEED = {  # seed paper, Table 1: test accuracy after 500K iterations

@@ -39,7 +39,8 @@ from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_summary  # noqa: E402
 from testbed.models import get_model  # noqa: E402
 from testbed.planner.balance import bounds, stage_times  # noqa: E402
-from testbed.spec.experiment import Spec, parse_spec  # noqa: E402
+from testbed.spec.experiment import Spec  # noqa: E402
+from testbed.spec.load import parse_spec  # noqa: E402
 
 CPUS, MEMORY, DEVICES = 0.4, "1g", 4
 POOLED = {"cpus": CPUS * DEVICES, "memory": f"{DEVICES}g"}  # bp-local's one device: all four's

@@ -35,7 +35,8 @@ from testbed.controller.experiment import run_experiment  # noqa: E402
 from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_metrics, read_summary  # noqa: E402
 from testbed.processes import pid_alive  # noqa: E402
-from testbed.spec.experiment import Spec, parse_spec  # noqa: E402
+from testbed.spec.experiment import Spec  # noqa: E402
+from testbed.spec.load import parse_spec  # noqa: E402
 
 CPUS, MEMORY, DEVICES, BATCH = 0.4, "1g", 4, 64
 STEPS = {"sg": 400, "bp-pipeline": 240}

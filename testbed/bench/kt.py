@@ -16,7 +16,8 @@ from testbed.controller.experiment import run_experiment  # noqa: E402
 from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_metrics, read_summary  # noqa: E402
 from testbed.models.pairs import KT_PAIRS, get_pair, pair_sizes  # noqa: E402
-from testbed.spec.experiment import Spec, load_spec  # noqa: E402
+from testbed.spec.experiment import Spec  # noqa: E402
+from testbed.spec.load import load_spec  # noqa: E402
 
 SCALE = "bench"
 METHODS = ("independent", "kd", "section-kt")

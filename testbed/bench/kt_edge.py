@@ -21,7 +21,8 @@ from testbed.bench.kt import time_to  # noqa: E402
 from testbed.controller.experiment import run_experiment  # noqa: E402
 from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_metrics, read_summary  # noqa: E402
-from testbed.spec.experiment import Spec, load_spec  # noqa: E402
+from testbed.spec.experiment import Spec  # noqa: E402
+from testbed.spec.load import load_spec  # noqa: E402
 
 EXPERIMENT, SCALE = "kt-mnist-edge", "smoke"
 EDGES = ("edge0", "edge1", "edge2", "edge3")

@@ -32,7 +32,7 @@ PAIRS, ITERATIONS, TARGET = 8, 150, 0.03
 
 def _session(iterations: int) -> Any:
     from testbed.data import load_dataset
-    from testbed.spec.experiment import apply_scale, parse_spec, resolve_path
+    from testbed.spec.load import apply_scale, parse_spec, resolve_path
     from testbed.training.session import Session, configure_threads
 
     path = resolve_path(EXPERIMENT)

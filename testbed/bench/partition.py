@@ -43,7 +43,8 @@ from testbed.planner.partition import (
     partition,
 )
 from testbed.planner.placement import chain_for
-from testbed.spec.experiment import Spec, parse_spec
+from testbed.spec.experiment import Spec
+from testbed.spec.load import parse_spec
 
 BATCH = 64
 SG = {"lr": 3.0e-3, "kernel": 1}  # linear cDNI module, 1x1 at conv splits (as the pipeline bench)

@@ -39,7 +39,8 @@ from testbed.planner.split_profile import (  # noqa: E402
     profile_units,
     time_stages,
 )
-from testbed.spec.experiment import Spec, parse_spec  # noqa: E402
+from testbed.spec.experiment import Spec  # noqa: E402
+from testbed.spec.load import parse_spec  # noqa: E402
 
 BATCH = {"four-layer": 128, "eight-layer": 64}  # 1 intra-op thread per worker
 STEPS = {"four-layer": 400, "eight-layer": 160}  # optimizer steps per stage, every mode:

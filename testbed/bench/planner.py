@@ -96,7 +96,7 @@ def by_model(cells_set: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
 
 
 def _bench_spec(model: str, rate: str, steps: int) -> Any:
-    from testbed.spec.experiment import load_spec
+    from testbed.spec.load import load_spec
 
     spec = load_spec(EXPERIMENT, "smoke", {"model.name": model, "cluster.links.*.rate": rate})
     assert spec.planner is not None

@@ -57,7 +57,7 @@ def reset(session: Any, cell: str) -> None:
 
 def run_cell(cell: str) -> list[tuple[int, float]]:
     from testbed.data import load_dataset
-    from testbed.spec.experiment import parse_spec
+    from testbed.spec.load import parse_spec
     from testbed.training.session import Session, fetch_batch
 
     spec = parse_spec(spec_raw())

@@ -34,7 +34,8 @@ from testbed.bench import BENCHES, bench_dir, command, selected, write_result  #
 from testbed.emulation.units import parse_rate  # noqa: E402
 from testbed.metrics import provenance  # noqa: E402
 from testbed.metrics.run_dir import read_summary  # noqa: E402
-from testbed.spec.experiment import JobCfg, SGCfg, Spec, parse_spec  # noqa: E402
+from testbed.spec.experiment import JobCfg, SGCfg, Spec  # noqa: E402
+from testbed.spec.load import parse_spec  # noqa: E402
 from testbed.spec.sweep import set_path  # noqa: E402
 
 NAME = "time-to-accuracy"

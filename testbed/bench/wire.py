@@ -64,7 +64,7 @@ def bytes_cell(mode: str, overrides: dict[str, Any], results_root: Path | None) 
     """One short distributed run of four-layer in `mode`: bytes per step on every link."""
     from testbed.controller.experiment import run_experiment
     from testbed.metrics.run_dir import read_summary
-    from testbed.spec.experiment import load_spec
+    from testbed.spec.load import load_spec
 
     algo = "sg" if mode == "sg" else "bp"
     spec = load_spec(f"{MODEL}-{algo}", "smoke", {

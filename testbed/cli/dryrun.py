@@ -7,7 +7,8 @@ import yaml
 
 from testbed.cli.common import say_scale, table
 from testbed.spec.document import Document
-from testbed.spec.experiment import Spec, spec_to_dict
+from testbed.spec.experiment import Spec
+from testbed.spec.load import spec_to_dict
 
 
 def show(doc: Document) -> int:

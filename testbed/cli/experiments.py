@@ -169,7 +169,8 @@ def validate(name: NameArg, overrides: OverridesArg = None, scale: ScaleOpt = No
 def list_cmd() -> None:
     """List the experiments, suites and sweeps in experiments/."""
     from testbed.spec.document import load_document
-    from testbed.spec.experiment import SpecError, list_experiments
+    from testbed.spec.errors import SpecError
+    from testbed.spec.load import list_experiments
 
     rows = []
     for name in list_experiments():

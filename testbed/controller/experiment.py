@@ -15,7 +15,8 @@ from testbed.metrics.run_dir import RunDir
 from testbed.metrics.time_to_accuracy import from_summary, summary_block
 from testbed.modes import get_mode, load
 from testbed.report.figures import accuracy_figure
-from testbed.spec.experiment import Spec, spec_to_dict
+from testbed.spec.experiment import Spec
+from testbed.spec.load import spec_to_dict
 
 
 def run_experiment(

@@ -16,7 +16,8 @@ from testbed.metrics.run_dir import EVENTS_FILE, SPEC_FILE, SUMMARY_FILE
 from testbed.modes import get_mode
 from testbed.processes import started_before
 from testbed.runtime.workdir import CHECKPOINTS, workers_dir
-from testbed.spec.experiment import Spec, load_resolved
+from testbed.spec.experiment import Spec
+from testbed.spec.load import load_resolved
 from testbed.training import checkpoint
 from testbed.training.resume import CHECKPOINTS_DIR
 

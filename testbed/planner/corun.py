@@ -13,7 +13,8 @@ import multiprocessing as mp
 from collections.abc import Sequence
 from typing import Any
 
-from testbed.spec.experiment import Spec, spec_to_dict
+from testbed.spec.experiment import Spec
+from testbed.spec.load import spec_to_dict
 
 _REPS = 30
 _WAIT_S = 300.0  # a child that never arrives breaks the barrier instead of hanging the rest

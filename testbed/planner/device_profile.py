@@ -20,7 +20,8 @@ from typing import Any
 
 from testbed.controller.cluster_run import run_cluster
 from testbed.runtime.workdir import WORKER_ENV
-from testbed.spec.experiment import Spec, spec_to_dict
+from testbed.spec.experiment import Spec
+from testbed.spec.load import spec_to_dict
 
 _TIMEOUT_S = 900.0
 

@@ -9,15 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from testbed.spec.experiment import (
-    Spec,
-    SpecError,
-    default_scale,
-    load_spec,
-    read_yaml,
-    resolve_path,
-    scale_names,
-)
+from testbed.spec.errors import SpecError, read_yaml
+from testbed.spec.experiment import Spec
+from testbed.spec.load import default_scale, load_spec, resolve_path, scale_names
 from testbed.spec.suite import Suite, load_suite
 from testbed.spec.sweep import Sweep, base_document, expand, load_sweep
 

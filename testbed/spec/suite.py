@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from testbed.spec.experiment import SpecError, read_yaml, resolve_path
+from testbed.spec.errors import SpecError, read_yaml
+from testbed.spec.load import resolve_path
 
 
 class Suite(BaseModel):

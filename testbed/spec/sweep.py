@@ -29,15 +29,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from testbed.spec.experiment import (
-    Spec,
-    SpecError,
-    apply_scale,
-    check_every_scale,
-    parse_spec,
-    read_yaml,
-    resolve_path,
-)
+from testbed.spec.errors import SpecError, read_yaml
+from testbed.spec.experiment import Spec
+from testbed.spec.load import apply_scale, check_every_scale, parse_spec, resolve_path
 from testbed.spec.overrides import set_path
 
 _LABEL = re.compile(r"[^A-Za-z0-9.\-]+")

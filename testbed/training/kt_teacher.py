@@ -17,7 +17,8 @@ import keras
 
 from testbed.data import Dataset
 from testbed.metrics.run_dir import RunDir
-from testbed.spec.experiment import AlgorithmCfg, ModelCfg, Spec, spec_to_dict
+from testbed.spec.experiment import AlgorithmCfg, ModelCfg, Spec
+from testbed.spec.load import spec_to_dict
 from testbed.training.kt_phase import accuracy
 from testbed.training.kt_trainables import load_teacher, save_teacher
 from testbed.training.loop import KindRecorder, Recorder, train

@@ -21,7 +21,8 @@ from testbed.controller.experiment import run_experiment
 from testbed.controller.workers import WorkerFailedError
 from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.processes import pid_alive
-from testbed.spec.experiment import Spec, parse_spec
+from testbed.spec.experiment import Spec
+from testbed.spec.load import parse_spec
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,8 @@ from testbed.data import load_dataset
 from testbed.data.batches import batch_indices
 from testbed.metrics.run_dir import read_summary
 from testbed.runtime.parameter_server import load_checkpoint
-from testbed.spec.experiment import Spec, parse_spec
+from testbed.spec.experiment import Spec
+from testbed.spec.load import parse_spec
 from testbed.training.session import Session, fetch_batch
 
 pytestmark = pytest.mark.slow

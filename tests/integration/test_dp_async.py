@@ -11,7 +11,7 @@ import pytest
 from testbed.controller.experiment import run_experiment
 from testbed.emulation.cleanup import find
 from testbed.metrics.run_dir import read_summary
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 
 pytestmark = [
     pytest.mark.privileged,

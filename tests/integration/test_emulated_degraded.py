@@ -11,7 +11,7 @@ from testbed.controller.experiment import run_experiment
 from testbed.emulation.fidelity import DEGRADED_NO_ROOT
 from testbed.emulation.local import backend as local
 from testbed.metrics.run_dir import read_summary
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from testbed.emulation import lease
 from testbed.emulation.cleanup import find
 from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.processes import pid_alive
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 
 pytestmark = [
     pytest.mark.privileged,

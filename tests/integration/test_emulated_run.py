@@ -20,7 +20,7 @@ from testbed.controller.workers import WorkerFailedError
 from testbed.emulation.cleanup import find
 from testbed.emulation.fidelity import FULL
 from testbed.metrics.run_dir import read_summary
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 
 pytestmark = [
     pytest.mark.privileged,

@@ -12,7 +12,9 @@ from testbed.controller.experiment import run_experiment
 from testbed.controller.plan import WorkerPlan, device_of, peer_map, plan_workers
 from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.processes import pid_alive
-from testbed.spec.experiment import Spec, SpecError, parse_spec
+from testbed.spec.errors import SpecError
+from testbed.spec.experiment import Spec
+from testbed.spec.load import parse_spec
 from testbed.testing.specs import kt_sections_raw
 
 _raw = kt_sections_raw

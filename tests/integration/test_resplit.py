@@ -17,7 +17,7 @@ from testbed.models import get_model, resolve_split
 from testbed.runtime import workdir
 from testbed.runtime.parameter_server import Evaluator, load_checkpoint
 from testbed.runtime.replica import build_replica
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 
 pytestmark = [
     pytest.mark.privileged,

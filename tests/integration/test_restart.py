@@ -21,7 +21,7 @@ import yaml
 from testbed.controller.experiment import run_experiment
 from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.processes import pid_alive
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,8 @@ import yaml
 from testbed.controller.sinks import influx_config, with_topology_tags
 from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.metrics.sink import Point
-from testbed.spec.experiment import SpecError, parse_spec
+from testbed.spec.errors import SpecError
+from testbed.spec.load import parse_spec
 from testbed.testing.datasets import quadrants
 from testbed.testing.specs import kt_sections_raw
 from testbed.testing.victoria import Victoria

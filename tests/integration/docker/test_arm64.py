@@ -76,7 +76,7 @@ def _stage_worker_config(handle: DockerCluster, workdir: Path) -> Path:
     from testbed.models.stages import resolve_split
     from testbed.models.zoo import get_model
     from testbed.runtime.config import WorkerConfig, write_config
-    from testbed.spec.experiment import load_spec
+    from testbed.spec.load import load_spec
 
     spec = load_spec("four-layer-sg", "smoke")
     last = len(resolve_split(get_model(spec.model.name), spec.model.split_after)) - 1

@@ -21,7 +21,7 @@ def test_table_reports_every_method_and_the_wire_cost_per_algorithm() -> None:
 
 
 def test_every_method_names_a_spec_algorithm_and_valid_overrides() -> None:
-    from testbed.spec.experiment import load_spec
+    from testbed.spec.load import load_spec
 
     for label, (algo, overrides) in accuracy.METHODS.items():
         spec = load_spec(f"four-layer-{algo}", accuracy.SCALE, overrides)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from testbed.cli import app
 from testbed.paths import PROJECT_ROOT
-from testbed.spec.experiment import list_experiments
+from testbed.spec.load import list_experiments
 from testbed.spec.schema import schema_json
 
 runner = CliRunner()

@@ -12,7 +12,8 @@ from testbed.controller.link_schedule import LinkSchedule
 from testbed.controller.link_traffic import HOST, bound_it_s, link_traffic
 from testbed.controller.plan import device_of, plan_workers
 from testbed.emulation.config import ClusterSpec, ScheduleEntry
-from testbed.spec.experiment import SpecError, load_spec, parse_spec
+from testbed.spec.errors import SpecError
+from testbed.spec.load import load_spec, parse_spec
 
 
 def _raw(mode: str = "sg", **over: Any) -> dict[str, Any]:

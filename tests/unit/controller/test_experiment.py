@@ -6,7 +6,7 @@ import pytest
 from testbed.controller.experiment import run_experiment
 from testbed.metrics import provenance
 from testbed.metrics.run_dir import find_runs, read_summary
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 from testbed.testing.datasets import quadrants
 from testbed.training import loop as training_loop
 

@@ -9,7 +9,7 @@ import pytest
 from testbed.controller.experiment import run_experiment
 from testbed.metrics.run_dir import read_metrics, read_summary
 from testbed.models import build_stages, get_model
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 from testbed.testing.datasets import quadrants
 from testbed.training import loop as training_loop
 from testbed.training.kt_trainables import load_teacher, save_teacher

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from testbed.controller.planned import remaining_steps, spec_for
 from testbed.planner.cluster import Config
-from testbed.spec.experiment import load_spec
+from testbed.spec.load import load_spec
 
 
 def test_a_picked_configuration_becomes_a_dp_async_spec() -> None:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from testbed.data import load_dataset
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 from testbed.testing.specs import stage_spec
 from testbed.training.session import Session
 

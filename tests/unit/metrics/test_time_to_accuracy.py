@@ -72,7 +72,7 @@ def test_the_in_process_loop_times_evaluations_without_evaluation_time(
 ) -> None:
     """Every step takes 1 s and every evaluation 100 s of a fake clock: train_s counts steps."""
     from testbed.metrics.run_dir import RunDir
-    from testbed.spec.experiment import parse_spec
+    from testbed.spec.load import parse_spec
     from testbed.testing.datasets import quadrants
     from testbed.training import loop
     from testbed.training.kt_phase import Phase

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from testbed.planner.corun import corun_stage_times
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 
 pytestmark = pytest.mark.slow
 

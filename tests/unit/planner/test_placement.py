@@ -12,7 +12,8 @@ from testbed.planner.placement import (
     partition_spec,
     planned_spec,
 )
-from testbed.spec.experiment import SpecError, load_spec, parse_spec
+from testbed.spec.errors import SpecError
+from testbed.spec.load import load_spec, parse_spec
 
 UNITS = ("block1_conv1", "block1_conv2", "block1_pool", "block2_conv1", "block2_conv2",
          "block2_pool", "block3_conv1", "block3_pool", "fc1", "fc2", "fc3")

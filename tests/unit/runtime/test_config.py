@@ -10,7 +10,8 @@ import pytest
 
 from testbed.controller.plan import PlanError, WorkerPlan, peer_map, plan_workers, stage_groups
 from testbed.runtime.config import WorkerConfig, WorkerConfigError, load_config, write_config
-from testbed.spec.experiment import Spec, parse_spec
+from testbed.spec.experiment import Spec
+from testbed.spec.load import parse_spec
 
 
 def _spec(mode: str = "sg", **job: object) -> Spec:

@@ -15,7 +15,7 @@ from testbed.runtime.replica import get_named_weights, weight_specs
 from testbed.runtime.wire import serde_ps
 from testbed.runtime.wire.serde import Weights
 from testbed.runtime.wire.serde_ps import ModelWeights
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 from testbed.testing.datasets import random_images
 from testbed.testing.parameter_server import serving
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from testbed.runtime.replica import build_replica, state_specs
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 
 
 def _replica(algorithm: str):

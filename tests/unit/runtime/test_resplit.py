@@ -28,7 +28,7 @@ from testbed.runtime.resplit import (
 )
 from testbed.runtime.splits import SplitError, SplitTable
 from testbed.runtime.wire.serde import Resplit, Weights
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 from testbed.testing.datasets import random_images
 from testbed.testing.parameter_server import serving
 

@@ -3,7 +3,8 @@
 import pytest
 import yaml
 
-from testbed.spec.experiment import SpecError, list_experiments, load_spec, parse_spec
+from testbed.spec.errors import SpecError
+from testbed.spec.load import list_experiments, load_spec, parse_spec
 from testbed.spec.suite import load_suite
 from testbed.spec.sweep import load_sweep
 

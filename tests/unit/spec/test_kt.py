@@ -3,7 +3,8 @@
 import keras
 import pytest
 
-from testbed.spec.experiment import SpecError, list_experiments, load_spec, parse_spec, spec_to_dict
+from testbed.spec.errors import SpecError
+from testbed.spec.load import list_experiments, load_spec, parse_spec, spec_to_dict
 from testbed.spec.suite import load_suite
 
 

@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from testbed.cli import app
-from testbed.spec.experiment import SpecError
+from testbed.spec.errors import SpecError
 from testbed.spec.sweep import cells, expand, load_sweep, set_path
 
 BASE = {

@@ -3,7 +3,8 @@
 import pytest
 
 from testbed.algorithms.wire_codec import RAW, Codec, wire_codecs
-from testbed.spec.experiment import SpecError, parse_spec
+from testbed.spec.errors import SpecError
+from testbed.spec.load import parse_spec
 
 BASE = {
     "name": "t",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from testbed.data.batches import BatchSampler
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 from testbed.testing.datasets import quadrants
 from testbed.training import checkpoint, state
 from testbed.training.checkpoint import Checkpoint, CheckpointError

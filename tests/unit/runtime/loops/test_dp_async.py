@@ -12,7 +12,8 @@ import numpy as np
 
 from testbed.data.batches import batch_indices
 from testbed.runtime.peers import ParameterClient
-from testbed.spec.experiment import Spec, parse_spec
+from testbed.spec.experiment import Spec
+from testbed.spec.load import parse_spec
 from testbed.testing.datasets import random_images
 from testbed.testing.fake_peers import LoopWorker
 from testbed.testing.parameter_server import serving

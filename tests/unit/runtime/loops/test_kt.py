@@ -15,7 +15,8 @@ from testbed.data.batches import batch_indices
 from testbed.models import build_stages, get_model
 from testbed.runtime.kt_replica import section_specs
 from testbed.runtime.wire.serde import Activation
-from testbed.spec.experiment import Spec, parse_spec
+from testbed.spec.experiment import Spec
+from testbed.spec.load import parse_spec
 from testbed.testing.datasets import random_images
 from testbed.testing.fake_peers import FakeParameterServer, FakeStage, Feeder, LoopWorker
 from testbed.training.kt_trainables import build_student, save_teacher

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from testbed.algorithms.local import local_stage_step
 from testbed.runtime.replica import build_replica, input_spec, output_spec
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 from testbed.testing.fake_peers import (
     FakeParameterServer,
     FakeStage,

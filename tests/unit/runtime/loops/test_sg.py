@@ -12,7 +12,7 @@ import tensorflow as tf
 from testbed.data.batches import batch_indices
 from testbed.runtime.replica import build_replica, input_spec, output_spec
 from testbed.runtime.wire.serde import Activation, Gradient
-from testbed.spec.experiment import parse_spec
+from testbed.spec.load import parse_spec
 from testbed.testing.datasets import random_images
 from testbed.testing.fake_peers import (
     FakeParameterServer,

@@ -244,7 +244,8 @@ def time_to_accuracy(doc: dict[str, Any]) -> list[Headline]:
         if t.get("met") is None:
             continue
         r = t["ratio"]
-        where = "the quick form: four-layer cut after fc1 on 2" if model == "quick" else model
+        where = ("the quick form: four-layer cut after fc1 on 2" if model == "quick"
+                 else f"{model} on {doc['devices']}")
         cells = [c for k, c in doc["cells"].items()
                  if k.startswith(f"{model}/{t['rate']}/") or k == f"{model}/1gbit/bp-local"]
         rows.append(Headline(

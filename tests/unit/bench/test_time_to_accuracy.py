@@ -123,7 +123,7 @@ def test_headline_names_the_commands_of_the_cells_it_compares() -> None:
         "quick/10mbit/bp-sync": {**_cell(60.0, **{"0_95": 50.0}), "command": "quick chunk"},
         "quick/10mbit/local": {**_cell(40.0, **{"0_95": 45.0}), "command": "quick chunk"},
     }
-    doc = {"cells": cells, "targets": tta.all_targets(cells), "cpus": 0.4}
+    doc = {"cells": cells, "targets": tta.all_targets(cells), "cpus": 0.4, "devices": 4}
     four, quick = time_to_accuracy(doc)
     assert four.commands == ("chunk 1", "chunk 2", "chunk 3") and four.met
     assert "≤ 0.25x" in four.measured

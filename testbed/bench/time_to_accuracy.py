@@ -101,34 +101,34 @@ def planned_steps(model: str, rate: str, faster: dict[str, Any] | None,
     slow-link cells alone): the steps that fit CAP_S at `link_s` seconds per step on the link
     (`link_seconds`; compute not counted, so such a cell trains at least about CAP_S)."""
     budget = STEPS[model]
-    if rate not in CAP_S or (faster is None and not link_s):
+    if rate not in CAP_S:
         return budget
-    if faster is None:
-        assert link_s is not None
-        it_s = 1.0 / link_s
-    else:
+    if faster is not None:
         it_s = faster["mean_it_s"]
         bits = faster.get("busiest_link_bits_per_step")
         if bits:
             it_s = min(it_s, parse_rate(rate) / bits)
+    elif link_s:
+        it_s = 1.0 / link_s
+    else:
+        return budget
     return max(2 * EVALS, min(budget, int(CAP_S[rate] * it_s)))
 
 
 _ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 
 
-def link_seconds(boundary_elements: list[int], method: str, wire: dict[str, str],
+def link_seconds(boundary_elements: list[int], mode: str, wire: dict[str, str],
                  rate: str) -> float:
-    """Seconds per step the busiest boundary's messages take on links at `rate`: the
-    activation forward, plus the gradient (or SG target) back where the method sends one
-    (not local-loss). Backprop sends the gradients only after the whole forward pass (bp-sync,
+    """Seconds per step the busiest boundary's messages take on links at `rate` in job.mode
+    `mode`: the activation forward, plus the gradient (or SG target) back where the mode sends
+    one (not local). Backprop sends the gradients only after the whole forward pass (bp-sync,
     and bp-pipeline too: GPipe flushes the pipeline every step), so its two directions add up;
     sg overlaps them (full-duplex links)."""
     biggest = max(boundary_elements, default=0)
     fwd = biggest * _ELEMENT_BYTES[wire.get("activations", "fp32")]
-    bwd = 0 if method.startswith("local") else biggest * _ELEMENT_BYTES[
-        wire.get("gradients", "fp32")]
-    per_step = fwd + bwd if method.startswith("bp-") else max(fwd, bwd)
+    bwd = 0 if mode == "local" else biggest * _ELEMENT_BYTES[wire.get("gradients", "fp32")]
+    per_step = fwd + bwd if mode in BP else max(fwd, bwd)
     return 8.0 * per_step / parse_rate(rate)
 
 
@@ -173,7 +173,8 @@ def cell_steps(cells: dict[str, dict[str, Any]], model: str, rate: str, method: 
     link_s = None
     if rate in CAP_S and faster is None:
         spec = make_spec(model, rate, method, STEPS[model])
-        link_s = link_seconds(boundary_elements(spec), method, spec.job.wire.model_dump(), rate)
+        link_s = link_seconds(boundary_elements(spec), spec.job.mode, spec.job.wire.model_dump(),
+                              rate)
     return planned_steps(model, rate, faster, link_s)
 
 

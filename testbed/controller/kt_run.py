@@ -13,7 +13,7 @@ from testbed.metrics.run_dir import RunDir
 from testbed.models import get_model, resolve_split
 from testbed.models.pairs import compression
 from testbed.runtime import workdir
-from testbed.runtime.parameter_server import load_checkpoint
+from testbed.runtime.checkpoints import load_checkpoint
 from testbed.spec.experiment import Spec
 from testbed.spec.kt import student_split
 from testbed.training.kt_phase import accuracy, eval_split

@@ -7,10 +7,15 @@ until every stage's is in, then writes one checkpoint file in the same format as
 in-process run (`testbed.training.checkpoint`): the run can be resumed from it, and the
 newest K are kept. Versions older than the newest written one are dropped unfinished (a
 stage that skipped them will not send them any more).
+
+Beside them, the server's weight snapshot (`save_checkpoint` / `load_checkpoint`): the newest
+evaluated weights of every stage, no optimizer state, read back by the KT run for its student.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -61,3 +66,24 @@ class CheckpointStore:
         if self.loaded is None:
             return {}
         return {n: a for n, a in self.loaded.arrays.items() if stage_of(n) == stage_id}
+
+
+def save_checkpoint(directory: Path, version: int, stages: list[dict[str, np.ndarray]]) -> None:
+    """stage<i>.npz (arrays in weight order, no pickle) plus checkpoint.json with the version."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, tensors in enumerate(stages):
+        tmp = directory / f"stage{i}.tmp.npz"
+        np.savez(tmp, *tensors.values())
+        os.replace(tmp, directory / f"stage{i}.npz")
+    names = [list(t) for t in stages]
+    (directory / "checkpoint.json").write_text(json.dumps({"version": version, "names": names}))
+
+
+def load_checkpoint(directory: Path) -> tuple[int, list[list[np.ndarray]]]:
+    """(version, per-stage arrays in weight order) from save_checkpoint's files."""
+    meta = json.loads((directory / "checkpoint.json").read_text())
+    stages = []
+    for i, names in enumerate(meta["names"]):
+        with np.load(directory / f"stage{i}.npz", allow_pickle=False) as z:
+            stages.append([z[f"arr_{k}"] for k in range(len(names))])
+    return int(meta["version"]), stages

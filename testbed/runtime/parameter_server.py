@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import queue
 import threading
 import time
@@ -22,7 +20,7 @@ from testbed.modes import get_mode
 from testbed.runtime import splits
 from testbed.runtime.appliers import make_appliers, warm_appliers
 from testbed.runtime.carried_modules import CarriedModules
-from testbed.runtime.checkpoints import CheckpointStore
+from testbed.runtime.checkpoints import CheckpointStore, save_checkpoint
 from testbed.runtime.replica import (
     Replica,
     get_named_weights,
@@ -64,27 +62,6 @@ class Evaluator:
             for i in range(0, n, _EVAL_BATCH)
         )
         return correct / n
-
-
-def save_checkpoint(directory: Path, version: int, stages: list[dict[str, np.ndarray]]) -> None:
-    """stage<i>.npz (arrays in weight order, no pickle) plus checkpoint.json with the version."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for i, tensors in enumerate(stages):
-        tmp = directory / f"stage{i}.tmp.npz"
-        np.savez(tmp, *tensors.values())
-        os.replace(tmp, directory / f"stage{i}.npz")
-    names = [list(t) for t in stages]
-    (directory / "checkpoint.json").write_text(json.dumps({"version": version, "names": names}))
-
-
-def load_checkpoint(directory: Path) -> tuple[int, list[list[np.ndarray]]]:
-    """(version, per-stage arrays in weight order) from save_checkpoint's files."""
-    meta = json.loads((directory / "checkpoint.json").read_text())
-    stages = []
-    for i, names in enumerate(meta["names"]):
-        with np.load(directory / f"stage{i}.npz", allow_pickle=False) as z:
-            stages.append([z[f"arr_{k}"] for k in range(len(names))])
-    return int(meta["version"]), stages
 
 
 def split_table(replica: Replica) -> SplitTable:

@@ -144,7 +144,7 @@ def test_bp_sync_over_workers_gives_the_in_process_weights(
 ) -> None:
     """The transport is exact up to the codec: workers exchanging compressed tensors end
     where in-process BP ends with the same round trip applied between its stages."""
-    from testbed.runtime.parameter_server import load_checkpoint
+    from testbed.runtime.checkpoints import load_checkpoint
 
     steps = 3
     over = {"training": {"optimizer": "sgd", "lr": 0.05}}

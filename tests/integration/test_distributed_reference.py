@@ -14,7 +14,7 @@ from testbed.controller.experiment import run_experiment
 from testbed.data import load_dataset
 from testbed.data.batches import batch_indices
 from testbed.metrics.run_dir import read_summary
-from testbed.runtime.parameter_server import load_checkpoint
+from testbed.runtime.checkpoints import load_checkpoint
 from testbed.spec.experiment import Spec
 from testbed.spec.load import parse_spec
 from testbed.training.session import Session, fetch_batch

@@ -15,7 +15,8 @@ from testbed.data import load_dataset
 from testbed.metrics.run_dir import read_summary
 from testbed.models import get_model, resolve_split
 from testbed.runtime import workdir
-from testbed.runtime.parameter_server import Evaluator, load_checkpoint
+from testbed.runtime.checkpoints import load_checkpoint
+from testbed.runtime.parameter_server import Evaluator
 from testbed.runtime.replica import build_replica
 from testbed.spec.load import parse_spec
 

@@ -101,7 +101,7 @@ def test_a_distributed_run_resumed_after_ctrl_c_ends_with_the_uninterrupted_weig
 ) -> None:
     from testbed.data import load_dataset
     from testbed.data.batches import batch_indices
-    from testbed.runtime.parameter_server import load_checkpoint
+    from testbed.runtime.checkpoints import load_checkpoint
     from testbed.training.session import Session, fetch_batch
 
     steps, spec_path, results = 40, tmp_path / "bp.yaml", tmp_path / "results"

@@ -45,8 +45,8 @@ def test_a_slow_cell_alone_is_sized_by_its_own_messages_on_the_link() -> None:
     assert tta.link_seconds(elements, "sg", fp32, rate) == pytest.approx(one_way)
     assert tta.link_seconds(elements, "local", fp32, rate) == pytest.approx(one_way)
     int8 = {"activations": "int8", "gradients": "fp16"}
-    assert tta.link_seconds(elements, "local+compression", int8, rate) == pytest.approx(one_way / 4)
-    assert tta.link_seconds(elements, "sg+compression", int8, rate) == pytest.approx(one_way / 2)
+    assert tta.link_seconds(elements, "local", int8, rate) == pytest.approx(one_way / 4)
+    assert tta.link_seconds(elements, "sg", int8, rate) == pytest.approx(one_way / 2)
     assert tta.link_seconds(elements, "bp-sync", int8, rate) == pytest.approx(one_way * 3 / 4)
     # the steps that fit the cap at that link time (no faster cell), within the budget
     assert tta.planned_steps("four-layer", rate, None, 2 * one_way) == int(420 / (2 * one_way))

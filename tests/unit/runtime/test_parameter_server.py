@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from testbed.runtime.parameter_server import ParameterServer, grad_specs, load_checkpoint
+from testbed.runtime.checkpoints import load_checkpoint
+from testbed.runtime.parameter_server import ParameterServer, grad_specs
 from testbed.runtime.peers import ParameterClient, PeerError
 from testbed.runtime.replica import get_named_weights, weight_specs
 from testbed.runtime.wire import serde_ps

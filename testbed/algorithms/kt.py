@@ -7,6 +7,13 @@ adapter_i(student_i(h_T[i])) reproduces the teacher's section output h_T[i+1]; t
 trains on the labels (and, with kd_weight > 0, the teacher's logits). Sections never exchange
 gradients, so each can step on its own device as soon as its teacher activations arrive:
 `section_step` / `final_section_step` are what such a worker calls.
+
+Tolerating upstream error: a section may instead read the student's own upstream output (of the
+same step, `section_kt_step` with a student share; or of the already trained sections before it,
+`progressive_section_step`), and a non-final section may carry an auxiliary classifier head on its
+adapted output (`aux_head.AuxHead`), trained on the KD loss beside the representation loss, so
+the section also keeps what the labels need (decoupled greedy learning's local loss). Heads and
+adapters are training aids: the deployed student has neither.
 """
 
 from __future__ import annotations
@@ -96,25 +103,41 @@ def kd_step(models: Sequence[keras.Model], optimizers: Sequence[keras.optimizers
     return value, h
 
 
-def section_variables(section: keras.Model, adapter: keras.Model | None) -> list[tf.Variable]:
-    """What one section's optimizer updates: the section and its adapter."""
-    extra = adapter.trainable_variables if adapter is not None else []
-    return [*section.trainable_variables, *extra]
+def section_variables(section: keras.Model, adapter: keras.Model | None,
+                      head: keras.Model | None = None) -> list[tf.Variable]:
+    """What one section's optimizer updates: the section, its adapter and its auxiliary head."""
+    extra = [m.trainable_variables for m in (adapter, head) if m is not None]
+    return [*section.trainable_variables, *(v for vs in extra for v in vs)]
+
+
+@dataclass(frozen=True)
+class AuxTarget:
+    """What a section's auxiliary head learns from: the labels and the teacher's logits."""
+
+    head: keras.Model
+    labels: tf.Tensor
+    teacher_logits: tf.Tensor
+    weight: float
 
 
 def section_step(section: keras.Model, adapter: keras.Model,
                  optimizer: keras.optimizers.Optimizer, h_in: tf.Tensor, target: tf.Tensor,
-                 loss: KtLoss) -> tuple[tf.Tensor, tf.Tensor]:
+                 loss: KtLoss, aux: AuxTarget | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """Train a non-final student section (and its adapter) to reproduce the teacher's output.
 
     h_in is the section's input in the teacher's shape, target the teacher's section output.
-    Returns (unweighted representation loss, the adapted prediction in the teacher's shape).
+    With `aux`, the loss also has aux.weight x the KD loss of aux.head on the adapted output
+    (the head trains with the section). Returns (unweighted representation loss, the adapted
+    prediction in the teacher's shape).
     """
-    variables = section_variables(section, adapter)
+    variables = section_variables(section, adapter, aux.head if aux else None)
     with tf.GradientTape() as tape:
         pred = adapter(section(h_in, training=True), training=True)
         value = representation_loss(pred, target, loss.section_loss)
         weighted = loss.section_weight * value
+        if aux is not None:
+            weighted += aux.weight * kd_loss(aux.head(pred, training=True), aux.teacher_logits,
+                                             aux.labels, loss.temperature, loss.kd_weight)
     _apply(optimizer, tape.gradient(weighted, variables), variables)
     return value, tf.stop_gradient(pred)
 
@@ -148,10 +171,16 @@ def ramped_share(step: tf.Tensor | float, share: float, ramp_steps: int) -> tf.T
     return share * tf.minimum(1.0, tf.cast(step, tf.float32) / float(ramp_steps))
 
 
+def _aux(heads: Sequence[keras.Model], i: int, labels: tf.Tensor, teacher_logits: tf.Tensor,
+         weight: float) -> AuxTarget | None:
+    return AuxTarget(heads[i], labels, teacher_logits, weight) if heads else None
+
+
 def section_kt_step(sections: Sequence[keras.Model], adapters: Sequence[keras.Model],
                     optimizers: Sequence[keras.optimizers.Optimizer],
                     teacher_outs: Sequence[tf.Tensor], labels: tf.Tensor,
                     loss: KtLoss, student_share: tf.Tensor | float = 0.0,
+                    heads: Sequence[keras.Model] = (), head_weight: float = 0.0,
                     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """One step of every student section, in process (the distributed reference).
 
@@ -160,7 +189,8 @@ def section_kt_step(sections: Sequence[keras.Model], adapters: Sequence[keras.Mo
     samples instead follow the student's own chain (the previous student section's adapted
     output of this step, computed before that section's update: still no gradient between
     sections), so each section also learns on the errors its upstream sections make; 1 is the
-    forward-chained form. Returns (last-section loss, its logits, per-section representation
+    forward-chained form. `heads` (one per non-final section, or none) add their KD loss at
+    `head_weight` (`section_step`). Returns (last-section loss, its logits, per-section representation
     losses as a vector).
     """
     n = len(sections)
@@ -169,13 +199,54 @@ def section_kt_step(sections: Sequence[keras.Model], adapters: Sequence[keras.Mo
             f"section_kt_step: {n} sections need {n - 1} adapters, {n} optimizers and {n + 1} "
             f"teacher outputs; got {len(adapters)}, {len(optimizers)}, {len(teacher_outs)}"
         )
+    _check_heads(heads, n)
     rep, h = [], teacher_outs[0]
     for i in range(n - 1):
         h_in = student_path(h, teacher_outs[i], student_share)
         value, h = section_step(sections[i], adapters[i], optimizers[i], h_in,
-                                teacher_outs[i + 1], loss)
+                                teacher_outs[i + 1], loss,
+                                _aux(heads, i, labels, teacher_outs[-1], head_weight))
         rep.append(value)
     h_in = student_path(h, teacher_outs[-2], student_share)
     value, logits = final_section_step(sections[-1], optimizers[-1], h_in, labels,
                                        teacher_outs[-1], loss)
     return value, logits, tf.stack(rep) if rep else tf.zeros((0,))
+
+
+def _check_heads(heads: Sequence[keras.Model], n: int) -> None:
+    if heads and len(heads) != n - 1:
+        raise ValueError(f"{n} sections need {n - 1} auxiliary heads (one per non-final "
+                         f"section) or none; got {len(heads)}")
+
+
+def student_chain(sections: Sequence[keras.Model], adapters: Sequence[keras.Model],
+                  x: tf.Tensor) -> tf.Tensor:
+    """The trained student's adapted output after `sections` (inference mode, no gradient)."""
+    h = x
+    for section, adapter in zip(sections, adapters, strict=True):
+        h = adapter(section(h, training=False), training=False)
+    return tf.stop_gradient(h)
+
+
+def progressive_section_step(i: int, sections: Sequence[keras.Model],
+                             adapters: Sequence[keras.Model],
+                             optimizer: keras.optimizers.Optimizer,
+                             teacher_outs: Sequence[tf.Tensor], labels: tf.Tensor, loss: KtLoss,
+                             heads: Sequence[keras.Model] = (), head_weight: float = 0.0,
+                             ) -> tuple[tf.Tensor, tf.Tensor]:
+    """One step of section i alone, reading the output of the (already trained, frozen) student
+    sections before it: progressive section-kt trains the sections one after another, so each
+    learns on exactly the upstream errors the deployed student will make. Non-final sections
+    train as in `section_step` (with their head, if any), the last on the KD loss. Returns
+    (the section's loss: representation loss, or the KD loss for the last; the logits of the
+    student as assembled so far, or of the last section)."""
+    n = len(sections)
+    _check_heads(heads, n)
+    h_in = student_chain(sections[:i], adapters[:i], teacher_outs[0])
+    if i == n - 1:
+        return final_section_step(sections[i], optimizer, h_in, labels, teacher_outs[-1], loss)
+    value, h = section_step(sections[i], adapters[i], optimizer, h_in, teacher_outs[i + 1], loss,
+                            _aux(heads, i, labels, teacher_outs[-1], head_weight))
+    for section, adapter in zip(sections[i + 1:-1], adapters[i + 1:], strict=True):
+        h = adapter(section(h, training=False), training=False)
+    return value, sections[-1](h, training=False)

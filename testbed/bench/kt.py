@@ -29,6 +29,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str | None]] = {
     "section-kt (student share 0->1 over 300)": (
         "section-kt", {"section_input": "mixed", "student_share": 1.0,
                        "student_share_ramp": 300}, None),
+    # sections in turn, each on the trained student sections before it (400 steps each, the
+    # same batches), alone and with a linear auxiliary head per section (its KD loss, weight 1)
+    "section-kt (progressive)": ("section-kt", {"section_input": "progressive"}, None),
+    "section-kt (progressive + heads)": (
+        "section-kt", {"section_input": "progressive", "aux_head_weight": 1.0}, None),
     "independent (+ft steps)": ("independent", {}, "+ft"),
     "kd (+ft steps)": ("kd", {}, "+ft"),
 }

@@ -17,6 +17,7 @@ from testbed.runtime.checkpoints import load_checkpoint
 from testbed.spec.experiment import Spec
 from testbed.spec.kt import student_split
 from testbed.training.kt_phase import accuracy, eval_split
+from testbed.training.kt_progressive import train_progressive
 from testbed.training.kt_session import KtSession, finetune_phase
 from testbed.training.kt_teacher import Teacher, obtain_teacher
 from testbed.training.kt_trainables import build_student, save_teacher
@@ -39,11 +40,13 @@ def kt_summary(session: KtSession, teacher: Teacher, student: list[keras.Model],
         "student": {"model": session.spec.model.name, "width": session.spec.model.width,
                     "params": sum(sp), "section_params": sp,
                     "training_params": session.trainable_params(),
-                    "adapter_params": session.adapter_params()},
+                    "adapter_params": session.adapter_params(),
+                    "aux_head_params": session.head_params()},
         "compression": compression(sum(tp), sum(sp)),
         "loss": {"temperature": kt.temperature, "kd_weight": kt.kd_weight,
                  "section_loss": kt.section_loss, "section_weight": kt.section_weight,
-                 "section_input": kt.section_input, "student_share": kt.student_share},
+                 "section_input": kt.section_input, "student_share": kt.student_share,
+                 "aux_head_weight": kt.aux_head_weight},
         "section_losses": losses,
     }
 
@@ -74,7 +77,10 @@ def _teach(spec: Spec, data: Dataset, run: RunDir, rec: Recorder,
     session = KtSession.build(spec, data, teacher.sections)
     before = session.section_losses()
     student_rec = KindRecorder(rec, rename={"sg_loss": "section_loss"})
-    result = train(session, student_rec, progress)  # type: ignore[arg-type]
+    if spec.algorithm.kt.section_input == "progressive":
+        result = train_progressive(session, student_rec, progress)
+    else:
+        result = train(session, student_rec, progress)  # type: ignore[arg-type]
     student = session.student()
     losses = {"before": before, "after": session.section_losses()}
     summary: dict[str, Any] = {
@@ -84,6 +90,8 @@ def _teach(spec: Spec, data: Dataset, run: RunDir, rec: Recorder,
         "stages": _groups(spec),
         "kt": kt_summary(session, teacher, student, losses),
     }
+    if "progressive" in summary:
+        summary["kt"]["progressive"] = summary.pop("progressive")
     if spec.algorithm.kt.finetune_steps:
         summary["kt"]["finetune"] = _finetune(spec, session, student, rec, progress)
     return summary

@@ -32,16 +32,22 @@ class KtCfg(BaseModel):
     kd_weight: float = Field(0.5, ge=0, le=1, description="weight of the soft (teacher) loss")
     section_loss: Literal["mse", "l1"] = "mse"
     section_weight: PositiveFloat = 1.0
-    section_input: Literal["teacher", "student", "mixed"] = Field(
+    section_input: Literal["teacher", "student", "mixed", "progressive"] = Field(
         "teacher", description="section-kt: each section reads the teacher's section input "
-        "(decoupled), the previous student section's output (forward-chained), or a mix of the "
-        "two in each batch (student_share of it from the student's chain)")
+        "(decoupled), the previous student section's output (forward-chained), a mix of the "
+        "two in each batch (student_share of it from the student's chain), or, progressive, "
+        "the trained student sections' output: sections train one after another, each for "
+        "training.iterations steps over the same batches")
     student_share: float = Field(
         0.5, ge=0, le=1, description="section_input mixed: the fraction of each batch a section "
         "reads from the student's own upstream sections (it learns to tolerate their errors)")
     student_share_ramp: int = Field(
         0, ge=0, description="section_input mixed: steps over which the share grows linearly "
         "from 0 to student_share (clean inputs first, progressively the student's); 0 = constant")
+    aux_head_weight: float = Field(
+        0.0, ge=0, description="section-kt, in process: weight of the KD loss of a linear "
+        "auxiliary classifier head on each non-final section's adapted output (trained with the "
+        "section, dropped from the deployed student); 0 = no heads")
     finetune_steps: int = Field(0, ge=0, description="section-kt: joint steps after assembly")
 
     @field_validator("pair")
@@ -105,6 +111,9 @@ def check_kt(algorithm: Any, model: Any, mode: str) -> None:
             f"job.mode 'kt-sections' streams the teacher's section activations to decoupled "
             f"student sections: it needs method 'section-kt' with section_input 'teacher', got "
             f"method {kt.method!r}, section_input {kt.section_input!r}")
+    if mode == "kt-sections" and kt.aux_head_weight:
+        raise ValueError("algorithm.kt.aux_head_weight trains heads in process; with job.mode "
+                         "'kt-sections' set it to 0")
     if mode == "kt-sections" and kt.finetune_steps:
         raise ValueError("algorithm.kt.finetune_steps runs in process; with job.mode "
                          "'kt-sections' set it to 0")
@@ -116,6 +125,9 @@ def check_kt(algorithm: Any, model: Any, mode: str) -> None:
                          f"{get_pair(kt.pair).student!r}, but model.name is {model.name!r}")
     if kt.section_input != "teacher" and kt.method != "section-kt":
         raise ValueError(f"algorithm.kt.section_input applies to method 'section-kt', got "
+                         f"method {kt.method!r}")
+    if kt.aux_head_weight and kt.method != "section-kt":
+        raise ValueError(f"algorithm.kt.aux_head_weight applies to method 'section-kt', got "
                          f"method {kt.method!r}")
     if kt.finetune_steps and kt.method != "section-kt":
         raise ValueError(f"algorithm.kt.finetune_steps applies to method 'section-kt' (the "

@@ -5,10 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from testbed.algorithms.aux_head import AuxHead
 from testbed.algorithms.bp import forward
 from testbed.algorithms.kt import (
+    AuxTarget,
     KtLoss,
     kd_loss,
+    progressive_section_step,
     representation_loss,
     section_kt_step,
     section_step,
@@ -296,3 +299,82 @@ def test_section_kt_with_a_student_share_mixes_the_two_inputs_in_each_batch():
     assert float(value) == pytest.approx(want_last, rel=1e-5)
     _, _, clean = section_kt_step(sections, adapters, opts, outs, y, loss, 0.0)
     assert abs(float(clean[1]) - want_1) > 1e-3 * want_1  # the mix is not the clean input
+
+
+def _heads(adapters):
+    return [AuxHead(tuple(a.output_shape[1:]), 10, depth=0) for a in adapters]
+
+
+def test_progressive_step_reads_the_trained_student_chain_and_trains_only_its_section():
+    """Section 2's loss is the one on the student's own chain (sections 0, 1 with adapters), not
+    on the teacher's clean input; only section 2, its adapter and its head change."""
+    teacher, sections, adapters = _tiny_pair()
+    heads = _heads(adapters)
+    x, y = tf.random.uniform((6, 8, 8, 1)), tf.constant([0, 1, 2, 3, 4, 5])
+    outs = teacher_outputs(teacher, x)
+    chained = adapters[1](sections[1](adapters[0](sections[0](x))))
+    want = float(representation_loss(adapters[2](sections[2](chained)), outs[3]))
+    clean = float(representation_loss(adapters[2](sections[2](outs[2])), outs[3]))
+    models = [*sections, *adapters, *heads]
+    before = [[v.numpy().copy() for v in m.trainable_variables] for m in models]
+    value, logits = progressive_section_step(2, sections, adapters, keras.optimizers.Adam(1e-2),
+                                             outs, y, KtLoss(), heads, 1.0)
+    assert float(value) == pytest.approx(want, rel=1e-5)
+    assert abs(clean - want) > 1e-3 * want
+    assert logits.shape == (6, 10)
+    changed = [any(not np.array_equal(a, v.numpy()) for a, v in zip(b, m.trainable_variables, strict=True))
+               for b, m in zip(before, models, strict=True)]
+    #            sections 0-3               adapters 0-2        heads 0-2
+    assert changed == [False, False, True, False, False, False, True, False, False, True]
+
+
+def test_progressive_last_section_trains_on_kd_over_the_student_chain():
+    teacher, sections, adapters = _tiny_pair()
+    x, y = tf.random.uniform((6, 8, 8, 1)), tf.constant([0, 1, 2, 3, 4, 5])
+    outs = teacher_outputs(teacher, x)
+    loss = KtLoss()
+    h = x
+    for s, a in zip(sections[:-1], adapters, strict=True):
+        h = a(s(h))
+    want = float(kd_loss(sections[-1](h), outs[-1], y, loss.temperature, loss.kd_weight))
+    value, _ = progressive_section_step(3, sections, adapters, keras.optimizers.SGD(0.0), outs, y,
+                                        loss)
+    assert float(value) == pytest.approx(want, rel=1e-5)
+
+
+def test_aux_head_adds_its_weighted_kd_loss_to_the_sections_gradient():
+    """With lr-1 SGD the step is minus the gradient: the head's term at weight 2 moves the
+    section exactly twice as far (beyond the representation loss) as at weight 1, and at weight
+    0 the section moves as without a head."""
+    moves = {}
+    for weight in (0.0, 1.0, 2.0):
+        teacher, sections, adapters = _tiny_pair()
+        heads = _heads(adapters)
+        x, y = tf.random.uniform((6, 8, 8, 1), seed=1), tf.constant([0, 1, 2, 3, 4, 5])
+        outs = teacher_outputs(teacher, x)
+        w0 = sections[1].trainable_variables[0].numpy().copy()
+        aux = AuxTarget(heads[1], y, outs[-1], weight)
+        section_step(sections[1], adapters[1], keras.optimizers.SGD(1.0), outs[1], outs[2],
+                     KtLoss(), aux)
+        moves[weight] = sections[1].trainable_variables[0].numpy() - w0
+    head_1, head_2 = moves[1.0] - moves[0.0], moves[2.0] - moves[0.0]
+    assert np.abs(head_1).max() > 1e-6
+    np.testing.assert_allclose(head_2, 2 * head_1, rtol=1e-3, atol=1e-7)
+
+
+def test_progressive_heads_lower_their_sections_loss_and_count_is_checked():
+    teacher, sections, adapters = _tiny_pair()
+    heads = _heads(adapters)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(size=(64, 8, 8, 1)).astype("float32"))
+    y = tf.constant(rng.integers(0, 10, 64))
+    outs = teacher_outputs(teacher, x)
+    opt = keras.optimizers.Adam(3e-3)
+    step = tf.function(lambda: progressive_section_step(0, sections, adapters, opt, outs, y,
+                                                        KtLoss(), heads, 1.0))
+    first = float(step()[0])
+    for _ in range(60):
+        last = float(step()[0])
+    assert last < 0.5 * first, (first, last)
+    with pytest.raises(ValueError, match="4 sections need 3 auxiliary heads"):
+        progressive_section_step(0, sections, adapters, opt, outs, y, KtLoss(), heads[:1], 1.0)

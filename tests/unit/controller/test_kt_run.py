@@ -83,3 +83,31 @@ def test_a_plain_model_is_not_a_teacher(tmp_path):
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(path)
     with pytest.raises(ValueError, match="expected a keras.Sequential of section models"):
         load_teacher(path)
+
+
+def test_progressive_run_trains_sections_in_turn_on_one_clock(synthetic, tmp_path):
+    """Each section trains 20 steps in turn (80 section steps): the curve's steps and clocks run
+    on across sections, every section changes (none frozen, none skipped), the heads are counted
+    in training but not in the deployed student."""
+    run = run_experiment(_spec("section-kt", section_input="progressive", aux_head_weight=1.0),
+                         tmp_path, progress=False)
+    s = read_summary(run.path)
+    prog, student = s["kt"]["progressive"], s["kt"]["student"]
+    assert s["iterations"] == 80 and (prog["sections"], prog["steps_per_section"]) == (4, 20)
+    evals = list(read_metrics(run.path, "eval"))
+    assert [e["step"] for e in evals] == [10, 20, 30, 40, 50, 60, 70, 80]
+    walls = [e["wall_s"] for e in evals]
+    assert walls == sorted(walls) and all(b > a for a, b in zip(walls, walls[1:]))
+    assert [e["step"] for e in s["evaluations"]] == [10, 20, 30, 40, 50, 60, 70, 80]
+    assert s["train_time_s"] == pytest.approx(sum(p["train_time_s"] for p in prog["parts"]))
+    assert len(student["aux_head_params"]) == 3 and all(p > 0 for p in student["aux_head_params"])
+    assert student["params"] == sum(s["params"]["stages"])
+    # section 0 reads the images either way (nothing folded into it): trained = it + adapter + head
+    assert student["training_params"][0] == (student["section_params"][0] + student["adapter_params"][0]
+                                             + student["aux_head_params"][0])
+    # the step of phase k is section k's: a representation loss in the first three, none in the last
+    train = list(read_metrics(run.path, "train"))
+    assert train and all((p["section_loss"] > 0) == (p["step"] <= 60) for p in train)
+    events = [json.loads(line) for line in (run.path / "events.jsonl").read_text().splitlines()]
+    starts = [e for e in events if e.get("event") == "section_started"]
+    assert [(e["section"], e["from_step"]) for e in starts] == [(0, 0), (1, 20), (2, 40), (3, 60)]

@@ -37,7 +37,9 @@ def test_pair_fills_teacher_and_splits():
         ({"teacher": "missing.keras"}, r"saved teacher missing\.keras does not exist"),
         ({"method": "kd", "finetune_steps": 10}, r"finetune_steps applies to method 'section-kt'"),
         ({"method": "independent", "section_input": "student"}, r"section_input applies to method 'section-kt'"),
-        ({"section_input": "cloud"}, r"algorithm\.kt\.section_input: got 'cloud'; Input should be 'teacher', 'student' or 'mixed'"),
+        ({"section_input": "cloud"}, r"algorithm\.kt\.section_input: got 'cloud'; Input should be 'teacher', 'student', 'mixed' or 'progressive'"),
+        ({"method": "kd", "aux_head_weight": 1.0}, r"aux_head_weight applies to method 'section-kt'"),
+        ({"aux_head_weight": -1}, r"algorithm\.kt\.aux_head_weight: got -1; Input should be greater than or equal to 0"),
         ({"lr": 0.1}, r"algorithm\.kt\.lr: unknown field; expected one of: method, pair, teacher"),
     ],
 )

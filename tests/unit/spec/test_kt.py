@@ -91,7 +91,7 @@ def test_saved_teacher_path_is_accepted(tmp_path):
 
 def test_every_shipped_kt_spec_is_valid_at_every_scale():
     names = [n for n in list_experiments() if n.startswith("kt-") and load_suite(n) is None]
-    assert len(names) == 7  # 3 methods x 2 pairs, plus kt-mnist-edge (kt-sections)
+    assert len(names) == 8  # 3 methods x 2 pairs, kt-mnist-progressive, kt-mnist-edge (kt-sections)
     for name in names:
         for scale in (None, "smoke", "bench", "gpu"):
             try:

@@ -288,7 +288,7 @@ def main(results_root: Path | None = None) -> Path:
         cell = measure(make_spec(model, rate, method, steps), results_root)
         cells[cell_id(model, rate, method)] = {
             **cell, "command": prov["command"], "commit": prov["commit"], "dirty": prov["dirty"],
-            "load": provenance.load_average()}
+            "load": provenance.load_average(), "cpu_model": provenance.cpu_model()}
         _print(cell_id(model, rate, method), cell)
         body = {"cells": cells, "targets": all_targets(cells), "levels": LEVELS,
                 "devices": DEVICES, "cpus": CPUS, "memory": MEMORY, "batch_size": BATCH,

@@ -249,8 +249,9 @@ def time_to_accuracy(doc: dict[str, Any]) -> list[Headline]:
         r = t["ratio"]
         where = ("the quick form: four-layer cut after fc1 on 2" if model == "quick"
                  else f"{model} on {doc['devices']}")
+        local = f"{model}/1gbit/bp-local" if t.get("bp_local_s") is not None else None
         cells = [c for k, c in doc["cells"].items()
-                 if k.startswith(f"{model}/{t['rate']}/") or k == f"{model}/1gbit/bp-local"]
+                 if k.startswith(f"{model}/{t['rate']}/") or k == local]
         rows.append(Headline(
             f"time to {t['level']} at {t['rate']}, best decoupled ({t['best_decoupled']}) / "
             f"strongest distributed BP ({t['strongest_bp']}), {where} edge devices at "

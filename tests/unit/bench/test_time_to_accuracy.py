@@ -77,6 +77,18 @@ def test_target_is_a_ratio_or_a_bound_and_names_the_cells() -> None:
     assert t["strongest_bp"] == "bp-sync" and t["ratio"]["value"] == pytest.approx(350 / 300)
 
 
+def test_bp_local_from_another_machine_is_not_set_beside_the_ratio() -> None:
+    host = {"cpu_model": "AMD EPYC"}
+    cells = {
+        "four-layer/1gbit/bp-local": {**_cell(30.0, **{"0_95": 20.0}), "cpu_model": "Intel Xeon"},
+        "four-layer/10mbit/bp-pipeline": {**_cell(600.0, **{"0_95": 400.0}), **host},
+        "four-layer/10mbit/local": {**_cell(420.0, **{"0_95": 150.0}), **host},
+    }
+    assert tta.targets(cells)["bp_local_s"] is None
+    cells["four-layer/1gbit/bp-local"]["cpu_model"] = "AMD EPYC"
+    assert tta.targets(cells)["bp_local_s"] == 20.0
+
+
 def test_targets_are_judged_per_model_the_quick_form_included() -> None:
     cells = {"quick/10mbit/bp-sync": _cell(90.0, **{"0_95": 60.0}),
              "quick/10mbit/local": _cell(50.0, **{"0_95": 20.0})}

@@ -111,5 +111,8 @@ def test_kt_suites_cover_the_three_methods():
     for suite_name, dataset in (("kt-mnist", "mnist"), ("kt-vgg16", "cifar10")):
         suite = load_suite(suite_name)
         specs = [load_spec(m, "smoke") for m in suite.suite]
-        assert sorted(s.algorithm.kt.method for s in specs) == ["independent", "kd", "section-kt"]
+        assert {s.algorithm.kt.method for s in specs} == {"independent", "kd", "section-kt"}
         assert {s.data.dataset for s in specs} == {dataset}
+    progressive = load_spec("kt-mnist-progressive", "smoke").algorithm.kt
+    assert (progressive.section_input, progressive.aux_head_weight, progressive.finetune_steps) == (
+        "progressive", 1.0, 0)

@@ -32,7 +32,7 @@ def test_slow_link_budget_comes_from_the_measured_rate_and_link() -> None:
     # compute-bound before and after (a tiny message): the measured rate, capped by the budget
     assert tta.planned_steps("four-layer", "10mbit", {"mean_it_s": 1.0,
                                                       "busiest_link_bits_per_step": 8}) == 420
-    assert tta.planned_steps("four-layer", "100mbit", {"mean_it_s": 50.0}) == 800
+    assert tta.planned_steps("four-layer", "100mbit", {"mean_it_s": 50.0}) == tta.STEPS["four-layer"]
     assert tta.planned_steps("four-layer", "10mbit", {"mean_it_s": 0.01}) == 2 * tta.EVALS
 
 
@@ -113,6 +113,8 @@ def test_every_cell_makes_a_valid_spec() -> None:
         assert len(spec.cluster.devices) == (1 if method == "bp-local" else tta.DEVICES)
         assert {str(link.rate) for link in spec.cluster.links} <= {rate}
         assert spec.training.eval_every == 100 // tta.EVALS
+    # a long budget still evaluates every 50 steps (the resolution of steps to a level)
+    assert tta.make_spec("four-layer", "1gbit", "sg", 1600).training.eval_every == 50
 
 
 def test_a_chunk_records_the_cell_selection_in_its_command(monkeypatch: pytest.MonkeyPatch) -> None:

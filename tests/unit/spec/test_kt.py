@@ -116,3 +116,15 @@ def test_kt_suites_cover_the_three_methods():
     progressive = load_spec("kt-mnist-progressive", "smoke").algorithm.kt
     assert (progressive.section_input, progressive.aux_head_weight, progressive.finetune_steps) == (
         "progressive", 1.0, 0)
+
+
+@pytest.mark.parametrize(("kt", "expected"), [
+    ({"aux_head_weight": 1.0}, r"aux_head_weight trains heads in process; with job.mode 'kt-sections' set it to 0"),
+    ({"section_input": "progressive"}, r"needs method 'section-kt' with section_input 'teacher', got method "
+                                       r"'section-kt', section_input 'progressive'"),
+])
+def test_distributed_kt_refuses_the_in_process_options(kt, expected):
+    raw = spec_to_dict(load_spec("kt-mnist-edge", "smoke"))
+    raw["algorithm"]["kt"].update(kt)
+    with pytest.raises(SpecError, match=expected):
+        parse_spec(raw)

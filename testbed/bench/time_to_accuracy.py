@@ -250,33 +250,45 @@ def all_targets(cells: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {m: targets(cells, m) for m in models_in(cells)}
 
 
+def panel_cells(cells: dict[str, dict[str, Any]], model: str, rate: str) -> dict[str, Any]:
+    """Method -> cell of one figure panel: the rate's own cells, and bp-local (one device, no
+    link: the 1 Gbit cell) beside them where it ran on the same CPU model as all of them."""
+    own = {k.split("/")[2]: c for k, c in cells.items() if k.startswith(f"{model}/{rate}/")}
+    local = cells.get(cell_id(model, RATES[0], "bp-local"))
+    hosts = {c.get("cpu_model") for c in own.values()}
+    if local and "bp-local" not in own and own and hosts == {local.get("cpu_model")}:
+        own["bp-local"] = local
+    return own
+
+
 def figure(cells: dict[str, dict[str, Any]], out: Path) -> None:
     """Test accuracy vs training time per method, a panel per model and link rate."""
     models = models_in(cells)
     fig, axes = plt.subplots(len(models), len(RATES), figsize=(4.2 * len(RATES),
-                                                              3.4 * max(1, len(models))),
-                             squeeze=False)  # fmt: skip
+                                                              3.6 * max(1, len(models))),
+                             squeeze=False, layout="constrained")  # fmt: skip
     colors = {m: plt.cm.tab10(i) for i, m in enumerate(methods())}
     for row, model in zip(axes, models, strict=False):
         for ax, rate in zip(row, RATES, strict=True):
-            for key, c in cells.items():
-                m_, r_, method = key.split("/")
-                if m_ != model or (r_ != rate and not (method == "bp-local" and r_ == RATES[0])):
-                    continue
+            panel = panel_cells(cells, model, rate)
+            for method, c in panel.items():
                 ev = c["evaluations"]
                 ax.plot([e["train_s"] for e in ev], [e["test_acc"] for e in ev], marker=".",
                         color=colors.get(method), label=method,
                         ls=":" if method == "bp-local" else "-")  # fmt: skip
+            hosts = sorted({str(c.get("cpu_model") or "?").split("(")[0] for c in panel.values()})
             ax.axhline(0.95, c="k", lw=0.6, ls="--")
             ax.set_ylim(0.8, 1.0)
-            ax.set_xscale("log")
-            ax.set_title(f"{model} @ {rate}", fontsize=9)
+            ax.set_title(f"{model} @ {rate}" + (f" ({', '.join(hosts)})" if panel else
+                                                ": not run"), fontsize=9)
+            if panel:
+                ax.set_xscale("log")
+                ax.legend(fontsize=6, loc="lower right")
             ax.set_xlabel("training seconds (log)")
             ax.grid(alpha=0.3)
         row[0].set_ylabel("test accuracy")
-        row[-1].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{NAME}: {DEVICES} edge devices x {CPUS} CPU / {MEMORY}; bp-local on one "
-                 "device (no link)", fontsize=10)
+                 "device (no link), shown where it ran on the panel's CPU model", fontsize=10)
     fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)
 

@@ -142,3 +142,15 @@ def test_headline_names_the_commands_of_the_cells_it_compares() -> None:
     assert four.commands == ("chunk 1", "chunk 2", "chunk 3") and four.met
     assert "≤ 0.25x" in four.measured
     assert quick.commands == ("quick chunk",) and quick.met is False
+
+
+def test_a_panel_shows_bp_local_only_beside_cells_of_its_machine() -> None:
+    intel, amd = {"cpu_model": "Intel"}, {"cpu_model": "AMD"}
+    cells = {"four-layer/1gbit/bp-local": {**_cell(30.0), **intel},
+             "four-layer/1gbit/local": {**_cell(30.0), **intel},
+             "four-layer/10mbit/local": {**_cell(420.0), **amd},
+             "four-layer/100mbit/local": {**_cell(300.0), **intel}}
+    assert set(tta.panel_cells(cells, "four-layer", "1gbit")) == {"bp-local", "local"}
+    assert set(tta.panel_cells(cells, "four-layer", "100mbit")) == {"bp-local", "local"}
+    assert set(tta.panel_cells(cells, "four-layer", "10mbit")) == {"local"}
+    assert tta.panel_cells(cells, "eight-layer", "10mbit") == {}

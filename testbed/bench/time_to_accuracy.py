@@ -221,7 +221,7 @@ def targets(cells: dict[str, dict[str, Any]], model: str = "four-layer", rate: s
     """The issue's target: at 10 Mbit the best decoupled method reaches 0.95 in <= 0.5x the
     time of the strongest distributed BP (the better of bp-sync and bp-pipeline). bp-local's
     time (one device, no link: the same at every rate) is given beside it where its cell ran on
-    the same CPU model as the best decoupled one."""
+    the same CPU model as the rate's cells (`panel_cells`)."""
     here = {k.split("/")[2]: c for k, c in cells.items() if k.startswith(f"{model}/{rate}/")}
     bps = {m: c for m, c in here.items() if m in BP}
     decs = {m: c for m, c in here.items() if decoupled(m) and reached(c, level) is not None}
@@ -230,9 +230,7 @@ def targets(cells: dict[str, dict[str, Any]], model: str = "four-layer", rate: s
     best_bp = min(bps, key=lambda m: reached(bps[m], level) or math.inf)
     best_dec = min(decs, key=lambda m: reached(decs[m], level) or math.inf)
     r = ratio(decs[best_dec], bps[best_bp], level)
-    local = cells.get(cell_id(model, RATES[0], "bp-local"))
-    if local and local.get("cpu_model") != decs[best_dec].get("cpu_model"):
-        local = None  # measured on another machine: its time is not comparable
+    local = panel_cells(cells, model, rate).get("bp-local")  # from this machine only
     return {"level": level, "rate": rate, "best_decoupled": best_dec, "strongest_bp": best_bp,
             "ratio": r, "target": TARGET_RATIO,
             "met": r["value"] is not None and r["value"] <= TARGET_RATIO,

@@ -81,6 +81,7 @@ def _teach(spec: Spec, data: Dataset, run: RunDir, rec: Recorder,
         result = train_progressive(session, student_rec, progress)
     else:
         result = train(session, student_rec, progress)  # type: ignore[arg-type]
+    progressive = result.pop("progressive", None)
     student = session.student()
     losses = {"before": before, "after": session.section_losses()}
     summary: dict[str, Any] = {
@@ -90,8 +91,8 @@ def _teach(spec: Spec, data: Dataset, run: RunDir, rec: Recorder,
         "stages": _groups(spec),
         "kt": kt_summary(session, teacher, student, losses),
     }
-    if "progressive" in summary:
-        summary["kt"]["progressive"] = summary.pop("progressive")
+    if progressive:
+        summary["kt"]["progressive"] = progressive
     if spec.algorithm.kt.finetune_steps:
         summary["kt"]["finetune"] = _finetune(spec, session, student, rec, progress)
     return summary

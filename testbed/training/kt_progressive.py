@@ -35,9 +35,10 @@ def train_progressive(session: KtSession, rec: Any, progress: bool = True) -> di
     spec, n = session.spec, len(session.sections)
     iterations = spec.training.iterations
     steps, wall_s, train_s, evals, parts = 0, 0.0, 0.0, [], []
+    evaluate = session.evaluator()  # one compiled evaluation of the assembled student for all
     for i in range(n):
         phase = Phase(spec, session.data, lambda i=i: session.compile_section_step(i),
-                      session.evaluator)
+                      lambda: evaluate)
         rec.run.event("section_started", section=i, of=n, from_step=steps)
         result = train(phase, OffsetRecorder(rec, steps, wall_s, train_s),  # type: ignore[arg-type]
                        progress)

@@ -81,7 +81,6 @@ class KtSession:
             kt = self.spec.algorithm.kt
             share = {"teacher": 0.0, "student": 1.0, "mixed": kt.student_share}[kt.section_input]
             ramp = kt.student_share_ramp if kt.section_input == "mixed" else 0
-
             heads, weight = self.heads, kt.aux_head_weight
 
             def step(x: tf.Tensor, y: tf.Tensor) -> Step:

@@ -240,6 +240,21 @@ headline("planner")(_planner)
 headline("planner-quick")(_planner)
 
 
+@headline("planner-noise")
+def planner_noise(doc: dict[str, Any]) -> list[Headline]:
+    """The ceiling the ground truth's own spread leaves (the oracle), beside the planner."""
+    o, p = doc["oracle"], doc["planner"]
+    pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
+    where = f"{doc['model']} {doc['rate']}, {doc['repeats']} repetitions of {doc['steps']} steps"
+    return [Headline(
+        f"planner ground truth repeated ({where}): best pick / step-time error median / worst of "
+        "the oracle (each configuration's mean of its other repetitions), then the planner",
+        f"oracle {pct(o['best_pick'])} / {pct(o['step_error_median'])} / "
+        f"{pct(o['step_error_worst'])}; planner {pct(p['best_pick'])} / "
+        f"{pct(p['step_error_median'])} / {pct(p['step_error_worst'])}",
+    )]  # fmt: skip
+
+
 @headline("time-to-accuracy")
 def time_to_accuracy(doc: dict[str, Any]) -> list[Headline]:
     rows = []

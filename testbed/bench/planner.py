@@ -95,7 +95,7 @@ def by_model(cells_set: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     return out
 
 
-def _bench_spec(model: str, rate: str, steps: int) -> Any:
+def bench_spec(model: str, rate: str, steps: int) -> Any:
     from testbed.spec.load import load_spec
 
     spec = load_spec(EXPERIMENT, "smoke", {"model.name": model, "cluster.links.*.rate": rate})
@@ -114,30 +114,19 @@ def run_model(
     repeated per rate. Likewise a one-device configuration's ground truth crosses no link
     (`planned.spec_for`): it runs once and scores at every rate. Each cell's `profiling_s` is
     what a user pays for it (the devices' profiling plus that rate's probe)."""
-    import time
-    from dataclasses import replace
-
     from testbed.controller.planned import plan_record, profiling_record
-    from testbed.planner.profiling import probe_links, profile_cluster
-    from testbed.planner.ranking import make_plan
+    from testbed.planner.profiling import profile_cluster
 
     out = root / model
     out.mkdir(parents=True, exist_ok=True)
-    first = _bench_spec(model, rates[0], steps)
-    assert first.cluster is not None and first.planner is not None
-    bare = first.model_copy(update={"cluster": first.cluster.model_copy(update={"links": []})})
-    devices = profile_cluster(bare, first.planner.profile, out / "profiling", report)
+    first = bench_spec(model, rates[0], steps)
+    assert first.planner is not None
+    devices = profile_cluster(bare_spec(first), first.planner.profile, out / "profiling", report)
     alone: dict[str, tuple[dict[str, float], str, float]] = {}  # one-device truths, any rate
     cells = []
     for rate in rates:
-        spec = _bench_spec(model, rate, steps)
-        assert spec.planner is not None
-        started = time.monotonic()
-        links, notes = probe_links(spec, report)
-        probe_s = time.monotonic() - started
-        profiling = replace(devices, links=links, notes=notes, seconds=devices.seconds + probe_s)
-        plan = make_plan(profiling.profiles, profiling.links, profiling.workload(steps),
-                         spec.planner.prefer)  # fmt: skip
+        spec = bench_spec(model, rate, steps)
+        profiling, plan, probe_s = rate_plan(spec, devices, steps, report)
         (out / rate).mkdir(exist_ok=True)
         (out / rate / "plan.json").write_text(
             json.dumps(plan_record(plan, profiling), indent=2, default=str) + "\n")
@@ -147,6 +136,31 @@ def run_model(
                       **cell, **timings(profiling, steps),
                       "profiling": profiling_record(profiling)})  # fmt: skip
     return cells
+
+
+def bare_spec(spec: Any) -> Any:
+    """The spec without links: what a device's profiling run (one device alone) uses."""
+    assert spec.cluster is not None and spec.planner is not None
+    return spec.model_copy(update={"cluster": spec.cluster.model_copy(update={"links": []})})
+
+
+def rate_plan(spec: Any, devices: Any, steps: int, report: Any) -> tuple[Any, Any, float]:
+    """The devices' profiling completed by this spec's link probe, and the plan made from it
+    (profiling, plan, the probe's seconds)."""
+    import time
+    from dataclasses import replace
+
+    from testbed.planner.profiling import probe_links
+    from testbed.planner.ranking import make_plan
+
+    assert spec.planner is not None
+    started = time.monotonic()
+    links, notes = probe_links(spec, report)
+    probe_s = time.monotonic() - started
+    profiling = replace(devices, links=links, notes=notes, seconds=devices.seconds + probe_s)
+    plan = make_plan(profiling.profiles, profiling.links, profiling.workload(steps),
+                     spec.planner.prefer)  # fmt: skip
+    return profiling, plan, probe_s
 
 
 def truths(

@@ -15,7 +15,7 @@ from testbed.bench import mutation as _mutation  # noqa: F401  (registers "mutat
 from testbed.bench import partition as _partition  # noqa: F401  (registers "partition*")
 from testbed.bench import pipeline as _pipeline  # noqa: F401  (registers "pipeline")
 from testbed.bench import planner as _planner  # noqa: F401  (registers "planner", "planner-quick", "planner-rescore")
-from testbed.bench import planner_noise as _planner_noise  # noqa: F401  (registers "planner-noise")
+from testbed.bench import planner_noise as _planner_noise  # noqa: F401  (registers "planner-noise", "planner-noise-100")
 from testbed.bench import sg_reset as _sg_reset  # noqa: F401  (registers "sg-reset")
 from testbed.bench import time_to_accuracy as _tta  # noqa: F401  (registers "time-to-accuracy")
 from testbed.bench import transport as _transport  # noqa: F401  (registers "transport")

@@ -2,7 +2,7 @@
 this host, and so what any predictor could score against it.
 
 The quick cell (tf-cifar10, 100 Mbit) is profiled once and planned; then all 7 configurations are
-run for the bench's S steps, R times, the repetitions interleaved (every configuration once, then
+run for the bench's S = 30 steps (`planner-noise-100`: 100), R = 3 times, the repetitions interleaved (every configuration once, then
 again) so that drift of the host falls on all of them alike. Each repetition is scored twice:
 against the planner's one plan, and against the *oracle*, which predicts each configuration by
 the mean of its other repetitions. The oracle knows everything the truth can teach short of the
@@ -103,17 +103,16 @@ def figure(doc: Mapping[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-@BENCHES.register("planner-noise")
-def planner_noise(results_root: Path | None = None, repeats: int = REPEATS) -> Path:
-    """The planner bench's ground truth repeated: its spread and the oracle's ceiling."""
+def main(name: str, steps: int, results_root: Path | None, repeats: int = REPEATS) -> Path:
+    """The quick cell profiled once, its 7 configurations run `repeats` times for `steps`."""
     from testbed.metrics import provenance
     from testbed.planner.profiling import profile_cluster
 
-    made_by = provenance.start(command("planner-noise"))
+    made_by = provenance.start(command(name))
     out_dir = bench_dir(results_root)
-    root = out_dir / "planner-noise"
+    root = out_dir / name
     root.mkdir(parents=True, exist_ok=True)
-    (model, rate), steps = QUICK[0], STEPS["planner-quick"]
+    model, rate = QUICK[0]
     spec = bench_spec(model, rate, steps)
     assert spec.planner is not None
     devices = profile_cluster(bare_spec(spec), spec.planner.profile, root / "profiling", print)
@@ -126,7 +125,19 @@ def planner_noise(results_root: Path | None = None, repeats: int = REPEATS) -> P
         "spread": spread(reps),
         "planner": score([c["predicted"] for c in cells], reps),
         "oracle": score([oracle(reps, r) for r in range(repeats)], reps),
-        "repetitions": cells, "figure": "planner-noise.png",
+        "repetitions": cells, "figure": f"{name}.png",
     }  # fmt: skip
-    figure(body, out_dir / "planner-noise.png")
-    return write_result(out_dir / "planner-noise.json", body, made_by)
+    figure(body, out_dir / f"{name}.png")
+    return write_result(out_dir / f"{name}.json", body, made_by)
+
+
+@BENCHES.register("planner-noise")
+def planner_noise(results_root: Path | None = None) -> Path:
+    """The planner bench's ground truth repeated: its spread and the oracle's ceiling."""
+    return main("planner-noise", STEPS["planner-quick"], results_root)
+
+
+@BENCHES.register("planner-noise-100")
+def planner_noise_100(results_root: Path | None = None) -> Path:
+    """planner-noise at S = 100 steps: does a longer ground truth repeat better?"""
+    return main("planner-noise-100", 100, results_root)

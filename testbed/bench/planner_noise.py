@@ -2,8 +2,9 @@
 this host, and so what any predictor could score against it.
 
 The quick cell (tf-cifar10, 100 Mbit) is profiled once and planned; then all 7 configurations are
-run for the bench's S = 30 steps (`planner-noise-100`: 100), R = 3 times, the repetitions interleaved (every configuration once, then
-again) so that drift of the host falls on all of them alike. Each repetition is scored twice:
+run for the bench's S = 30 steps (`planner-noise-100`: 100), R = 3 times, the repetitions
+interleaved (every configuration once, then again) so that drift of the host falls on all of
+them alike. Each repetition is scored twice:
 against the planner's one plan, and against the *oracle*, which predicts each configuration by
 the mean of its other repetitions. The oracle knows everything the truth can teach short of the
 repetition it is scored on, so its best pick and errors are the ceiling that this host's
